@@ -1,0 +1,9 @@
+"""fedctl command line. Each module registers its commands on the shared group."""
+
+from federation.cli import lab as _lab  # noqa: F401
+from federation.cli import validate as _validate  # noqa: F401
+from federation.cli.app import cli
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,65 @@
+"""The click group and the options every command shares. Commands live in sibling modules."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from federation.errors import EXIT_BAD_INPUT, FedError
+from federation.topology import Topology, load_topology
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TOPOLOGY = PROJECT_ROOT / "topologies" / "lab-two-dc.yaml"
+
+
+def default_topology_path() -> str:
+    return os.environ.get("FEDCTL_TOPOLOGY") or str(DEFAULT_TOPOLOGY)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def cli() -> None:
+    """fedctl: federate Patroni clusters across datacenters."""
+
+
+topology_option = click.option(
+    "-t", "--topology", "topology_path", default=default_topology_path, show_default="$FEDCTL_TOPOLOGY or "
+    "topologies/lab-two-dc.yaml", metavar="FILE", help="Topology YAML file.")
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True,
+    help="Output format.")
+yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+
+
+def load(topology_path: str) -> Topology:
+    return load_topology(topology_path)
+
+
+def reports_errors(func: F) -> F:
+    """Turn FedError into a message on stderr and its exit code; never a traceback for user errors."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except FedError as exc:
+            click.secho(f"Error: {exc}", fg="red", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.secho("Interrupted.", fg="red", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def bad_usage(message: str) -> None:
+    click.secho(f"Error: {message}", fg="red", err=True)
+    sys.exit(EXIT_BAD_INPUT)

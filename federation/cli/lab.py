@@ -1,0 +1,1 @@
+from federation.cli.app import cli  # noqa: F401

@@ -1,0 +1,26 @@
+"""`fedctl validate`: check a topology file and print a summary."""
+
+from __future__ import annotations
+
+import click
+
+from federation.cli.app import cli, load, reports_errors
+from federation.render import render_table
+
+
+@cli.command()
+@click.argument("topology_file", required=False, metavar="[FILE]")
+@click.option("-t", "--topology", "topology_opt", default=None, hidden=True)
+@reports_errors
+def validate(topology_file: str | None, topology_opt: str | None) -> None:
+    """Validate a topology file (default: $FEDCTL_TOPOLOGY or the lab default)."""
+    from federation.cli.app import default_topology_path
+
+    topo = load(topology_file or topology_opt or default_topology_path())
+    rows = []
+    for dc in topo.datacenters:
+        rows.append([dc.name, dc.role.value, dc.upstream or "-", dc.patroni_scope,
+                     f"{dc.dcs.kind} {', '.join(str(h) for h in dc.dcs.hosts)}",
+                     ", ".join(f"{m.name}@{m.host}:{m.port}" for m in dc.members), dc.synchronous.value])
+    click.echo(render_table(["DC", "Role", "Upstream", "Scope", "DCS", "Members", "Sync"], rows,
+                            title=f"Federation {topo.federation} ({topo.source}): valid"))
