@@ -1,1 +1,92 @@
-from federation.cli.app import cli  # noqa: F401
+"""`fedctl lab ...`: run a whole federation on this machine, for demos, tests and drills."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from federation.cli.app import cli, format_option, load, reports_errors, topology_option
+from federation.progress import Progress
+from federation.render import render_data, render_table
+
+
+@cli.group()
+def lab() -> None:
+    """Start, stop and inspect the local lab described by a topology."""
+
+
+@lab.command("up")
+@topology_option
+@reports_errors
+def lab_up_cmd(topology_path: str) -> None:
+    """Start every DC of the topology (idempotent) and wait until the federation is healthy."""
+    from federation.lab.lab import lab_up
+
+    topo = load(topology_path)
+    started = time.monotonic()
+    progress = Progress()
+    lab_up(topo, progress)
+    click.echo(f"Lab {topo.federation} is up in {time.monotonic() - started:.1f} s "
+               f"(data in {topo.lab_dir}). Try: fedctl status -t {topology_path}", err=True)
+
+
+@lab.command("down")
+@topology_option
+@click.option("--wipe", is_flag=True, help="Also remove the data directories and the backup repository.")
+@reports_errors
+def lab_down_cmd(topology_path: str, wipe: bool) -> None:
+    """Stop every process the lab started (and only those)."""
+    from federation.lab.lab import lab_down
+
+    lab_down(load(topology_path), Progress(), wipe=wipe)
+
+
+@lab.command("status")
+@topology_option
+@format_option
+@reports_errors
+def lab_status_cmd(topology_path: str, fmt: str) -> None:
+    """List the lab's processes and whether they run."""
+    from federation.lab.lab import lab_processes
+
+    columns = ["DC", "Process", "Address", "PID"]
+    rows = lab_processes(load(topology_path))
+    if fmt == "table":
+        click.echo(render_table(columns, rows))
+    else:
+        click.echo(render_data([dict(zip([c.lower() for c in columns], r, strict=True)) for r in rows], fmt))
+
+
+@lab.command("dsn")
+@topology_option
+@reports_errors
+def lab_dsn_cmd(topology_path: str) -> None:
+    """Print a libpq connection string that always reaches the current primary."""
+    from federation.lab.lab import lab_dsn
+
+    click.echo(lab_dsn(load(topology_path)))
+
+
+@lab.command("kill")
+@topology_option
+@click.argument("dc_name", metavar="DC")
+@reports_errors
+def lab_kill_cmd(topology_path: str, dc_name: str) -> None:
+    """SIGKILL every process of one DC (DCS, Patroni, PostgreSQL): a disaster drill."""
+    from federation.lab.lab import lab_kill
+
+    killed = lab_kill(load(topology_path), dc_name)
+    click.echo(f"killed in {dc_name}: {', '.join(killed) or 'nothing was running'}")
+
+
+@lab.command("start")
+@topology_option
+@click.argument("dc_name", metavar="DC")
+@click.option("--wait", is_flag=True, help="Wait until the DC is healthy.")
+@reports_errors
+def lab_start_cmd(topology_path: str, dc_name: str, wait: bool) -> None:
+    """Start one DC again with the configuration it had, as a rebooted datacenter would."""
+    from federation.lab.lab import lab_start
+
+    lab_start(load(topology_path), dc_name, Progress(), wait=wait)

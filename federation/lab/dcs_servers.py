@@ -1,0 +1,104 @@
+"""Starting a DC's DCS servers in the lab: etcd 3.4 or ZooKeeper 3.8, by hand on loopback.
+
+A DC may list several DCS hosts; each becomes one member of that DC's own ensemble. Peer ports are the
+client port + 1 (etcd peer; ZooKeeper quorum) and + 2 (ZooKeeper leader election).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+from federation.errors import LabError
+from federation.lab.layout import LabLayout
+from federation.lab.processes import LabUser, ManagedProcess, chown_tree
+from federation.topology import Address, Datacenter
+
+ETCD_BIN = "/usr/bin/etcd"
+ZOOKEEPER_CLASSPATH = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
+
+
+def server_processes(layout: LabLayout, dc: Datacenter) -> list[tuple[Address, ManagedProcess, Path]]:
+    base = layout.dcs_data(dc)
+    out = []
+    for i, host in enumerate(dc.dcs.hosts, start=1):
+        d = base / f"s{i}"
+        out.append((host, ManagedProcess(dc.dcs.kind, d / "server.pid", d / "server.log", str(d / "data")), d))
+    return out
+
+
+def start_dcs(layout: LabLayout, dc: Datacenter, user: LabUser) -> None:
+    for i, (host, proc, d) in enumerate(server_processes(layout, dc), start=1):
+        (d / "data").mkdir(parents=True, exist_ok=True, mode=0o700)
+        if dc.dcs.kind == "etcd3":
+            argv = etcd_argv(dc, i, host, d / "data")
+        else:
+            argv = zookeeper_argv(dc, i, d)
+        chown_tree(d, user)
+        proc.start(user, argv, cwd=d)
+
+
+def etcd_argv(dc: Datacenter, index: int, host: Address, data: Path) -> list[str]:
+    cluster = ",".join(f"{dc.name}-{i}=http://{h.host}:{h.port + 1}" for i, h in enumerate(dc.dcs.hosts, start=1))
+    return [
+        ETCD_BIN, "--name", f"{dc.name}-{index}", "--data-dir", str(data),
+        "--listen-client-urls", f"http://{host}", "--advertise-client-urls", f"http://{host}",
+        "--listen-peer-urls", f"http://{host.host}:{host.port + 1}",
+        "--initial-advertise-peer-urls", f"http://{host.host}:{host.port + 1}",
+        "--initial-cluster", cluster, "--initial-cluster-state", "new",
+        "--initial-cluster-token", f"fedlab-{dc.name}", "--listen-metrics-urls", "",
+        "--heartbeat-interval", "100", "--election-timeout", "1000", "--logger", "zap",
+    ]
+
+
+def zookeeper_argv(dc: Datacenter, index: int, d: Path) -> list[str]:
+    host = dc.dcs.hosts[index - 1]
+    lines = ["tickTime=500", "initLimit=10", "syncLimit=5", f"dataDir={d / 'data'}",
+             f"clientPort={host.port}", f"clientPortAddress={host.host}", "admin.enableServer=false",
+             "4lw.commands.whitelist=ruok,srvr,mntr", "maxClientCnxns=200"]
+    if len(dc.dcs.hosts) > 1:
+        lines += [f"server.{i}={h.host}:{h.port + 1}:{h.port + 2}" for i, h in enumerate(dc.dcs.hosts, start=1)]
+        (d / "data" / "myid").write_text(f"{index}\n")
+    (d / "zoo.cfg").write_text("\n".join(lines) + "\n")
+    return ["/usr/bin/java", "-Xmx256m", "-Dzookeeper.root.logger=INFO,CONSOLE",
+            "-Dzookeeper.log.dir=" + str(d), "-cp", ZOOKEEPER_CLASSPATH,
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(d / "zoo.cfg")]
+
+
+def dcs_healthy(dc: Datacenter, timeout: float = 1.0) -> bool:
+    return all(_server_healthy(dc.dcs.kind, h, timeout) for h in dc.dcs.hosts)
+
+
+def _server_healthy(kind: str, host: Address, timeout: float) -> bool:
+    try:
+        if kind == "etcd3":
+            with urllib.request.urlopen(f"http://{host}/health", timeout=timeout) as resp:
+                return b'"true"' in resp.read()
+        with socket.create_connection((host.host, host.port), timeout=timeout) as sock:
+            sock.sendall(b"ruok")
+            return sock.recv(16) == b"imok"
+    except OSError:
+        return False
+
+
+def wait_dcs(layout: LabLayout, dc: Datacenter, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if dcs_healthy(dc):
+            return
+        for _, proc, _d in server_processes(layout, dc):
+            if not proc.running():
+                tail = _tail(proc.logfile)
+                raise LabError(f"{dc.dcs.kind} of {dc.name} exited during start-up; log {proc.logfile}:\n{tail}")
+        time.sleep(0.1)
+    raise LabError(f"{dc.dcs.kind} of {dc.name} is not healthy after {timeout:.0f} s",
+                   hint=f"see {layout.dcs_data(dc)}/s*/server.log")
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,291 @@
+"""The local lab: every DC of a topology running for real on this machine's loopback addresses.
+
+`lab_up` is idempotent: it starts only what is not running and makes the first backup only once.
+`lab_down` stops exactly the processes the lab started (pid files checked against /proc).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from federation.errors import LabError
+from federation.lab import dcs_servers
+from federation.lab.health import dc_ready, wait_until
+from federation.lab.layout import LabLayout
+from federation.lab.patroni_conf import member_config
+from federation.lab.pgbackrest_conf import member_env, render_config, repo_dirs
+from federation.lab.processes import LabUser, chown_tree, ensure_lab_user, kill_postmaster, run_as
+from federation.progress import Progress
+from federation.topology import Datacenter, DCRole, Member, SecretRef, Topology
+
+SECRET_NAMES = ("superuser", "replication", "rewind")
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Lab:
+    topo: Topology
+    layout: LabLayout
+    user: LabUser
+
+    @classmethod
+    def of(cls, topo: Topology) -> Lab:
+        return cls(topo, LabLayout(topo), ensure_lab_user(topo.lab.user))
+
+    def passwords(self) -> dict[str, str]:
+        creds = self.topo.credentials
+        return {"superuser": creds.superuser.password.resolve(),
+                "replication": creds.replication.password.resolve(),
+                "rewind": creds.rewind.password.resolve()}
+
+    def patroni_env(self, dc: Datacenter, member: Member) -> dict[str, str]:
+        path = f"{VENV_BIN}:/usr/lib/postgresql/15/bin:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        return {**member_env(self.layout, dc, member), "PATH": path, "PYTHONUNBUFFERED": "1"}
+
+    def pgbackrest(self, dc: Datacenter, member: Member, *args: str, timeout: float = 300) -> str:
+        done = run_as(self.user, ["pgbackrest", *args], env=self.patroni_env(dc, member),
+                      cwd=self.layout.member(dc, member).data, timeout=timeout)
+        return done.stdout
+
+
+def ensure_secret_files(topo: Topology) -> None:
+    """Create missing secret files with random passwords (lab only; production files are the operator's)."""
+    creds = topo.credentials
+    for ref in (creds.superuser.password, creds.replication.password, creds.rewind.password):
+        _ensure_secret(ref)
+
+
+def _ensure_secret(ref: SecretRef) -> None:
+    path = ref.file_path
+    if path is None or path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_urlsafe(24) + "\n")
+
+
+def prepare(lab: Lab) -> None:
+    """Directories, configuration files and ownership; touches no data directory that exists."""
+    layout = lab.layout
+    layout.root.mkdir(parents=True, exist_ok=True)
+    for d in repo_dirs(layout):
+        d.mkdir(parents=True, exist_ok=True)
+    layout.pgbackrest_config.write_text(render_config(layout))
+    passwords = lab.passwords()
+    for dc, member in lab.topo.members():
+        paths = layout.member(dc, member)
+        paths.socket_dir.mkdir(parents=True, exist_ok=True)
+        config = member_config(layout, dc, member, passwords)
+        fd = os.open(paths.patroni_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+    for dc in lab.topo.datacenters:
+        layout.dcs_data(dc).mkdir(parents=True, exist_ok=True)
+    chown_tree(layout.root, lab.user)
+    for d in repo_dirs(layout):
+        chown_tree(d, lab.user)
+    _check_user_can_run_patroni(lab)
+
+
+def _check_user_can_run_patroni(lab: Lab) -> None:
+    try:
+        run_as(lab.user, [str(VENV_BIN / "patroni"), "--version"], timeout=60)
+    except (LabError, OSError) as exc:
+        raise LabError(f"the lab user {lab.user.name} cannot run {VENV_BIN / 'patroni'}: {exc}",
+                       hint="the project and its .venv must be readable by that user: clone it outside "
+                            "/root (for example under /work or /opt) and run `make demo` again") from exc
+
+
+def start_member(lab: Lab, dc: Datacenter, member: Member) -> None:
+    paths = lab.layout.member(dc, member)
+    paths.patroni.start(lab.user, [str(VENV_BIN / "patroni"), str(paths.patroni_config)],
+                        env=lab.patroni_env(dc, member), cwd=paths.root)
+
+
+def start_dc_members(lab: Lab, dc: Datacenter) -> None:
+    for member in dc.members:
+        start_member(lab, dc, member)
+
+
+def dc_is_primary_now(lab: Lab, dc: Datacenter) -> bool:
+    """The DC's current role from its DCS config when it exists; the topology's initial role otherwise."""
+    from federation.lab.health import member_state
+
+    for member in dc.members:
+        state = member_state(member)
+        if state and state.get("role") in ("primary", "master", "standby_leader"):
+            return state["role"] != "standby_leader"
+    return dc.role is DCRole.PRIMARY
+
+
+def wait_dc(lab: Lab, dc: Datacenter, timeout: float = 120.0) -> None:
+    password = lab.passwords()["superuser"]
+    wait_until(f"{dc.name} to be healthy",
+               lambda: dc_ready(lab.topo, dc, password, primary=dc_is_primary_now(lab, dc)),
+               timeout, on_fail=lambda: _log_tails(lab, dc))
+
+
+def _log_tails(lab: Lab, dc: Datacenter) -> str:
+    out = []
+    for member in dc.members:
+        log = lab.layout.member(dc, member).patroni.logfile
+        try:
+            tail = log.read_text(errors="replace").splitlines()[-6:]
+        except OSError:
+            tail = ["(no log)"]
+        out.append(f"--- {log} (last lines)\n" + "\n".join(tail))
+    return "\n".join(out)
+
+
+def has_backup(lab: Lab, dc: Datacenter, member: Member) -> bool:
+    try:
+        info = json.loads(lab.pgbackrest(dc, member, "info", "--output=json", timeout=60))
+    except (LabError, ValueError):
+        return False
+    return any(stanza.get("backup") for stanza in info)
+
+
+def lab_up(topo: Topology, progress: Progress) -> None:
+    lab = Lab.of(topo)
+    primary = topo.initial_primary
+    with progress.step("prepare directories, secrets and configuration"):
+        ensure_secret_files(topo)
+        prepare(lab)
+    with progress.step(f"start DCS for {', '.join(dc.name for dc in topo.datacenters)}"):
+        for dc in topo.datacenters:
+            dcs_servers.start_dcs(lab.layout, dc, lab.user)
+        for dc in topo.datacenters:
+            dcs_servers.wait_dcs(lab.layout, dc)
+    with progress.step(f"start {primary.name} (primary DC) and wait for its leader"):
+        start_dc_members(lab, primary)
+        password = lab.passwords()["superuser"]
+        wait_until(f"a writable leader in {primary.name}",
+                   lambda: _writable_leader(lab, primary, password), 120, on_fail=lambda: _log_tails(lab, primary))
+    leader = _leader_member(lab, primary)
+    with progress.step("pgBackRest stanza-create"):
+        lab.pgbackrest(primary, leader, "stanza-create")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        backup = None
+        if not has_backup(lab, primary, leader):
+            backup = pool.submit(lab.pgbackrest, primary, leader, "backup", "--type=full")
+        with progress.step("start the other members and DCs, wait until every DC is healthy"):
+            for dc in topo.datacenters:
+                start_dc_members(lab, dc)
+            with ThreadPoolExecutor(max_workers=len(topo.datacenters)) as waiters:
+                for result in [waiters.submit(wait_dc, lab, dc) for dc in topo.datacenters]:
+                    result.result()
+        if backup is not None:
+            with progress.step("first full backup"):
+                backup.result()
+
+
+def _writable_leader(lab: Lab, dc: Datacenter, password: str) -> str | None:
+    from federation.lab.health import sql_ready
+
+    try:
+        member = _leader_member(lab, dc)
+    except LabError as exc:
+        return str(exc)
+    return None if sql_ready(lab.topo, member, password, want_primary=True) else f"{member.name} not writable yet"
+
+
+def _leader_member(lab: Lab, dc: Datacenter) -> Member:
+    from federation.lab.health import member_state
+
+    for member in dc.members:
+        state = member_state(member)
+        if state and state.get("role") in ("primary", "master"):
+            return member
+    raise LabError(f"{dc.name} has no primary yet")
+
+
+def stop_dc(lab: Lab, dc: Datacenter, *, stop_dcs: bool = True) -> None:
+    with ThreadPoolExecutor(max_workers=len(dc.members)) as pool:
+        list(pool.map(lambda m: lab.layout.member(dc, m).patroni.stop(timeout=60), dc.members))
+    for member in dc.members:
+        kill_postmaster(lab.layout.member(dc, member).data)
+    if stop_dcs:
+        for _, proc, _d in dcs_servers.server_processes(lab.layout, dc):
+            proc.stop(timeout=15)
+
+
+def lab_down(topo: Topology, progress: Progress, wipe: bool = False) -> None:
+    lab = Lab.of(topo)
+    with progress.step("stop Patroni and PostgreSQL of every DC"):
+        with ThreadPoolExecutor(max_workers=len(topo.datacenters)) as pool:
+            list(pool.map(lambda dc: stop_dc(lab, dc, stop_dcs=False), topo.datacenters))
+    with progress.step("stop the DCS servers"):
+        for dc in topo.datacenters:
+            for _, proc, _d in dcs_servers.server_processes(lab.layout, dc):
+                proc.stop(timeout=15)
+    if wipe:
+        with progress.step(f"remove {lab.layout.root}"):
+            for d in repo_dirs(lab.layout):
+                if not d.is_relative_to(lab.layout.root):
+                    shutil.rmtree(d, ignore_errors=True)
+            shutil.rmtree(lab.layout.root, ignore_errors=True)
+
+
+def lab_kill(topo: Topology, dc_name: str) -> list[str]:
+    """SIGKILL every process of one DC (DCS, Patroni, PostgreSQL), as a datacenter losing power."""
+    lab = Lab.of(topo)
+    dc = topo.dc(dc_name)
+    killed = []
+    for member in dc.members:
+        paths = lab.layout.member(dc, member)
+        if paths.patroni.running():
+            killed.append(f"patroni {member.name}")
+        paths.patroni.kill()
+        kill_postmaster(paths.data)
+    for host, proc, _d in dcs_servers.server_processes(lab.layout, dc):
+        if proc.running():
+            killed.append(f"{dc.dcs.kind} {host}")
+        proc.kill()
+    return killed
+
+
+def lab_start(topo: Topology, dc_name: str, progress: Progress, wait: bool = False) -> None:
+    """Start one DC again with the configuration it had (as a rebooted datacenter would)."""
+    lab = Lab.of(topo)
+    dc = topo.dc(dc_name)
+    with progress.step(f"start {dc.dcs.kind} of {dc.name}"):
+        dcs_servers.start_dcs(lab.layout, dc, lab.user)
+        dcs_servers.wait_dcs(lab.layout, dc)
+    with progress.step(f"start Patroni members of {dc.name}"):
+        start_dc_members(lab, dc)
+    if wait:
+        with progress.step(f"wait until {dc.name} is healthy"):
+            wait_dc(lab, dc)
+
+
+def lab_dsn(topo: Topology) -> str:
+    """A libpq string that reaches the current primary, whichever DC holds it."""
+    members = [m for _, m in topo.members()]
+    password = topo.credentials.superuser.password.resolve()
+    return (f"host={','.join(m.host for m in members)} port={','.join(str(m.port) for m in members)} "
+            f"user={topo.credentials.superuser.username} password={password} dbname=postgres "
+            "target_session_attrs=read-write connect_timeout=2")
+
+
+def lab_processes(topo: Topology) -> list[list[str]]:
+    """Rows (DC, process, address, pid or '-') for `fedctl lab status`."""
+    layout = LabLayout(topo)
+    rows = []
+    for dc in topo.datacenters:
+        for host, proc, _d in dcs_servers.server_processes(layout, dc):
+            rows.append([dc.name, dc.dcs.kind, str(host), str(proc.pid() or "-")])
+        for member in dc.members:
+            paths = layout.member(dc, member)
+            rows.append([dc.name, f"patroni {member.name}", f"{member.host}:{member.port} api {member.api}",
+                         str(paths.patroni.pid() or "-")])
+    return rows

@@ -1,0 +1,115 @@
+"""Patroni configuration for one lab member, as a plain dict (rendered to YAML by the caller).
+
+Short timings make the lab fast: ttl 20 is Patroni's minimum (it silently raises lower values).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from federation.lab.layout import PG_BIN_DIR, LabLayout
+from federation.lab.pgbackrest_conf import ARCHIVE_GET, ARCHIVE_PUSH, REPLICA_RESTORE
+from federation.topology import Datacenter, DCRole, Member, SyncMode, Topology
+
+LAB_TIMINGS = {"ttl": 20, "loop_wait": 2, "retry_timeout": 4}
+
+
+def standby_cluster_section(topo: Topology, dc: Datacenter, upstream: Datacenter) -> dict[str, Any]:
+    """Patroni's `standby_cluster` for `dc` following `upstream`: every upstream member, one port, our slot."""
+    return {
+        "host": ",".join(m.host for m in upstream.members),
+        "port": upstream.pg_port,
+        "primary_slot_name": dc.slot_name,
+        "create_replica_methods": ["pgbackrest", "basebackup"],
+        "restore_command": ARCHIVE_GET,
+    }
+
+
+def permanent_slots(topo: Topology, dc: Datacenter, upstream_of: dict[str, str | None]) -> dict[str, Any]:
+    """Physical slots this DC keeps for the DCs that stream from it."""
+    return {other.slot_name: {"type": "physical"} for other in topo.datacenters
+            if upstream_of.get(other.name) == dc.name}
+
+
+def synchronous_settings(dc: Datacenter) -> dict[str, Any]:
+    if dc.synchronous is SyncMode.OFF:
+        return {"synchronous_mode": False}
+    mode: bool | str = True if dc.synchronous is SyncMode.ON else "quorum"
+    return {"synchronous_mode": mode, "synchronous_node_count": dc.synchronous_node_count}
+
+
+def dynamic_config(topo: Topology, dc: Datacenter) -> dict[str, Any]:
+    upstream_of = {d.name: d.upstream for d in topo.datacenters}
+    config: dict[str, Any] = {
+        **LAB_TIMINGS,
+        "maximum_lag_on_failover": 16 * 1024 * 1024,
+        **synchronous_settings(dc),
+        "postgresql": {
+            "use_pg_rewind": True,
+            "use_slots": True,
+            "parameters": {
+                "wal_level": "replica",
+                "hot_standby": "on",
+                "wal_log_hints": "on",
+                "max_wal_senders": 10,
+                "max_replication_slots": 10,
+                "wal_keep_size": "128MB",
+                "archive_mode": "on",
+                "archive_command": ARCHIVE_PUSH,
+                "archive_timeout": 60,
+                "hot_standby_feedback": "on",
+                "max_connections": 100,
+            },
+        },
+    }
+    slots = permanent_slots(topo, dc, upstream_of)
+    if slots:
+        config["slots"] = slots
+    if dc.role is DCRole.STANDBY and dc.upstream:
+        config["standby_cluster"] = standby_cluster_section(topo, dc, topo.dc(dc.upstream))
+    return config
+
+
+def member_config(layout: LabLayout, dc: Datacenter, member: Member, passwords: dict[str, str],
+                  pre_promote: str | None = None) -> dict[str, Any]:
+    topo = layout.topo
+    paths = layout.member(dc, member)
+    creds = topo.credentials
+    dcs_hosts = [str(h) for h in dc.dcs.hosts]
+    postgresql: dict[str, Any] = {
+        "listen": f"{member.host}:{member.port}",
+        "connect_address": f"{member.host}:{member.port}",
+        "data_dir": str(paths.data),
+        "bin_dir": str(PG_BIN_DIR),
+        "pgpass": str(paths.pgpass),
+        "authentication": {
+            "superuser": {"username": creds.superuser.username, "password": passwords["superuser"]},
+            "replication": {"username": creds.replication.username, "password": passwords["replication"]},
+            "rewind": {"username": creds.rewind.username, "password": passwords["rewind"]},
+        },
+        "parameters": {"unix_socket_directories": str(paths.socket_dir), "shared_buffers": "64MB"},
+        "pg_hba": [
+            "local all all trust",
+            f"host replication {creds.replication.username} 127.0.0.0/8 scram-sha-256",
+            "host all all 127.0.0.0/8 scram-sha-256",
+        ],
+        "create_replica_methods": ["pgbackrest", "basebackup"],
+        "pgbackrest": {"command": REPLICA_RESTORE, "keep_data": True, "no_params": True},
+        "basebackup": [{"checkpoint": "fast"}],
+    }
+    if pre_promote:
+        postgresql["pre_promote"] = pre_promote
+    return {
+        "scope": dc.patroni_scope,
+        "namespace": dc.dcs.namespace,
+        "name": member.name,
+        "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
+        "restapi": {"listen": str(member.api), "connect_address": str(member.api)},
+        dc.dcs.kind: {"hosts": dcs_hosts},
+        "bootstrap": {
+            "dcs": dynamic_config(topo, dc),
+            "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],
+        },
+        "postgresql": postgresql,
+        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False},
+    }

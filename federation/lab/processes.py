@@ -1,0 +1,182 @@
+"""Starting and stopping lab processes as the unprivileged lab user, tracked by pid files.
+
+setpriv execs in place, so the PID we hold is the real process (runuser/su would fork a wrapper).
+A pid file is trusted only while /proc/<pid>/cmdline still names the process's marker (its config
+file), so a recycled PID is never signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from federation.errors import LabError
+
+
+@dataclass(frozen=True)
+class LabUser:
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+    @property
+    def is_self(self) -> bool:
+        return os.geteuid() == self.uid
+
+
+def ensure_lab_user(name: str) -> LabUser:
+    """The unprivileged user that runs PostgreSQL and Patroni. Created when running as root and missing."""
+    if os.geteuid() != 0:
+        me = pwd.getpwuid(os.geteuid())
+        return LabUser(me.pw_name, me.pw_uid, me.pw_gid, me.pw_dir)
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--create-home", "--home-dir",
+                        f"/var/lib/{name}", "--shell", "/bin/bash", name], check=True, capture_output=True)
+        entry = pwd.getpwnam(name)
+    if entry.pw_uid == 0:
+        raise LabError(f"lab user {name} is root; PostgreSQL refuses to run as root",
+                       hint="set lab.user in the topology to an unprivileged user")
+    return LabUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+
+def as_user_argv(user: LabUser, argv: Sequence[str]) -> list[str]:
+    if user.is_self:
+        return list(argv)
+    return ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups", *argv]
+
+
+def user_env(user: LabUser, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": user.home, "USER": user.name,
+           "LOGNAME": user.name, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    env.update(extra or {})
+    return env
+
+
+def chown_tree(path: Path, user: LabUser) -> None:
+    if os.geteuid() != 0:
+        return
+    for root, dirs, files in os.walk(path):
+        os.chown(root, user.uid, user.gid)
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), user.uid, user.gid)
+
+
+def run_as(user: LabUser, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+           timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a short command as the lab user and return it; raises LabError with its output on failure."""
+    full = as_user_argv(user, argv)
+    try:
+        done = subprocess.run(full, env=user_env(user, env), cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise LabError(f"{' '.join(argv)} did not finish within {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        output = (done.stderr or done.stdout).strip()[-2000:]
+        raise LabError(f"{' '.join(argv)} failed with exit code {done.returncode}: {output}")
+    return done
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    """A long-running lab process: its pid file, log file and the marker that proves a PID is ours."""
+
+    name: str
+    pidfile: Path
+    logfile: Path
+    marker: str
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            return None
+        if self.marker not in cmdline or _is_zombie(pid):
+            return None
+        return pid
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self, user: LabUser, argv: Sequence[str], env: Mapping[str, str] | None = None,
+              cwd: Path | None = None) -> int:
+        if (pid := self.pid()) is not None:
+            return pid
+        self.logfile.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.logfile, "ab") as log:
+            proc = subprocess.Popen(as_user_argv(user, argv), env=user_env(user, env), cwd=cwd, stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pidfile.write_text(f"{proc.pid}\n")
+        return proc.pid
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, then SIGKILL to the whole process group after `timeout` seconds."""
+        pid = self.pid()
+        if pid is None:
+            self.pidfile.unlink(missing_ok=True)
+            return
+        _signal(pid, signal.SIGTERM)
+        if not _wait_gone(self, timeout):
+            _killpg(pid)
+            _wait_gone(self, 5)
+        self.pidfile.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """SIGKILL the process and everything in its process group (as a crashed host would)."""
+        pid = self.pid()
+        if pid is not None:
+            _killpg(pid)
+            _wait_gone(self, 5)
+        self.pidfile.unlink(missing_ok=True)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _killpg(pid: int) -> None:
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        _signal(pid, signal.SIGKILL)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def _wait_gone(proc: ManagedProcess, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.pid() is None:
+            return True
+        time.sleep(0.05)
+    return proc.pid() is None
+
+
+def kill_postmaster(data_dir: Path) -> None:
+    """SIGKILL a postmaster left behind (its pid is the first line of postmaster.pid) and its group."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return
+    if b"postgres" in cmdline and str(data_dir).encode() in cmdline:
+        _killpg(pid)
+        _signal(pid, signal.SIGKILL)
