@@ -15,10 +15,19 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from federation.errors import BadInput, TopologyError
-from federation.yaml_lines import LineMap, load_yaml_with_lines
+from federation.secret_ref import SecretRef
+from federation.yaml_lines import LineMap, dotted_path, load_yaml_with_lines
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"
 NAME_HELP = "lowercase letters, digits and '_', starting with a letter, at most 31 characters"
@@ -27,48 +36,6 @@ DEFAULT_LAB_ROOT = "/var/tmp/pg-federation"
 
 class Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class SecretRef(Model):
-    """A secret given by environment variable, by file, or (discouraged) inline."""
-
-    env: str | None = None
-    file: str | None = None
-    value: str | None = Field(default=None, repr=False)
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretRef:
-        given = [k for k in ("env", "file", "value") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of 'env', 'file' or 'value'")
-        return self
-
-    @property
-    def file_path(self) -> Path | None:
-        return Path(os.path.expandvars(os.path.expanduser(self.file))) if self.file else None
-
-    def describe(self) -> str:
-        if self.env:
-            return f"environment variable {self.env}"
-        if self.file:
-            return f"file {self.file}"
-        return "inline value"
-
-    def resolve(self) -> str:
-        """Read the secret now. Raises BadInput naming the reference, never the secret."""
-        if self.value is not None:
-            return self.value
-        if self.env is not None:
-            found = os.environ.get(self.env)
-            if found is None:
-                raise BadInput(f"secret {self.describe()} is not set", hint=f"export {self.env}=...")
-            return found
-        path = self.file_path
-        assert path is not None
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise BadInput(f"cannot read secret {self.describe()}: {exc.strerror}") from exc
 
 
 class Credential(Model):
@@ -90,12 +57,23 @@ def _check_host(value: str) -> str:
         return value
     except ValueError:
         pass
-    if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", value):
+    labels = value.removesuffix(".").split(".")
+    if not all(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", label) for label in labels):
         raise ValueError(f"{value!r} is neither an IP address nor a DNS name")
+    if labels[-1].isdigit():
+        # No top-level domain is all digits, so this is a mistyped IPv4 address such as 10.1.0.300.
+        raise ValueError(f"{value!r} is not a valid IP address")
     return value
 
 
-Port = Annotated[int, Field(ge=1, le=65535)]
+def _not_bool(value: Any) -> Any:
+    # pydantic reads True as 1, and YAML reads a bare `yes`/`on` as True.
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, not the YAML boolean {str(value).lower()}")
+    return value
+
+
+Port = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=65535)]
 
 
 class Address(Model):
@@ -109,9 +87,11 @@ class Address(Model):
     def _parse(cls, data: Any) -> Any:
         if isinstance(data, str):
             host, sep, port = data.rpartition(":")
-            if not sep or not port.isdigit():
+            if not sep or not port.isascii() or not port.isdigit():
                 raise ValueError(f"{data!r} is not host:port")
             return {"host": host.strip("[]"), "port": int(port)}
+        if not isinstance(data, dict):
+            raise ValueError(f"expected 'host:port' as a string, got {data!r}")
         return data
 
     @field_validator("host")
@@ -192,6 +172,15 @@ class PgBackRestConfig(Model):
     repo_path: str = Field(min_length=1)
     options: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("options", mode="before")
+    @classmethod
+    def _option_values(cls, value: Any) -> Any:
+        # `repo1-retention-full: 2` is natural YAML; pgBackRest's booleans are y/n.
+        if not isinstance(value, dict):
+            return value
+        return {k: ("y" if v else "n") if isinstance(v, bool) else str(v) if isinstance(v, int | float) else v
+                for k, v in value.items()}
+
 
 class Datacenter(Model):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -202,7 +191,7 @@ class Datacenter(Model):
     members: list[Member] = Field(min_length=1)
     pgbackrest: PgBackRestConfig | None = None
     synchronous: SyncMode = SyncMode.OFF
-    synchronous_node_count: Annotated[int, Field(ge=1)] = 1
+    synchronous_node_count: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] = 1
     fence_command: str | None = None
 
     @field_validator("synchronous", mode="before")
@@ -280,72 +269,109 @@ class Topology(Model):
                 yield dc, member
 
 
-def federation_problems(topo: Topology) -> list[tuple[tuple[str | int, ...], str]]:
-    """Rules that span several fields. Returns (field path, message) pairs; empty when valid."""
-    problems: list[tuple[tuple[str | int, ...], str]] = []
-    dc_names = [dc.name for dc in topo.datacenters]
+FieldPath = tuple[str | int, ...]
+Problem = tuple[FieldPath, str]
 
-    def duplicate(kind: str, path: tuple[str | int, ...], value: object, seen: dict[object, str]) -> None:
-        where = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in path).replace(".[", "[")
+
+def federation_problems(topo: Topology) -> list[Problem]:
+    """Rules that span several fields. Returns (field path, message) pairs; empty when valid."""
+    return [*_duplicates(topo), *_per_datacenter(topo), *_upstreams(topo)]
+
+
+def _duplicates(topo: Topology) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def once(kind: str, path: FieldPath, value: object, seen: dict[object, str]) -> None:
         if value in seen:
             problems.append((path, f"{kind} {value} is used twice (also at {seen[value]})"))
         else:
-            seen[value] = where
+            seen[value] = dotted_path(path)
 
     names: dict[object, str] = {}
-    scopes: dict[object, str] = {}
+    scopes: dict[tuple[str, str, str], str] = {}
     members: dict[object, str] = {}
     endpoints: dict[object, str] = {}
     for i, dc in enumerate(topo.datacenters):
-        duplicate("datacenter name", ("datacenters", i, "name"), dc.name, names)
-        duplicate("Patroni scope", ("datacenters", i, "scope"), (dc.dcs.namespace, dc.patroni_scope), scopes)
+        once("datacenter name", ("datacenters", i, "name"), dc.name, names)
+        # The same scope is fine in DCs with their own DCS; on a shared DCS their keys would collide.
+        keys = [(str(h), dc.dcs.namespace, dc.patroni_scope) for h in dc.dcs.hosts]
+        clash = next((key for key in keys if key in scopes), None)
+        if clash:
+            problems.append((("datacenters", i, "scope"), f"Patroni scope {clash[1]}{clash[2]} on DCS "
+                             f"{clash[0]} is used twice (also at {scopes[clash]})"))
+        for key in keys:
+            scopes.setdefault(key, dotted_path(("datacenters", i, "scope")))
         for j, m in enumerate(dc.members):
-            duplicate("member name", ("datacenters", i, "members", j, "name"), m.name, members)
-            duplicate("PostgreSQL address", ("datacenters", i, "members", j, "host"), f"{m.host}:{m.port}",
-                      endpoints)
-            duplicate("REST API address", ("datacenters", i, "members", j, "api"), str(m.api), endpoints)
-            if m.port != dc.pg_port:
-                problems.append((("datacenters", i, "members", j, "port"),
-                                 f"member {m.name} uses PostgreSQL port {m.port} but {dc.members[0].name} uses "
-                                 f"{dc.pg_port}: every member of a DC needs the same port, because Patroni's "
-                                 "standby_cluster.port is a single integer"))
+            at: FieldPath = ("datacenters", i, "members", j)
+            once("member name", (*at, "name"), m.name, members)
+            once("PostgreSQL address", (*at, "host"), f"{m.host}:{m.port}", endpoints)
+            once("REST API address", (*at, "api"), str(m.api), endpoints)
         for k, h in enumerate(dc.dcs.hosts):
             # DCs may share one DCS ensemble; a DCS address clashes only with a member's address.
             if str(h) in endpoints:
                 problems.append((("datacenters", i, "dcs", dc.dcs.kind, "hosts", k),
                                  f"DCS address {h} is also used by {endpoints[str(h)]}"))
+    return problems
 
-    primaries = [dc for dc in topo.datacenters if dc.role is DCRole.PRIMARY]
-    if len(primaries) != 1:
-        listed = ", ".join(dc.name for dc in primaries) or "none"
-        problems.append((("datacenters",), f"exactly one datacenter must have role: primary (found: {listed})"))
 
-    by_name = {dc.name: dc for dc in topo.datacenters}
+def _per_datacenter(topo: Topology) -> list[Problem]:
+    problems: list[Problem] = []
     for i, dc in enumerate(topo.datacenters):
-        if dc.role is DCRole.PRIMARY and dc.upstream is not None:
-            problems.append((("datacenters", i, "upstream"), f"primary datacenter {dc.name} cannot have an upstream"))
-        if dc.role is DCRole.STANDBY:
-            if dc.upstream is None:
-                problems.append((("datacenters", i, "role"),
-                                 f"standby datacenter {dc.name} needs 'upstream: <dc>' (one of: {', '.join(dc_names)})"))
-            elif dc.upstream not in by_name:
-                problems.append((("datacenters", i, "upstream"),
-                                 f"upstream {dc.upstream!r} is not a datacenter of this federation "
-                                 f"(datacenters: {', '.join(dc_names)})"))
-            elif dc.upstream == dc.name:
-                problems.append((("datacenters", i, "upstream"), f"datacenter {dc.name} cannot be its own upstream"))
+        for j, m in enumerate(dc.members):
+            if m.port != dc.pg_port:
+                problems.append((("datacenters", i, "members", j, "port"),
+                                 f"member {m.name} uses PostgreSQL port {m.port} but {dc.members[0].name} "
+                                 f"uses {dc.pg_port}: every member of a DC needs the same port, because "
+                                 "Patroni's standby_cluster.port is a single integer"))
+        standbys = len(dc.members) - 1
+        if dc.synchronous is not SyncMode.OFF and dc.synchronous_node_count > standbys:
+            problems.append((("datacenters", i, "synchronous_node_count"),
+                             f"synchronous: {dc.synchronous.value} asks for {dc.synchronous_node_count} "
+                             f"synchronous standby(s) but datacenter {dc.name} has only {standbys} "
+                             "member(s) besides its leader"))
         if topo.pgbackrest_for(dc) is None:
             problems.append((("datacenters", i), f"datacenter {dc.name} has no pgbackrest section and the "
                              "federation has no default one"))
+    return problems
 
+
+def _upstreams(topo: Topology) -> list[Problem]:
+    problems: list[Problem] = []
+    dc_names = ", ".join(dc.name for dc in topo.datacenters)
+    primaries = [dc.name for dc in topo.datacenters if dc.role is DCRole.PRIMARY]
+    if len(primaries) != 1:
+        problems.append((("datacenters",), "exactly one datacenter must have role: primary "
+                         f"(found: {', '.join(primaries) or 'none'})"))
+    by_name = {dc.name: dc for dc in topo.datacenters}
+    for i, dc in enumerate(topo.datacenters):
+        if dc.role is DCRole.PRIMARY and dc.upstream is not None:
+            problems.append((("datacenters", i, "upstream"),
+                             f"primary datacenter {dc.name} cannot have an upstream"))
+        elif dc.role is DCRole.STANDBY and dc.upstream is None:
+            problems.append((("datacenters", i, "role"),
+                             f"standby datacenter {dc.name} needs 'upstream: <dc>' (one of: {dc_names})"))
+        elif dc.role is DCRole.STANDBY and dc.upstream not in by_name:
+            problems.append((("datacenters", i, "upstream"), f"upstream {dc.upstream!r} is not a datacenter "
+                             f"of this federation (datacenters: {dc_names})"))
+        elif dc.upstream == dc.name:
+            problems.append((("datacenters", i, "upstream"),
+                             f"datacenter {dc.name} cannot be its own upstream"))
+
+    reported: set[frozenset[str]] = set()
     for i, dc in enumerate(topo.datacenters):
         chain = [dc.name]
         current = dc
-        while current.role is DCRole.STANDBY and current.upstream in by_name and current.upstream != current.name:
+        while current.role is DCRole.STANDBY and current.upstream not in (None, current.name):
+            if current.upstream not in by_name:
+                break
             current = by_name[current.upstream]
             if current.name in chain:
-                cycle = " -> ".join([*chain, current.name])
-                problems.append((("datacenters", i, "upstream"), f"upstream cycle: {cycle}"))
+                loop = chain[chain.index(current.name):]
+                # Report each cycle once, at the first DC on it, not again for every DC leading into it.
+                if frozenset(loop) not in reported and dc.name == loop[0]:
+                    reported.add(frozenset(loop))
+                    cycle = " -> ".join([*loop, loop[0]])
+                    problems.append((("datacenters", i, "upstream"), f"upstream cycle: {cycle}"))
                 break
             chain.append(current.name)
     return problems
@@ -363,11 +389,11 @@ def parse_topology(data: Any, source: str = "<memory>", lines: LineMap | None = 
         problems = []
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            problems.append(f"{source}:{lines.line_of(loc)}: {_dotted(loc) or '(top)'}: {_message(err)}")
+            problems.append(f"{source}:{lines.line_of(loc)}: {dotted_path(loc) or '(top)'}: {_message(err)}")
         raise TopologyError(source, problems) from None
     found = federation_problems(topo)
     if found:
-        raise TopologyError(source, [f"{source}:{lines.line_of(p)}: {_dotted(p)}: {m}" for p, m in found])
+        raise TopologyError(source, [f"{source}:{lines.line_of(p)}: {dotted_path(p)}: {m}" for p, m in found])
     return topo
 
 
@@ -380,19 +406,16 @@ def load_topology(path: str | os.PathLike[str]) -> Topology:
                        hint="pass -t FILE or set FEDCTL_TOPOLOGY (see topologies/ for examples)") from None
     except OSError as exc:
         raise BadInput(f"cannot read topology file {source}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"topology file {source} is not UTF-8 text (byte {exc.start})") from None
     data, lines = load_yaml_with_lines(text, source)
     return parse_topology(data, source, lines)
 
 
-def _dotted(loc: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _message(err: Any) -> str:
     msg = str(err["msg"])
+    if err["type"] == "missing":
+        return "required field is missing"
     if err["type"] == "extra_forbidden":
         return "unknown field (check the spelling; see docs/topology.md)"
     if err["type"] == "string_pattern_mismatch" and err["loc"] and err["loc"][-1] in ("name",):

@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+from yaml.constructor import SafeConstructor
 
 from federation.errors import TopologyError
 
 Path_ = tuple[str | int, ...]
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class LineMap:
@@ -28,24 +31,58 @@ def load_yaml_with_lines(text: str, source: str) -> tuple[Any, LineMap]:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise TopologyError(source, [f"{source}:{line}: not valid YAML: {problem}"]) from None
+        raise TopologyError(source, [f"{source}:{_yaml_error(exc)}"]) from None
     lines: dict[Path_, int] = {}
+    problems: list[str] = []
     if node is not None:
-        _walk(node, (), lines)
+        _walk(node, (), lines, SafeConstructor(), problems, source)
+    if problems:
+        raise TopologyError(source, problems)
     return data, LineMap(lines)
 
 
-def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
+def _yaml_error(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else 1
+    problem = getattr(exc, "problem", None) or str(exc)
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None and context_mark.line + 1 != line:
+        problem += f" ({context} that starts at line {context_mark.line + 1})"
+    return f"{line}: not valid YAML: {problem}"
+
+
+def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], keys: SafeConstructor,
+          problems: list[str], source: str) -> None:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
         for key_node, value_node in node.value:
-            key = key_node.value
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            _walk(value_node, (*path, key), lines)
-            lines[(*path, key)] = key_node.start_mark.line + 1
+            line = key_node.start_mark.line + 1
+            if key_node.tag == MERGE_TAG:
+                continue  # `<<: *anchor` keys land in the data under the anchor's names
+            # Resolve the key as YAML does, so `on:` or `1:` are caught here rather than misplaced later.
+            scalar = isinstance(key_node, yaml.ScalarNode)
+            key = keys.construct_object(key_node, deep=True) if scalar else None
+            if not isinstance(key, str):
+                shown = dotted_path((*path, str(key_node.value) if scalar else "?"))
+                problems.append(f"{source}:{line}: {shown}: YAML does not read this key as text "
+                                "(a bare on/off/yes/no or a number?); quote it")
+                continue
+            if key in seen:
+                # PyYAML silently keeps the last of duplicate keys, which would drop half a section.
+                problems.append(f"{source}:{line}: {dotted_path((*path, key))}: duplicate key")
+                continue
+            seen.add(key)
+            _walk(value_node, (*path, key), lines, keys, problems, source)
+            lines[(*path, key)] = line
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, (*path, index), lines)
+            _walk(item, (*path, index), lines, keys, problems, source)
+
+
+def dotted_path(loc: Path_) -> str:
+    """("datacenters", 0, "name") -> "datacenters[0].name"."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
