@@ -1,0 +1,175 @@
+"""Start a real etcd or ZooKeeper on a loopback address for a test, and stop it afterwards.
+
+`start_etcd(dir, host, port)` and `start_zookeeper(dir, host, port)` return a `ServerHandle` once the
+server answers (readiness is polled to a deadline, never a fixed sleep). `handle.stop()` kills it
+(TERM, then KILL) and is safe to call twice; use `with start_etcd(...) as server:` or call it in a
+fixture's teardown. Logs go to `<dir>/<kind>.log` and are printed in the error when start-up fails.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ETCD_BIN = "/usr/bin/etcd"
+JAVA_BIN = "/usr/bin/java"
+ZOOKEEPER_JARS = ["/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-log4j12.jar",
+                  "/usr/share/java/log4j-1.2.jar"]
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class ServerHandle:
+    kind: str
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    extra: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate the server (TERM, then KILL after `timeout`). Idempotent."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL, as in a crash or a power loss."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def free_port(host: str) -> int:
+    """A TCP port nobody listens on at `host` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _spawn(kind: str, argv: list[str], directory: Path, env: dict[str, str] | None = None) -> tuple[
+        subprocess.Popen[bytes], Path]:
+    log_path = directory / f"{kind}.log"
+    with open(log_path, "ab") as log:
+        # A new session, so the test runner's Ctrl-C does not reach the server before teardown does.
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=directory, env=env, start_new_session=True)
+    return process, log_path
+
+
+def _wait_ready(handle: ServerHandle, probe: object, what: str) -> None:
+    assert callable(probe)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if not handle.running():
+            raise RuntimeError(f"{handle.kind} at {handle.address} exited with code {handle.process.returncode} "
+                               f"during start-up; log:\n{handle.log_tail()}")
+        if probe():
+            return
+        time.sleep(0.05)
+    handle.stop()
+    raise RuntimeError(f"{handle.kind} at {handle.address} did not become ready ({what}) within "
+                       f"{START_TIMEOUT:g} s; log:\n{handle.log_tail()}")
+
+
+def start_etcd(directory: str | os.PathLike[str], host: str, port: int, peer_port: int | None = None,
+               name: str = "etcd0") -> ServerHandle:
+    """A single-member etcd 3.4 cluster serving clients on host:port (peers on `peer_port`, default free)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    peer_port = peer_port or free_port(host)
+    client_url, peer_url = f"http://{host}:{port}", f"http://{host}:{peer_port}"
+    argv = [ETCD_BIN, "--name", name, "--data-dir", str(directory / "data"),
+            "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+            "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+            "--initial-cluster", f"{name}={peer_url}", "--initial-cluster-state", "new",
+            "--initial-cluster-token", f"test-{port}", "--listen-metrics-urls", "",
+            "--log-outputs", "stderr", "--logger", "zap"]
+    process, log_path = _spawn("etcd", argv, directory)
+    handle = ServerHandle("etcd", host, port, process, log_path, {"peer_port": peer_port})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def healthy() -> bool:
+        try:
+            with opener.open(f"{client_url}/health", timeout=1) as response:
+                return bool(json.loads(response.read()).get("health") == "true")
+        except (OSError, ValueError):
+            return False
+
+    _wait_ready(handle, healthy, "GET /health")
+    return handle
+
+
+def _four_letter(host: str, port: int, word: str) -> str:
+    try:
+        with socket.create_connection((host, port), timeout=1) as sock:
+            sock.sendall(word.encode())
+            chunks = []
+            while chunk := sock.recv(4096):
+                chunks.append(chunk)
+            return b"".join(chunks).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def start_zookeeper(directory: str | os.PathLike[str], host: str, port: int) -> ServerHandle:
+    """A standalone ZooKeeper 3.8 (Debian's jars) serving clients on host:port; ready when it serves."""
+    directory = Path(directory)
+    conf = directory / "conf"
+    data = directory / "data"
+    conf.mkdir(parents=True, exist_ok=True)
+    data.mkdir(exist_ok=True)
+    (conf / "zoo.cfg").write_text(
+        f"tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={data}\nclientPort={port}\n"
+        f"clientPortAddress={host}\nadmin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\n"
+        "maxClientCnxns=200\n")
+    (conf / "log4j.properties").write_text(
+        "log4j.rootLogger=INFO, CONSOLE\nlog4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender\n"
+        "log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout\n"
+        "log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} %-5p [%t] %c{1}: %m%n\n")
+    jars = [j for j in ZOOKEEPER_JARS if os.path.exists(j)] or glob.glob("/usr/share/java/zookeeper*.jar")
+    argv = [JAVA_BIN, "-Xmx256m", "-XX:+UseSerialGC", "-Dzookeeper.log.dir=" + str(directory),
+            f"-Dlog4j.configuration=file:{conf / 'log4j.properties'}",
+            "-cp", ":".join([str(conf), *jars]), "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            str(conf / "zoo.cfg")]
+    process, log_path = _spawn("zookeeper", argv, directory)
+    handle = ServerHandle("zookeeper", host, port, process, log_path)
+    # `ruok` answers before the server takes sessions; `srvr` reports a Mode only once it serves.
+    _wait_ready(handle, lambda: "Mode: standalone" in _four_letter(host, port, "srvr"), "srvr reports a Mode")
+    return handle
