@@ -613,3 +613,17 @@ def test_parsed_topology_is_frozen(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="frozen"):
         topo.datacenters[0].name = "x"  # type: ignore[misc]
     assert isinstance(topo, Topology)
+
+
+def test_production_example_has_the_documented_shape() -> None:
+    topo = load_topology(REPO / "topologies" / "production-example.yaml")
+    assert [(dc.name, dc.role.value, dc.upstream) for dc in topo.datacenters] == [
+        ("dc1", "primary", None), ("dc2", "standby", "dc1"), ("dc3", "standby", "dc2")]
+    assert topo.fencing.value == "strict"
+    dc1 = topo.initial_primary
+    assert (dc1.synchronous, dc1.synchronous_node_count) == (SyncMode.QUORUM, 1)
+    for dc in topo.datacenters:
+        assert len(dc.members) == 3 and len(dc.dcs.hosts) == 3 and dc.fence_command
+    refs = [c.password for c in (topo.credentials.superuser, topo.credentials.replication, topo.credentials.rewind)]
+    assert all(ref.value is None for ref in refs)
+    assert all(ref.env or (ref.file or "").startswith("/etc/fedctl/secrets/") for ref in refs)
