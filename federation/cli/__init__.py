@@ -1,5 +1,6 @@
 """fedctl command line. Each module registers its commands on the shared group."""
 
+from federation.cli import gate as _gate  # noqa: F401
 from federation.cli import lab as _lab  # noqa: F401
 from federation.cli import validate as _validate  # noqa: F401
 from federation.cli.app import cli

@@ -82,10 +82,14 @@ def prepare(lab: Lab) -> None:
         d.mkdir(parents=True, exist_ok=True)
     layout.pgbackrest_config.write_text(render_config(layout))
     passwords = lab.passwords()
+    topology_copy = layout.root / "topology.yaml"
+    if Path(lab.topo.source).is_file():
+        shutil.copyfile(lab.topo.source, topology_copy)
     for dc, member in lab.topo.members():
         paths = layout.member(dc, member)
         paths.socket_dir.mkdir(parents=True, exist_ok=True)
-        config = member_config(layout, dc, member, passwords)
+        gate = f"{VENV_BIN / 'fedctl'} gate pre-promote -t {topology_copy} --dc {dc.name}"
+        config = member_config(layout, dc, member, passwords, pre_promote=gate)
         fd = os.open(paths.patroni_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             yaml.safe_dump(config, f, sort_keys=False)

@@ -8,27 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from federation.lab.layout import PG_BIN_DIR, LabLayout
-from federation.lab.pgbackrest_conf import ARCHIVE_GET, ARCHIVE_PUSH, REPLICA_RESTORE
+from federation.lab.pgbackrest_conf import ARCHIVE_PUSH, REPLICA_RESTORE
+from federation.patroni_dynamic import desired_slots, standby_cluster_section
 from federation.topology import Datacenter, DCRole, Member, SyncMode, Topology
 
 LAB_TIMINGS = {"ttl": 20, "loop_wait": 2, "retry_timeout": 4}
-
-
-def standby_cluster_section(topo: Topology, dc: Datacenter, upstream: Datacenter) -> dict[str, Any]:
-    """Patroni's `standby_cluster` for `dc` following `upstream`: every upstream member, one port, our slot."""
-    return {
-        "host": ",".join(m.host for m in upstream.members),
-        "port": upstream.pg_port,
-        "primary_slot_name": dc.slot_name,
-        "create_replica_methods": ["pgbackrest", "basebackup"],
-        "restore_command": ARCHIVE_GET,
-    }
-
-
-def permanent_slots(topo: Topology, dc: Datacenter, upstream_of: dict[str, str | None]) -> dict[str, Any]:
-    """Physical slots this DC keeps for the DCs that stream from it."""
-    return {other.slot_name: {"type": "physical"} for other in topo.datacenters
-            if upstream_of.get(other.name) == dc.name}
 
 
 def synchronous_settings(dc: Datacenter) -> dict[str, Any]:
@@ -62,11 +46,11 @@ def dynamic_config(topo: Topology, dc: Datacenter) -> dict[str, Any]:
             },
         },
     }
-    slots = permanent_slots(topo, dc, upstream_of)
+    slots = desired_slots(topo, dc, upstream_of)
     if slots:
-        config["slots"] = slots
+        config["slots"] = {name: {"type": "physical"} for name in sorted(slots)}
     if dc.role is DCRole.STANDBY and dc.upstream:
-        config["standby_cluster"] = standby_cluster_section(topo, dc, topo.dc(dc.upstream))
+        config["standby_cluster"] = standby_cluster_section(dc, topo.dc(dc.upstream))
     return config
 
 

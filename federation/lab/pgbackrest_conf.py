@@ -13,7 +13,6 @@ from federation.lab.layout import LabLayout, MemberPaths
 from federation.topology import Datacenter, Member
 
 ARCHIVE_PUSH = "pgbackrest archive-push %p"
-ARCHIVE_GET = 'pgbackrest archive-get %f "%p"'
 REPLICA_RESTORE = "pgbackrest --delta --type=standby restore"
 
 

@@ -1,0 +1,33 @@
+"""`fedctl gate pre-promote`: the command Patroni runs before promoting any member."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from federation.cli.app import cli, load, topology_option
+
+
+@cli.group()
+def gate() -> None:
+    """Hooks Patroni calls (configured by the lab, or by you in patroni.yml)."""
+
+
+@gate.command("pre-promote")
+@topology_option
+@click.option("--dc", "dc_name", required=True, help="The DC this Patroni member belongs to.")
+def pre_promote(topology_path: str, dc_name: str) -> None:
+    """Exit 0 to allow a promotion, 1 to refuse it (Patroni then releases the leader key)."""
+    from federation.gate import GATE_REFUSE, decide_promotion
+    from federation.state import read_copies
+
+    try:
+        topo = load(topology_path)
+        topo.dc(dc_name)
+        decision = decide_promotion(topo, dc_name, read_copies(topo))
+    except Exception as exc:
+        click.echo(f"fedctl gate: refusing promotion, the gate could not decide: {exc}", err=True)
+        sys.exit(GATE_REFUSE)
+    click.echo(f"fedctl gate: {decision.reason}", err=True)
+    sys.exit(decision.exit_code)

@@ -1,0 +1,58 @@
+"""The parts of Patroni's dynamic (DCS) configuration that the federation owns, computed from roles.
+
+A standby DC's `standby_cluster` lists every member of its upstream DC (libpq multi-host; Patroni adds
+target_session_attrs=read-write) with the upstream's one PostgreSQL port and our own slot name. The
+slot lives as a permanent physical slot in the upstream DC's `slots`, so it survives leader changes
+there. Slots for directions not in use are removed: a permanent slot nobody streams from pins WAL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from federation.topology import Datacenter, Topology
+
+ARCHIVE_GET = 'pgbackrest archive-get %f "%p"'
+FEDERATION_SLOT_PREFIX = "fed_"
+
+
+def standby_cluster_section(dc: Datacenter, upstream: Datacenter) -> dict[str, Any]:
+    return {
+        "host": ",".join(m.host for m in upstream.members),
+        "port": upstream.pg_port,
+        "primary_slot_name": dc.slot_name,
+        "create_replica_methods": ["pgbackrest", "basebackup"],
+        "restore_command": ARCHIVE_GET,
+    }
+
+
+def desired_slots(topo: Topology, dc: Datacenter, upstreams: Mapping[str, str | None]) -> set[str]:
+    """Names of the federation slots `dc` must keep: one per DC whose upstream it is."""
+    return {other.slot_name for other in topo.datacenters if upstreams.get(other.name) == dc.name}
+
+
+def slots_patch(current: Mapping[str, Any] | None, wanted: set[str]) -> dict[str, Any]:
+    """A PATCH /config `slots` value adding the wanted federation slots and removing the others.
+
+    Slots not named fed_* belong to the user and are left alone.
+    """
+    current = current or {}
+    patch: dict[str, Any] = {name: {"type": "physical"} for name in sorted(wanted) if name not in current}
+    for name in current:
+        if name.startswith(FEDERATION_SLOT_PREFIX) and name not in wanted:
+            patch[name] = None
+    return patch
+
+
+def role_patch(topo: Topology, dc: Datacenter, upstreams: Mapping[str, str | None],
+               current_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The whole PATCH that gives `dc` its federation role: standby_cluster (or null) and slots."""
+    upstream = upstreams.get(dc.name)
+    patch: dict[str, Any] = {
+        "standby_cluster": standby_cluster_section(dc, topo.dc(upstream)) if upstream else None,
+    }
+    slots = slots_patch(current_config.get("slots"), desired_slots(topo, dc, upstreams))
+    if slots:
+        patch["slots"] = slots
+    return patch

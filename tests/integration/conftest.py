@@ -1,0 +1,44 @@
+"""Integration fixtures: one real lab per topology, shared by the tests of a session.
+
+Tests that change roles (switchover, promote, kill) take `fresh_two_dc`, which rebuilds the lab first
+when an earlier test left it changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.labkit import LabHandle, bug_lines, start_lab, stop_lab
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def two_dc_lab() -> Iterator[LabHandle]:
+    handle = start_lab("two-dc")
+    handle.dirty = False  # type: ignore[attr-defined]
+    yield handle
+    bugs = bug_lines(handle)
+    stop_lab(handle)
+    assert not bugs, "Patroni reported a BUG:\n" + "\n".join(bugs)
+
+
+@pytest.fixture
+def fresh_two_dc(two_dc_lab: LabHandle) -> Iterator[LabHandle]:
+    """The shared two-DC lab in its initial state; the test may change roles, kill DCs, etc."""
+    if getattr(two_dc_lab, "dirty", False):
+        fresh = start_lab("two-dc")
+        two_dc_lab.topo = fresh.topo
+    two_dc_lab.dirty = True  # type: ignore[attr-defined]
+    yield two_dc_lab
+
+
+@pytest.fixture(scope="session")
+def three_dc_lab() -> Iterator[LabHandle]:
+    handle = start_lab("three-dc")
+    yield handle
+    bugs = bug_lines(handle)
+    stop_lab(handle)
+    assert not bugs, "Patroni reported a BUG:\n" + "\n".join(bugs)

@@ -1,0 +1,98 @@
+"""Helpers for integration tests on the real lab: SQL on members, polling to a deadline, log checks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+
+from federation.lab.health import member_state
+from federation.lab.lab import Lab, lab_down, lab_up
+from federation.progress import Progress
+from federation.topology import Datacenter, Member, Topology, load_topology
+
+TOPOLOGIES = Path(__file__).parent / "topologies"
+T = TypeVar("T")
+
+
+@dataclass
+class LabHandle:
+    topo: Topology
+    path: Path
+
+    @property
+    def lab(self) -> Lab:
+        return Lab.of(self.topo)
+
+    def password(self) -> str:
+        return self.topo.credentials.superuser.password.resolve()
+
+    def connect(self, member: Member, timeout: int = 2) -> psycopg.Connection[Any]:
+        return psycopg.connect(host=member.host, port=member.port, user="postgres", password=self.password(),
+                               dbname="postgres", connect_timeout=timeout, autocommit=True)
+
+    def sql(self, member: Member, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with self.connect(member) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def sql_one(self, member: Member, query: str, params: Any = None) -> Any:
+        rows = self.sql(member, query, params)
+        return rows[0][0] if rows else None
+
+    def member_role(self, member: Member) -> str | None:
+        state = member_state(member)
+        return state.get("role") if state else None
+
+    def leader_of(self, dc: Datacenter) -> Member:
+        for member in dc.members:
+            if self.member_role(member) in ("primary", "standby_leader"):
+                return member
+        raise AssertionError(f"{dc.name} has no leader")
+
+    def dc(self, name: str) -> Datacenter:
+        return self.topo.dc(name)
+
+    def patroni_logs(self) -> dict[str, str]:
+        out = {}
+        for dc, member in self.topo.members():
+            log = self.lab.layout.member(dc, member).patroni.logfile
+            out[f"{dc.name}/{member.name}"] = log.read_text(errors="replace") if log.exists() else ""
+        return out
+
+
+def start_lab(name: str) -> LabHandle:
+    handle = LabHandle(load_topology(TOPOLOGIES / f"{name}.yaml"), TOPOLOGIES / f"{name}.yaml")
+    lab_down(handle.topo, Progress(quiet=True), wipe=True)
+    lab_up(handle.topo, Progress())
+    return handle
+
+
+def stop_lab(handle: LabHandle) -> None:
+    lab_down(handle.topo, Progress(quiet=True), wipe=True)
+
+
+def bug_lines(handle: LabHandle) -> list[str]:
+    """Lines where Patroni says it hit a bug: a test run must never produce one."""
+    return [f"{where}: {line}" for where, text in handle.patroni_logs().items() for line in text.splitlines()
+            if "please report it as a BUG" in line]
+
+
+def eventually(what: str, probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.2) -> T:
+    """Poll `probe` until it returns something truthy, else fail naming `what` and the last error."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+            if result:
+                return result
+            last = result
+        except Exception as exc:  # noqa: BLE001 - any failure is "not yet" until the deadline
+            last = exc
+        time.sleep(interval)
+    raise AssertionError(f"not true after {timeout:.0f} s: {what} (last: {last!r})")
