@@ -113,7 +113,10 @@ def expect_error(tmp_path: Path, text: str, field: str, fragment: str, line: int
 # --- the good files ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "topologies").glob("*.yaml")), ids=lambda p: p.name)
+SHIPPED = sorted([*(REPO / "topologies").glob("*.yaml"), *(REPO / "tests/integration/topologies").glob("*.yaml")])
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(REPO)))
 def test_shipped_topologies_validate(path: Path) -> None:
     topo = load_topology(path)
     code, out, err = validate_cli(path)
