@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from federation.errors import BadInput, TopologyError
-from federation.secret_ref import SecretRef
+from federation.secret_ref import SecretRef as SecretRef  # re-exported: part of the topology API
 from federation.yaml_lines import LineMap, dotted_path, load_yaml_with_lines
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"

@@ -139,7 +139,8 @@ def test_good_file_has_defaults_filled_in(tmp_path: Path) -> None:
     assert dc1.pg_port == 5432 and dc1.synchronous is SyncMode.OFF
     assert dc2.slot_name == "fed_dc2"
     assert dc1.patroni_scope == "dc1"
-    assert topo.pgbackrest_for(dc3) is topo.pgbackrest and topo.pgbackrest.stanza == "fed"
+    assert topo.pgbackrest is not None and topo.pgbackrest_for(dc3) is topo.pgbackrest
+    assert topo.pgbackrest.stanza == "fed"
 
 
 def test_missing_file_exits_2(tmp_path: Path) -> None:
@@ -580,14 +581,17 @@ def test_pgbackrest_per_dc_replaces_the_default(tmp_path: Path) -> None:
     for dc in ("dc1", "dc2", "dc3"):
         text = edit(f"  - name: {dc}\n", f"  - name: {dc}\n    pgbackrest: {{repo_path: /b/{dc}}}\n", text)
     topo = load_topology(write(tmp_path, text))
-    assert [topo.pgbackrest_for(dc).repo_path for dc in topo.datacenters] == ["/b/dc1", "/b/dc2", "/b/dc3"]
+    sections = [topo.pgbackrest_for(dc) for dc in topo.datacenters]
+    assert [s.repo_path if s else None for s in sections] == ["/b/dc1", "/b/dc2", "/b/dc3"]
 
 
 def test_pgbackrest_options_take_yaml_numbers_and_booleans(tmp_path: Path) -> None:
     text = edit("  repo_path: /var/lib/pgbackrest\n", "  repo_path: /var/lib/pgbackrest\n  options:\n"
                 "    repo1-retention-full: 2\n    compress-level: 3\n    archive-async: true\n"
                 "    log-level-file: info\n")
-    options = load_topology(write(tmp_path, text)).pgbackrest.options
+    section = load_topology(write(tmp_path, text)).pgbackrest
+    assert section is not None
+    options = section.options
     assert options == {"repo1-retention-full": "2", "compress-level": "3", "archive-async": "y",
                        "log-level-file": "info"}
 
@@ -614,7 +618,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 def test_parsed_topology_is_frozen(tmp_path: Path) -> None:
     topo = load_topology(write(tmp_path, GOOD))
     with pytest.raises(ValueError, match="frozen"):
-        topo.datacenters[0].name = "x"  # type: ignore[misc]
+        setattr(topo.datacenters[0], "name", "x")  # noqa: B010 (setattr keeps mypy from refusing the line)
     assert isinstance(topo, Topology)
 
 
