@@ -1,0 +1,79 @@
+"""Which member backup commands act on: a DC's current leader, read from Patroni's REST API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from federation.errors import OperationFailed, OperationRefused
+from federation.lab.health import connect, member_state
+from federation.topology import Datacenter, Member, Topology
+
+PRIMARY_ROLES = ("primary", "master")
+LEADER_ROLES = (*PRIMARY_ROLES, "standby_leader")
+
+
+@dataclass(frozen=True)
+class Leader:
+    dc: Datacenter
+    member: Member
+    role: str  # "primary" or "standby_leader"
+
+    @property
+    def is_primary(self) -> bool:
+        return self.role in PRIMARY_ROLES
+
+
+def find_leader(dc: Datacenter) -> Leader:
+    """The DC's leader now, by asking every member's Patroni. Raises OperationFailed when there is none."""
+    seen = []
+    for member in dc.members:
+        state = member_state(member, timeout=2.0)
+        role = (state or {}).get("role")
+        seen.append(f"{member.name}={role or 'unreachable'}")
+        if role in LEADER_ROLES:
+            return Leader(dc, member, "primary" if role in PRIMARY_ROLES else str(role))
+    raise OperationFailed(f"datacenter {dc.name} has no leader right now ({', '.join(seen)})",
+                          hint="check the DC with `fedctl status` and `patronictl list`; retry when it has one")
+
+
+def primary_leader(dc: Datacenter) -> Leader:
+    """The DC's leader, which must be a primary: only the primary DC writes WAL and takes backups."""
+    leader = find_leader(dc)
+    if not leader.is_primary:
+        raise OperationRefused(
+            f"datacenter {dc.name} is a standby DC (its leader {leader.member.name} is a standby_leader): "
+            "backups run only in the primary DC, whose WAL the shared stanza archives",
+            hint="run it for the primary DC (every DC shares one stanza, so its backups serve all DCs)")
+    return leader
+
+
+def primary_dc(topo: Topology) -> Leader:
+    """The leader of whichever DC is the primary DC now (not necessarily the topology's initial one)."""
+    reasons = []
+    for dc in topo.datacenters:
+        try:
+            leader = find_leader(dc)
+        except OperationFailed as exc:
+            reasons.append(exc.message)
+            continue
+        if leader.is_primary:
+            return leader
+        reasons.append(f"{dc.name} is a standby DC")
+    raise OperationFailed("no datacenter has a primary right now: " + "; ".join(reasons),
+                          hint="check the federation with `fedctl status`")
+
+
+def sql(topo: Topology, member: Member, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Run one statement on a member as the superuser (autocommit) and return its rows."""
+    password = topo.credentials.superuser.password.resolve()
+    try:
+        with connect(topo, member, password, timeout=5) as conn:
+            cur = conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+    except psycopg.Error as exc:
+        raise OperationFailed(f"SQL on {member.name} ({member.host}:{member.port}) failed: "
+                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+                              hint="check that PostgreSQL runs there and accepts the superuser") from exc
