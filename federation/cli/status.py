@@ -1,0 +1,141 @@
+"""`fedctl status`: one table of every member of every DC, the cross-DC lag, and what is wrong.
+
+Exit code 0 when everything answers and is healthy, 1 otherwise (patronictl habits).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import click
+
+from federation.cli.app import cli, format_option, load, reports_errors, topology_option
+from federation.errors import EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from federation.status_model import DCStatus, FederationStatus, MemberStatus
+
+COLUMNS = ["DC", "DC role", "Upstream", "Member", "Host", "Role", "State", "TL", "LSN", "Lag"]
+
+
+def human_bytes(value: int | None) -> str:
+    """1536 -> '1.5 kB'; None -> ''."""
+    if value is None:
+        return ""
+    amount = float(value)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if amount < 1024 or unit == "TB":
+            return f"{int(amount)} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    return f"{value} B"
+
+
+def _role_text(member: MemberStatus) -> str:
+    if member.role == "replica" and member.sync in ("sync", "quorum"):
+        return f"{member.sync} replica"
+    return member.role.replace("_", " ")
+
+
+def _state_text(member: MemberStatus) -> str:
+    if member.reachable:
+        return member.state
+    if member.source == "dcs":
+        return f"unreachable (dcs: {member.state})"
+    return "unreachable"
+
+
+def _host_text(member: MemberStatus) -> str:
+    if member.host is None:
+        return ""
+    return f"{member.host}:{member.port}" if member.port else member.host
+
+
+def member_rows(dc: DCStatus) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for m in dc.members:
+        is_leader = m.name == dc.leader
+        rows.append([dc.name, dc.role, dc.upstream or "", m.name, _host_text(m), _role_text(m), _state_text(m),
+                     m.timeline, m.lsn_text, "" if is_leader else human_bytes(m.lag_bytes)])
+    if not dc.members:
+        rows.append([dc.name, dc.role, dc.upstream or "", "", "", "", "", None, None, ""])
+    return rows
+
+
+def footer_lines(status: FederationStatus) -> list[str]:
+    lines = []
+    for dc in status.datacenters:
+        if dc.role != "standby":
+            continue
+        source = f", replicating from {dc.standby_cluster}" if dc.standby_cluster else ""
+        if dc.lag_bytes is None:
+            lag = "lag unknown (a leader's position is missing)"
+        else:
+            seconds = "unknown" if dc.lag_seconds is None else f"{dc.lag_seconds:.1f} s"
+            lag = f"{human_bytes(dc.lag_bytes)} / {seconds} behind {dc.upstream}"
+        lines.append(f"{dc.name} (standby of {dc.upstream or '?'}): {lag}{source}")
+    return lines
+
+
+def format_table(status: FederationStatus) -> str:
+    from federation.render import render_table
+
+    rows = [row for dc in status.datacenters for row in member_rows(dc)]
+    problems = status.all_problems()
+    verdict = "healthy" if status.healthy else f"{len(problems)} problem{'s' * (len(problems) != 1)}"
+    title = f"Federation {status.federation}: primary DC {status.primary_dc or 'none'} ({verdict})"
+    parts = [render_table(COLUMNS, rows, title=title)]
+    parts.extend(footer_lines(status))
+    if problems:
+        parts.append("Problems:")
+        parts.extend(f"  - {p}" for p in problems)
+    return "\n".join(parts)
+
+
+def format_status(status: FederationStatus, fmt: str) -> str:
+    """The status as a table (default), JSON or YAML; the JSON/YAML shape is FederationStatus.to_json_dict()."""
+    if fmt == "table":
+        return format_table(status)
+    from federation.render import render_data
+
+    return render_data(status.to_json_dict(), fmt)
+
+
+def exit_code(status: FederationStatus) -> int:
+    return EXIT_OK if status.healthy else EXIT_FAILED
+
+
+@cli.command()
+@topology_option
+@format_option
+@click.option("--watch", "-w", "watch", type=click.FloatRange(min=0.2), is_flag=False, flag_value=2.0,
+              default=None, metavar="[SECONDS]", help="Refresh every SECONDS (default 2) until Ctrl-C.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Seconds to wait for each DCS and REST API.")
+@reports_errors
+def status(topology_path: str, fmt: str, watch: float | None, timeout: float) -> None:
+    """Show every DC and member: roles, state, timeline, LSN and lag. Exit 1 when anything is unhealthy."""
+    from federation.observe import observe_federation
+
+    topo = load(topology_path)
+    if watch is None:
+        observed = observe_federation(topo, timeout=timeout)
+        click.echo(format_status(observed, fmt))
+        sys.exit(exit_code(observed))
+    code = EXIT_OK
+    try:
+        while True:
+            started = time.monotonic()
+            observed = observe_federation(topo, timeout=timeout)
+            code = exit_code(observed)
+            if fmt == "table":
+                click.clear()
+            stamp = datetime.now(UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+            click.echo(f"{stamp}, every {watch:g} s (Ctrl-C to stop)" if fmt == "table" else "---")
+            click.echo(format_status(observed, fmt))
+            time.sleep(max(0.0, watch - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        pass
+    sys.exit(code)

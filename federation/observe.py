@@ -1,0 +1,312 @@
+"""Observe the whole federation: every DC's DCS and every member's REST API, read in parallel.
+
+`observe_federation(topo)` does the I/O (one thread per DCS and per member, short timeouts) and hands
+the raw answers to `assemble`, which is pure: it derives roles, health and lag (see
+`federation.status_model` for the definitions and the JSON shape) and is what the unit tests drive.
+Nothing unreachable raises: it is reported in the result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from federation.dcs.patroni_keys import DCSMember, PatroniClusterView
+from federation.errors import FedError
+from federation.patroni_api import NodeStatus
+from federation.status_model import HEALTHY_STATES, DCStatus, FederationStatus, MemberStatus
+
+if TYPE_CHECKING:
+    from federation.topology import Datacenter, Member, Topology
+
+DEFAULT_TIMEOUT = 2.0
+PRIMARY_ROLES = frozenset({"primary", "master"})
+
+
+@dataclass(frozen=True)
+class DCSRead:
+    """The outcome of reading one DC's Patroni keys: a view, or the error that prevented it."""
+
+    view: PatroniClusterView | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ApiRead:
+    """The outcome of GET /patroni on one member: its status, or the error that prevented it."""
+
+    node: NodeStatus | None = None
+    error: str | None = None
+    url: str | None = None
+
+
+def member_role(node_role: str | None, is_leader: bool, dc_role: str) -> str:
+    """leader | standby_leader | replica | primary (a primary without the leader key) | unknown."""
+    if node_role in PRIMARY_ROLES:
+        return "leader" if is_leader else "primary"
+    if node_role == "standby_leader" or (is_leader and dc_role == "standby"):
+        return "standby_leader"
+    if is_leader:
+        return "leader"
+    if node_role in ("replica", "standby"):
+        return "replica"
+    return node_role or "unknown"
+
+
+def dc_role(view: PatroniClusterView | None, leader_node_role: str | None) -> str:
+    """primary | standby | unknown. The DCS config decides (standby_cluster present or not); without
+    a config the leader's own role does (primary -> primary DC, standby_leader -> standby DC)."""
+    if view is not None and view.config:
+        return "standby" if view.standby_cluster is not None else "primary"
+    if leader_node_role in PRIMARY_ROLES:
+        return "primary"
+    if leader_node_role == "standby_leader":
+        return "standby"
+    return "unknown"
+
+
+def _standby_target(view: PatroniClusterView | None) -> str | None:
+    section = view.standby_cluster if view else None
+    if not section:
+        return None
+    host, port = section.get("host"), section.get("port")
+    return f"{host}:{port}" if port else str(host)
+
+
+def _member_sync(name: str, node: NodeStatus | None, view: PatroniClusterView | None) -> str:
+    if node is not None and node.quorum_standby:
+        return "quorum"
+    if node is not None and node.sync_standby:
+        return "sync"
+    if view is not None and name in view.sync.members:
+        return view.sync_mode
+    return "async"
+
+
+def _from_api(base: MemberStatus, node: NodeStatus, is_leader: bool, role_of_dc: str,
+              view: PatroniClusterView | None) -> MemberStatus:
+    role = member_role(node.role, is_leader, role_of_dc)
+    state = (node.replication_state if role != "leader" and node.replication_state else node.state) or "unknown"
+    return MemberStatus(
+        name=base.name, host=base.host, port=base.port, api_url=base.api_url, role=role, state=state,
+        sync=None if is_leader else _member_sync(base.name, node, view), timeline=node.timeline,
+        lsn=node.lsn, reachable=True, source="api", replayed_at=node.replayed_at, in_topology=base.in_topology)
+
+
+def _from_dcs(base: MemberStatus, key: DCSMember | None, error: str | None, is_leader: bool,
+              role_of_dc: str, view: PatroniClusterView | None) -> MemberStatus:
+    if key is None:
+        return MemberStatus(name=base.name, host=base.host, port=base.port, api_url=base.api_url,
+                            role=member_role(None, is_leader, role_of_dc), state="unreachable", error=error,
+                            in_topology=base.in_topology)
+    role = member_role(key.role, is_leader, role_of_dc)
+    state = (key.replication_state if role != "leader" and key.replication_state else key.state) or "unknown"
+    return MemberStatus(
+        name=base.name, host=base.host or key.host, port=base.port or key.port,
+        api_url=base.api_url or key.api_url, role=role, state=state,
+        sync=None if is_leader else _member_sync(base.name, None, view), timeline=key.timeline,
+        lsn=key.replay_lsn if key.replay_lsn is not None else key.xlog_location, reachable=False,
+        error=error, source="dcs", in_topology=base.in_topology)
+
+
+def _with_lag(member: MemberStatus, leader_lsn: int | None) -> MemberStatus:
+    if member.lsn is None or leader_lsn is None:
+        return member
+    return replace(member, lag_bytes=max(0, leader_lsn - member.lsn))
+
+
+def build_dc(dc: Datacenter, dcs: DCSRead, api: Mapping[str, ApiRead], upstream: str | None) -> DCStatus:
+    """One DC's status from its DCS read and its members' REST answers (keyed by member name). Pure."""
+    view = dcs.view
+    bases = {m.name: MemberStatus(name=m.name, host=m.host, port=m.port, api_url=m.api_url) for m in dc.members}
+    for name, key in (view.members.items() if view else []):
+        if name not in bases:
+            bases[name] = MemberStatus(name=name, host=key.host, port=key.port, api_url=key.api_url,
+                                       in_topology=False)
+    nodes = {name: read.node for name, read in api.items() if read.node is not None}
+
+    leader = view.leader if view else None
+    if leader is None and view is None:
+        # No DCS: the member that says it leads (primary or standby_leader) is the best we know.
+        claimants = [n for n, node in nodes.items() if node.role in PRIMARY_ROLES | {"standby_leader"}]
+        leader = claimants[0] if len(claimants) == 1 else None
+    leader_key = view.members.get(leader) if view and leader else None
+    leader_node_role = nodes[leader].role if leader in nodes else (leader_key.role if leader_key else None)
+    role_of_dc = dc_role(view, leader_node_role)
+
+    members: list[MemberStatus] = []
+    for name, base in bases.items():
+        read = api.get(name, ApiRead(error="not queried"))
+        is_leader = name == leader
+        if read.node is not None:
+            members.append(_from_api(base, read.node, is_leader, role_of_dc, view))
+        else:
+            dcs_key = view.members.get(name) if view else None
+            members.append(_from_dcs(base, dcs_key, read.error, is_leader, role_of_dc, view))
+    leader_status = next((m for m in members if m.name == leader), None)
+    leader_lsn = leader_status.lsn if leader_status else None
+    members = [_with_lag(m, leader_lsn) for m in members]
+
+    problems = _dc_problems(dc, dcs, members, leader, leader_node_role, role_of_dc)
+    return DCStatus(
+        name=dc.name, scope=dc.patroni_scope, role=role_of_dc,
+        upstream=None if role_of_dc == "primary" else upstream, reachable=dcs.error is None, error=dcs.error,
+        leader=leader, timeline=leader_status.timeline if leader_status else None,
+        standby_cluster=_standby_target(view), members=tuple(members), problems=tuple(problems))
+
+
+def _dc_problems(dc: Datacenter, dcs: DCSRead, members: list[MemberStatus], leader: str | None,
+                 leader_node_role: str | None, role_of_dc: str) -> list[str]:
+    problems: list[str] = []
+    if dcs.error is not None:
+        problems.append(f"DCS unreachable: {dcs.error}")
+    elif dcs.view is not None and not dcs.view.members and not dcs.view.initialized:
+        problems.append(f"no Patroni cluster {dc.patroni_scope!r} under {dcs.view.prefix} (not bootstrapped yet?)")
+    if leader is None:
+        problems.append("no leader: no member holds the leader key")
+    elif role_of_dc == "primary" and leader_node_role not in PRIMARY_ROLES and leader_node_role is not None:
+        problems.append(f"leader {leader} is {leader_node_role} although the config has no standby_cluster "
+                        "(promotion in progress?)")
+    elif role_of_dc == "standby" and leader_node_role in PRIMARY_ROLES:
+        problems.append(f"leader {leader} is still primary although the config has standby_cluster "
+                        "(demotion in progress?)")
+    for m in members:
+        if m.role == "primary":
+            problems.append(f"{m.name} runs as primary but {leader or 'nobody'} holds the leader key")
+        if not m.reachable:
+            problems.append(f"{m.name}: REST API unreachable ({m.error or 'no answer'})"
+                            + (f"; last state in DCS: {m.state}" if m.source == "dcs" else ""))
+        elif m.state not in HEALTHY_STATES:
+            problems.append(f"{m.name} is {m.state}")
+        if not m.in_topology:
+            problems.append(f"{m.name} is registered in the DCS but is not in the topology")
+    return problems
+
+
+def _cross_dc_lag(standby: DCStatus, upstream: DCStatus | None, now: datetime) -> tuple[int | None, float | None]:
+    mine = standby.leader_member
+    theirs = upstream.leader_member if upstream else None
+    if mine is None or theirs is None or mine.lsn is None or theirs.lsn is None:
+        return None, None
+    lag_bytes = max(0, theirs.lsn - mine.lsn)
+    if lag_bytes == 0:
+        return 0, 0.0
+    if mine.replayed_at is None:
+        return lag_bytes, None
+    return lag_bytes, max(0.0, (now - mine.replayed_at).total_seconds())
+
+
+def _resolve_upstream(dc: Datacenter, view: PatroniClusterView | None, topo: Topology,
+                      upstream_of: Mapping[str, str] | None) -> str | None:
+    if upstream_of is not None and dc.name in upstream_of:
+        return upstream_of[dc.name]
+    if dc.upstream is not None:
+        return dc.upstream
+    return _pointed_at(view, topo)
+
+
+def _pointed_at(view: PatroniClusterView | None, topo: Topology) -> str | None:
+    """The DC owning the member that the standby_cluster section points at, if any."""
+    section = view.standby_cluster if view else None
+    if not section:
+        return None
+    hosts = {h.strip() for h in str(section.get("host", "")).split(",")}
+    port = section.get("port")
+    for other, member in topo.members():
+        if member.host in hosts and (port is None or str(member.port) == str(port)):
+            return other.name
+    return None
+
+
+def assemble(topo: Topology, dcs_reads: Mapping[str, DCSRead], api_reads: Mapping[str, Mapping[str, ApiRead]],
+             *, upstream_of: Mapping[str, str] | None = None, now: datetime | None = None,
+             duration_s: float | None = None) -> FederationStatus:
+    """The federation status from raw reads (DCS per DC name; REST per DC name, then member name). Pure."""
+    now = now or datetime.now(UTC)
+    built: dict[str, DCStatus] = {}
+    for dc in topo.datacenters:
+        read = dcs_reads.get(dc.name, DCSRead(error="not queried"))
+        upstream = _resolve_upstream(dc, read.view, topo, upstream_of)
+        built[dc.name] = build_dc(dc, read, api_reads.get(dc.name, {}), upstream)
+
+    finished: list[DCStatus] = []
+    for dc in topo.datacenters:
+        status = built[dc.name]
+        if status.role == "standby":
+            lag_bytes, lag_seconds = _cross_dc_lag(status, built.get(status.upstream or ""), now)
+            extra = []
+            pointed = _pointed_at(dcs_reads[dc.name].view if dc.name in dcs_reads else None, topo)
+            if pointed is not None and status.upstream is not None and pointed != status.upstream:
+                extra.append(f"standby_cluster points at {status.standby_cluster} in {pointed}, but the "
+                             f"upstream should be {status.upstream}")
+            if status.upstream is None:
+                extra.append("standby DC without a known upstream DC")
+            status = replace(status, lag_bytes=lag_bytes, lag_seconds=lag_seconds,
+                             problems=status.problems + tuple(extra))
+        finished.append(status)
+
+    primaries = [d.name for d in finished if d.role == "primary"]
+    problems: list[str] = []
+    if len(primaries) > 1:
+        problems.append(f"split brain: {' and '.join(primaries)} are all primary DCs")
+    elif not primaries:
+        problems.append("no primary DC: no datacenter accepts writes")
+    return FederationStatus(federation=topo.federation, primary_dc=primaries[0] if primaries else None,
+                            datacenters=tuple(finished), problems=tuple(problems), observed_at=now,
+                            duration_s=duration_s)
+
+
+def _read_dcs(dc: Datacenter, timeout: float) -> DCSRead:
+    from federation.dcs import connect
+    from federation.dcs.patroni_keys import read_cluster
+
+    try:
+        with connect(dc, timeout=timeout) as dcs:
+            return DCSRead(view=read_cluster(dcs, dc))
+    except FedError as exc:
+        return DCSRead(error=exc.message)
+    except Exception as exc:  # status must survive anything; say it is a bug
+        return DCSRead(error=f"unexpected {type(exc).__name__}: {exc} (please report this as a bug)")
+
+
+def _read_api(target: Member | str, timeout: float) -> ApiRead:
+    from federation.patroni_api import base_url, get_patroni
+
+    try:
+        return ApiRead(node=NodeStatus.from_json(get_patroni(target, timeout=timeout)), url=base_url(target))
+    except FedError as exc:
+        return ApiRead(error=exc.message.split(" is unreachable: ")[-1], url=base_url(target))
+    except Exception as exc:  # status must survive anything; say it is a bug
+        return ApiRead(error=f"unexpected {type(exc).__name__}: {exc} (please report this as a bug)")
+
+
+def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None = None,
+                       timeout: float = DEFAULT_TIMEOUT) -> FederationStatus:
+    """Read every DC's DCS and every member's GET /patroni in parallel and assemble the status.
+
+    `upstream_of` (DC name -> upstream DC name), when given, overrides the topology's upstreams: the
+    federation-state record passes it once it exists. Never raises for an unreachable DC or member.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    started = time.monotonic()
+    known = {(dc.name, m.name) for dc, m in topo.members()}
+    workers = len(topo.datacenters) + len(known)
+    with ThreadPoolExecutor(max_workers=min(64, workers + 4), thread_name_prefix="observe") as pool:
+        dcs_futures = {dc.name: pool.submit(_read_dcs, dc, timeout) for dc in topo.datacenters}
+        api_futures: dict[str, dict[str, Future[ApiRead]]] = {dc.name: {} for dc in topo.datacenters}
+        for dc, member in topo.members():
+            api_futures[dc.name][member.name] = pool.submit(_read_api, member, timeout)
+        dcs_reads = {name: f.result() for name, f in dcs_futures.items()}
+        # Members registered in a DCS but missing from the topology: ask them too, via their own api_url.
+        for dc in topo.datacenters:
+            view = dcs_reads[dc.name].view
+            for name, key in (view.members.items() if view else []):
+                if (dc.name, name) not in known and key.api_url:
+                    api_futures[dc.name][name] = pool.submit(_read_api, key.api_url, timeout)
+        api_reads = {dc: {m: f.result() for m, f in futures.items()} for dc, futures in api_futures.items()}
+    return assemble(topo, dcs_reads, api_reads, upstream_of=upstream_of, now=datetime.now(UTC),
+                    duration_s=time.monotonic() - started)
