@@ -1,0 +1,54 @@
+"""`fedctl backup`, `backups`, `check-archive`, `verify-restore`, `rebuild`: thin wrappers over backup/."""
+
+from __future__ import annotations
+
+import click
+
+from federation.cli.app import cli, dry_run_option, format_option, load, reports_errors, topology_option
+from federation.progress import Progress
+from federation.render import render_data, render_table
+
+
+def _progress(fmt: str) -> Progress:
+    return Progress(quiet=fmt != "table")
+
+
+@cli.command("backup")
+@topology_option
+@click.argument("dc_name", metavar="DC")
+@click.option("--type", "kind", type=click.Choice(["full", "diff", "incr"]), default="full", show_default=True,
+              help="pgBackRest backup type.")
+@format_option
+@dry_run_option
+@reports_errors
+def backup_cmd(topology_path: str, dc_name: str, kind: str, fmt: str, dry_run: bool) -> None:
+    """Back up the primary DC (on its current leader), after writing a canary row for verify-restore."""
+    from backup.take import backup_command, take_backup
+
+    topo = load(topology_path)
+    if dry_run:
+        leader, command = backup_command(topo, dc_name, kind)
+        click.echo(f"would write a canary row on {leader.member.name}, then run:\n  {command}")
+        return
+    outcome = take_backup(topo, dc_name, kind, _progress(fmt))
+    if fmt == "table":
+        click.echo(f"backup {outcome.backup.label} ({outcome.backup.type}) of {dc_name} on {outcome.member} "
+                   f"in {outcome.seconds:.1f} s, canary id {outcome.canary.id}")
+    else:
+        click.echo(render_data(outcome.to_json_dict(), fmt))
+
+
+@cli.command("backups")
+@topology_option
+@click.argument("dc_name", metavar="[DC]", required=False)
+@format_option
+@reports_errors
+def backups_cmd(topology_path: str, dc_name: str | None, fmt: str) -> None:
+    """List the backup sets of the federation's shared stanza (read through DC's leader, default the primary)."""
+    from backup.listing import BACKUP_COLUMNS, backup_dicts, backup_rows, list_backups
+
+    info = list_backups(load(topology_path), dc_name)
+    if fmt == "table":
+        click.echo(render_table(BACKUP_COLUMNS, backup_rows(info), title=f"stanza {info.name}: {info.status.message}"))
+    else:
+        click.echo(render_data(backup_dicts(info), fmt))
