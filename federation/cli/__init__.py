@@ -3,6 +3,7 @@
 from federation.cli import backup as _backup  # noqa: F401
 from federation.cli import gate as _gate  # noqa: F401
 from federation.cli import lab as _lab  # noqa: F401
+from federation.cli import operations as _operations  # noqa: F401
 from federation.cli import status as _status  # noqa: F401
 from federation.cli import validate as _validate  # noqa: F401
 from federation.cli.app import cli

@@ -42,6 +42,8 @@ def dynamic_config(topo: Topology, dc: Datacenter) -> dict[str, Any]:
                 "archive_command": ARCHIVE_PUSH,
                 "archive_timeout": 60,
                 "hot_standby_feedback": "on",
+                # A standby DC re-connects to its new upstream within a second after a switchover.
+                "wal_retrieve_retry_interval": "1s",
                 "max_connections": 100,
             },
         },

@@ -1,0 +1,149 @@
+"""What every cross-DC operation needs: finding a DC's leader, SQL on a member, polling, re-pointing DCs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import psycopg
+
+from federation import patroni_api
+from federation.errors import FedError, OperationFailed, OperationRefused
+from federation.lsn import format_lsn, parse_lsn
+from federation.patroni_api import NodeStatus
+from federation.patroni_dynamic import role_patch
+from federation.topology import Datacenter, Member, Topology
+
+T = TypeVar("T")
+LEADER_ROLES = ("primary", "master", "standby_leader")
+
+
+@dataclass(frozen=True)
+class DCLook:
+    """One DC as its members' REST APIs show it right now."""
+
+    dc: Datacenter
+    statuses: dict[str, NodeStatus | None]
+
+    @property
+    def leader(self) -> Member | None:
+        for member in self.dc.members:
+            status = self.statuses.get(member.name)
+            if status is not None and status.role in LEADER_ROLES:
+                return member
+        return None
+
+    @property
+    def leader_status(self) -> NodeStatus | None:
+        leader = self.leader
+        return self.statuses.get(leader.name) if leader else None
+
+    @property
+    def is_primary(self) -> bool:
+        status = self.leader_status
+        return status is not None and status.role in ("primary", "master")
+
+    @property
+    def answering(self) -> bool:
+        return any(s is not None for s in self.statuses.values())
+
+
+def look_at(dc: Datacenter, timeout: float = 1.5) -> DCLook:
+    def one(member: Member) -> NodeStatus | None:
+        try:
+            return NodeStatus.from_json(patroni_api.get_patroni(member, timeout=timeout))
+        except FedError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=len(dc.members)) as pool:
+        statuses = dict(zip([m.name for m in dc.members], pool.map(one, dc.members), strict=True))
+    return DCLook(dc, statuses)
+
+
+def look_at_all(topo: Topology) -> dict[str, DCLook]:
+    with ThreadPoolExecutor(max_workers=len(topo.datacenters)) as pool:
+        looks = list(pool.map(look_at, topo.datacenters))
+    return {look.dc.name: look for look in looks}
+
+
+def require_leader(look: DCLook, what: str) -> Member:
+    leader = look.leader
+    if leader is None:
+        down = [n for n, s in look.statuses.items() if s is None]
+        detail = f"members not answering: {', '.join(down)}" if down else "no member holds the leader lock"
+        raise OperationRefused(f"{look.dc.name} has no leader ({detail}); {what}")
+    return leader
+
+
+def connect(topo: Topology, member: Member, timeout: int = 2) -> psycopg.Connection[Any]:
+    return psycopg.connect(host=member.host, port=member.port, dbname="postgres",
+                           user=topo.credentials.superuser.username,
+                           password=topo.credentials.superuser.password.resolve(),
+                           connect_timeout=timeout, autocommit=True, application_name="fedctl")
+
+
+def sql_row(topo: Topology, member: Member, query: str, params: Any = None) -> tuple[Any, ...] | None:
+    with connect(topo, member) as conn:
+        return conn.execute(query, params).fetchone()
+
+
+def poll(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.05) -> T:
+    """Call `probe` until it returns a value; errors and None mean "not yet". Fails naming `what`."""
+    deadline = time.monotonic() + timeout
+    last: str = "no answer yet"
+    while True:
+        try:
+            value = probe()
+            if value is not None:
+                return value
+        except (FedError, psycopg.Error, OSError) as exc:
+            last = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if time.monotonic() >= deadline:
+            raise OperationFailed(f"timed out after {timeout:.0f} s waiting for {what} (last: {last})")
+        time.sleep(interval)
+
+
+def replay_lsn(topo: Topology, member: Member) -> int | None:
+    row = sql_row(topo, member, "SELECT pg_last_wal_replay_lsn()::text")
+    return parse_lsn(row[0]) if row and row[0] else None
+
+
+def writable(topo: Topology, member: Member) -> bool | None:
+    row = sql_row(topo, member, "SELECT NOT pg_is_in_recovery()")
+    return True if row and row[0] else None
+
+
+def current_timeline(topo: Topology, member: Member) -> int:
+    # After a promotion pg_control_checkpoint() lags until the next checkpoint; the WAL file name does not.
+    row = sql_row(topo, member, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")
+    assert row is not None
+    return int(row[0], 16)
+
+
+def switch_point(topo: Topology, member: Member, timeline: int) -> int | None:
+    """Where `timeline` began, from its history file on `member` (None when there is no such file)."""
+    name = f"pg_wal/{timeline:08X}.history"
+    try:
+        row = sql_row(topo, member, "SELECT pg_read_file(%s)", (name,))
+    except psycopg.Error:
+        return None
+    if not row or not row[0]:
+        return None
+    lines = [ln.split() for ln in str(row[0]).splitlines() if ln.strip() and not ln.startswith("#")]
+    return parse_lsn(lines[-1][1]) if lines else None
+
+
+def apply_role(topo: Topology, dc: Datacenter, leader: Member, upstreams: Mapping[str, str | None]) -> dict[str, Any]:
+    """PATCH the DC's leader so its standby_cluster and federation slots match `upstreams`."""
+    config = patroni_api.get_config(leader)
+    patch = role_patch(topo, dc, upstreams, config)
+    if config.get("standby_cluster") == patch.get("standby_cluster") and "slots" not in patch:
+        return {}
+    return patroni_api.patch_config(leader, patch)
+
+
+def lsn_text(value: int | None) -> str | None:
+    return format_lsn(value) if value is not None else None
