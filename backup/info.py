@@ -27,6 +27,10 @@ class Status(_Model):
     message: str = ""
 
 
+class DbRef(_Model):
+    id: int | None = None
+
+
 class WalRange(_Model):
     start: str | None = None
     stop: str | None = None
@@ -62,6 +66,7 @@ class Backup(_Model):
     info: Sizes = Field(default_factory=Sizes)
     error: bool | None = None  # pgBackRest >= 2.36 sets it when a page checksum error was found
     prior: str | None = None
+    database: DbRef = Field(default_factory=DbRef)
 
     @property
     def started(self) -> datetime:
@@ -74,6 +79,7 @@ class Backup(_Model):
 
 class ArchiveRange(_Model):
     id: str
+    database: DbRef = Field(default_factory=DbRef)
     min: str | None = None
     max: str | None = None
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from federation.cli.app import cli, dry_run_option, format_option, load, reports_errors, topology_option
+from federation.errors import EXIT_FAILED
 from federation.progress import Progress
 from federation.render import render_data, render_table
 
@@ -52,3 +55,34 @@ def backups_cmd(topology_path: str, dc_name: str | None, fmt: str) -> None:
         click.echo(render_table(BACKUP_COLUMNS, backup_rows(info), title=f"stanza {info.name}: {info.status.message}"))
     else:
         click.echo(render_data(backup_dicts(info), fmt))
+
+
+@cli.command("check-archive")
+@topology_option
+@click.argument("dc_name", metavar="[DC]", required=False)
+@click.option("--archive-timeout", type=float, default=None, metavar="SECONDS",
+              help="How long `pgbackrest check` waits for the switched WAL segment (default: pgBackRest's).")
+@click.option("--max-ready-age", type=float, default=120.0, show_default=True, metavar="SECONDS",
+              help="A .ready segment older than this means archiving is stuck.")
+@format_option
+@reports_errors
+def check_archive_cmd(topology_path: str, dc_name: str | None, archive_timeout: float | None, max_ready_age: float,
+                      fmt: str) -> None:
+    """Check WAL archiving and that no segment is missing from the oldest backup to now. Exit 1 on any problem."""
+    from backup.archive_check import check_archive
+
+    report = check_archive(load(topology_path), dc_name, archive_timeout=archive_timeout,
+                           max_ready_age=max_ready_age)
+    if fmt == "table":
+        rows = [[f.check, "ok" if f.ok else "PROBLEM", f.message + (f"\n  hint: {f.hint}" if f.hint else "")]
+                for f in report.findings]
+        click.echo(render_table(["Check", "Result", "Detail"], rows,
+                                title=f"archive of {report.dc} (pushed by {report.primary})"))
+        for r in report.ranges:
+            click.echo(f"timeline {r.timeline}: {r.first.name} .. {r.last.name} ({r.count} segments in the repository)")
+        for gap in report.gaps:
+            click.echo(f"GAP: {gap}")
+    else:
+        click.echo(render_data(report.to_json_dict(), fmt))
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
