@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from backup.cluster import Leader, find_leader, primary_dc, sql
+from backup.findings import Finding
 from backup.info import StanzaInfo, read_info
 from backup.runner import PgBackRestError, PgBackRestHost, lab_host, run
 from backup.wal import (
@@ -37,14 +38,6 @@ from federation.lab.lab import Lab
 from federation.topology import Topology
 
 DEFAULT_MAX_READY_AGE = 120.0
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    ok: bool
-    message: str
-    hint: str | None = None
 
 
 @dataclass(frozen=True)

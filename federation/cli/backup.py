@@ -86,3 +86,29 @@ def check_archive_cmd(topology_path: str, dc_name: str | None, archive_timeout: 
         click.echo(render_data(report.to_json_dict(), fmt))
     if not report.ok:
         sys.exit(EXIT_FAILED)
+
+
+@cli.command("verify-restore")
+@topology_option
+@click.argument("dc_name", metavar="DC")
+@click.option("--set", "label", metavar="LABEL", help="Backup set to verify (default: the newest).")
+@format_option
+@reports_errors
+def verify_restore_cmd(topology_path: str, dc_name: str, label: str | None, fmt: str) -> None:
+    """Restore a backup set into a scratch directory, start it, check it, time it (RTO) and remove it.
+
+    Exit 1 when any check fails."""
+    from backup.verify import verify_restore
+
+    report = verify_restore(load(topology_path), dc_name, label, _progress(fmt))
+    if fmt == "table":
+        rows = [[f.check, "ok" if f.ok else "PROBLEM", f.message + (f"\n  hint: {f.hint}" if f.hint else "")]
+                for f in report.findings]
+        click.echo(render_table(["Check", "Result", "Detail"], rows,
+                                title=f"verify-restore of {report.label} ({report.backup_type}) via {report.dc}"))
+        click.echo(f"restore {report.restore_seconds:.1f} s + recovery {report.recovery_seconds:.1f} s = "
+                   f"RTO {report.rto_seconds:.1f} s; checks {report.checks_seconds:.1f} s")
+    else:
+        click.echo(render_data(report.to_json_dict(), fmt))
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
