@@ -8,7 +8,7 @@ with what the target received to estimate the data loss, and says how old the sa
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
 from federation.dcs import connect
@@ -24,6 +24,8 @@ class LsnSample:
     lsn: int
     time: str
     sampled_by: str
+    bytes_per_second: float = 0.0
+    interval_seconds: float = 2.0
 
     @property
     def taken_at(self) -> datetime:
@@ -37,7 +39,8 @@ class LsnSample:
         try:
             data = json.loads(raw)
             return cls(str(data["dc"]), str(data["member"]), parse_lsn(data["lsn"]), str(data["time"]),
-                       str(data["sampled_by"]))
+                       str(data["sampled_by"]), float(data.get("bytes_per_second", 0.0)),
+                       float(data.get("interval_seconds", 2.0)))
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -46,9 +49,18 @@ def sample_key(topo: Topology, holder: Datacenter, sampled_dc: str) -> str:
     return f"{holder.dcs.namespace}_fedctl/{topo.federation}/samples/{sampled_dc}"
 
 
-def store_sample(topo: Topology, holder: Datacenter, sample: LsnSample) -> None:
+def store_sample(topo: Topology, holder: Datacenter, sample: LsnSample) -> LsnSample:
+    """Store `sample`, with the WAL rate since the previous sample of the same DC. Returns what was stored."""
+    key = sample_key(topo, holder, sample.dc)
     with connect(holder) as dcs:
-        dcs.put(sample_key(topo, holder, sample.dc), sample.to_json())
+        found = dcs.get(key)
+        previous = LsnSample.from_json(found.value) if found else None
+        if previous is not None and previous.dc == sample.dc:
+            elapsed = (sample.taken_at - previous.taken_at).total_seconds()
+            if elapsed > 0 and sample.lsn >= previous.lsn:
+                sample = replace(sample, bytes_per_second=(sample.lsn - previous.lsn) / elapsed)
+        dcs.put(key, sample.to_json())
+    return sample
 
 
 def newest_sample(topo: Topology, sampled_dc: str) -> LsnSample | None:

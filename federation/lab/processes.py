@@ -116,6 +116,10 @@ class ManagedProcess:
             proc = subprocess.Popen(as_user_argv(user, argv), env=user_env(user, env), cwd=cwd, stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.pidfile.write_text(f"{proc.pid}\n")
+        # Until the child has exec'd, /proc shows our own command line, not the marker.
+        deadline = time.monotonic() + 5
+        while self.pid() is None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
         return proc.pid
 
     def stop(self, timeout: float = 30.0) -> None:

@@ -8,6 +8,7 @@ promotions impossible), promotes the target and re-points the other standby DCs.
 
 from __future__ import annotations
 
+import math
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from federation.lsn import parse_lsn
 from federation.operations.common import apply_role, look_at, look_at_all, lsn_text, poll, sql_row, writable
 from federation.operations.report import OperationReport
 from federation.progress import Progress
-from federation.samples import newest_sample
+from federation.samples import LsnSample, newest_sample
 from federation.state import FederationState, HistoryEntry
 from federation.topology import Datacenter, Member, Topology
 
@@ -65,11 +66,24 @@ def estimate_loss(topo: Topology, old_primary: str, target: Datacenter, leader: 
     sample = newest_sample(topo, old_primary)
     if sample is None:
         return LossEstimate(old_primary, None, None, received, None, None)
-    now = datetime.now(UTC).timestamp()
+    return loss_from_sample(old_primary, sample, received, replayed_at, datetime.now(UTC).timestamp())
+
+
+def loss_from_sample(old_primary: str, sample: LsnSample, received: int, replayed_at: float | None,
+                     now: float) -> LossEstimate:
+    """What the target lacks of the last known LSN, plus what the old primary may have written between
+    that sample and its death (at most one sampling interval at the measured WAL rate)."""
     sampled = sample.taken_at.timestamp()
-    lost = max(0, sample.lsn - received)
-    seconds = 0.0 if lost == 0 else max(0.0, sampled - replayed_at) if replayed_at else None
-    return LossEstimate(old_primary, sample.lsn, now - sampled, received, lost, seconds)
+    age = max(0.0, now - sampled)
+    unseen = sample.bytes_per_second * min(age, sample.interval_seconds)
+    lost = max(0, sample.lsn - received) + math.ceil(unseen)
+    if lost == 0:
+        seconds = 0.0
+    elif sample.bytes_per_second > 0:
+        seconds = lost / sample.bytes_per_second
+    else:
+        seconds = max(0.0, sampled - replayed_at) if replayed_at else None
+    return LossEstimate(old_primary, sample.lsn, age, received, lost, seconds)
 
 
 def new_upstreams(topo: Topology, st: FederationState, old_primary: str, target: str) -> dict[str, str | None]:

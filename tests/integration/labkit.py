@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,7 +94,71 @@ def eventually(what: str, probe: Callable[[], T | None], timeout: float = 30.0, 
             if result:
                 return result
             last = result
-        except Exception as exc:  # noqa: BLE001 - any failure is "not yet" until the deadline
+        except Exception as exc:
             last = exc
         time.sleep(interval)
     raise AssertionError(f"not true after {timeout:.0f} s: {what} (last: {last!r})")
+
+
+class Writer:
+    """Commits one row at a time through the lab's multi-host DSN, as an application would, and
+    remembers every commit the server acknowledged (id, time)."""
+
+    def __init__(self, handle: LabHandle, table: str = "writer_rows") -> None:
+        import threading
+
+        from federation.lab.lab import lab_dsn
+
+        self.dsn = lab_dsn(handle.topo).replace("connect_timeout=2", "connect_timeout=1")
+        self.table = table
+        self.acked: list[tuple[int, float]] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+
+    def start(self) -> Writer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        next_id = 1
+        conn = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self.dsn, autocommit=True)
+                conn.execute(f"INSERT INTO {self.table} (id) VALUES (%s)", (next_id,))
+                self.acked.append((next_id, time.monotonic()))
+                next_id += 1
+            except psycopg.Error:
+                self.errors += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+                next_id += 1  # the outcome of that id is unknown: never reuse it
+                time.sleep(0.02)
+        if conn is not None:
+            conn.close()
+
+    def longest_gap(self) -> float:
+        """The longest time between two acknowledged commits: the write outage the client saw."""
+        times = [t for _, t in self.acked]
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+    def missing_on(self, handle: LabHandle, member: Member) -> list[int]:
+        present = {row[0] for row in handle.sql(member, f"SELECT id FROM {self.table}")}
+        return [i for i, _ in self.acked if i not in present]
+
+
+def fedctl(handle: LabHandle, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI on the lab's topology, as a user would."""
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "federation", *args, "-t", str(handle.path)],
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
