@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from federation.cli.app import cli, dry_run_option, format_option, load, reports_errors, topology_option
+from federation.cli.app import cli, dry_run_option, format_option, load, reports_errors, topology_option, yes_option
 from federation.errors import EXIT_FAILED
 from federation.progress import Progress
 from federation.render import render_data, render_table
@@ -112,3 +112,40 @@ def verify_restore_cmd(topology_path: str, dc_name: str, label: str | None, fmt:
         click.echo(render_data(report.to_json_dict(), fmt))
     if not report.ok:
         sys.exit(EXIT_FAILED)
+
+
+@cli.command("rebuild")
+@topology_option
+@click.argument("dc_name", metavar="DC")
+@click.argument("member_name", metavar="MEMBER")
+@format_option
+@dry_run_option
+@yes_option
+@reports_errors
+def rebuild_cmd(topology_path: str, dc_name: str, member_name: str, fmt: str, dry_run: bool, yes: bool) -> None:
+    """Reinitialise a replica or standby leader with a pgBackRest delta restore from the shared repository."""
+    from backup.rebuild import plan, rebuild
+
+    topo = load(topology_path)
+    role, steps = plan(topo, dc_name, member_name)
+    if dry_run or (fmt == "table" and not yes):
+        click.echo(f"rebuild {dc_name}/{member_name} ({role}):\n" + "\n".join(f"  {i}. {s}" for i, s in
+                                                                             enumerate(steps, 1)))
+    if dry_run:
+        return
+    if not yes:
+        click.confirm("Its PostgreSQL restarts and data that differs from the backup is overwritten. Go on?",
+                      abort=True)
+    report = rebuild(topo, dc_name, member_name, _progress(fmt))
+    if fmt != "table":
+        click.echo(render_data(report.to_json_dict(), fmt))
+        return
+    stats = report.stats
+    copied = (f"{stats.copied_bytes / 1024**2:.1f} MB in {stats.copied_files} file(s) copied, "
+              f"{(stats.kept_bytes or 0) / 1024**2:.1f} MB kept" if stats and stats.copied_bytes is not None
+              else "copied bytes unknown")
+    total = f" of {stats.total_bytes / 1024**2:.1f} MB" if stats and stats.total_bytes else ""
+    click.echo(f"{dc_name}/{member_name} rebuilt in {report.seconds:.1f} s via {report.how} "
+               f"(method: {report.replica_method or 'unknown'}); {copied}{total} [{report.bytes_how}]; "
+               f"data dir {report.size_before / 1024**2:.1f} -> {report.size_after / 1024**2:.1f} MB; "
+               f"now {report.role_after}")

@@ -1,0 +1,225 @@
+"""`fedctl rebuild DC MEMBER`: reinitialise a member from the shared repository with a pgBackRest delta restore.
+
+A replica: Patroni's `POST /reinitialize` (force), which runs the member's `create_replica_methods`
+(`pgbackrest --delta --type=standby restore` with keep_data, falling back to basebackup). A standby leader
+is never reinitialised by Patroni itself, so in the lab we stop its Patroni (its PostgreSQL with it; the
+other member takes the standby leader lock), run the same delta restore as the lab user, start Patroni
+again and wait until it streams. Never `--archive-mode=off`: a rebuilt member is a real member.
+
+Bytes copied: for the restore we run, from pgBackRest's per-file `detail` output; for Patroni's, from the
+pgBackRest restore log when `log-level-file=detail`, else only the total restore size is known. The data
+directory's size before and after is reported too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backup.cluster import PRIMARY_ROLES
+from backup.restore_log import RestoreStats, last_restore_in_log, parse_restore_output
+from backup.runner import PgBackRestCommand, lab_host, run
+from federation.errors import OperationFailed, OperationRefused
+from federation.lab.health import member_state
+from federation.lab.lab import Lab, start_member
+from federation.lab.pgbackrest_conf import REPLICA_RESTORE
+from federation.lab.processes import kill_postmaster
+from federation.progress import Progress
+from federation.topology import Datacenter, Member, Topology
+
+_CREATED_RE = re.compile(r"replica has been created using (\w+)")
+
+
+@dataclass
+class RebuildReport:
+    dc: str
+    member: str
+    role_before: str
+    how: str
+    seconds: float = 0.0
+    restore_seconds: float | None = None
+    replica_method: str | None = None
+    stats: RestoreStats | None = None
+    bytes_how: str = ""
+    size_before: int = 0
+    size_after: int = 0
+    role_after: str | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        s = self.stats
+        return {"dc": self.dc, "member": self.member, "role_before": self.role_before, "how": self.how,
+                "replica_method": self.replica_method, "seconds": round(self.seconds, 3),
+                "restore_seconds": None if self.restore_seconds is None else round(self.restore_seconds, 3),
+                "copied_bytes": s.copied_bytes if s else None, "copied_files": s.copied_files if s else None,
+                "kept_bytes": s.kept_bytes if s else None, "total_bytes": s.total_bytes if s else None,
+                "bytes_how": self.bytes_how, "data_dir_bytes_before": self.size_before,
+                "data_dir_bytes_after": self.size_after, "role_after": self.role_after}
+
+
+def post_reinitialize(member: Member, timeout: float = 10.0) -> str:
+    """Patroni's POST /reinitialize {"force": true}; it answers in plain text, not JSON."""
+    request = urllib.request.Request(f"{member.api_url}/reinitialize", data=json.dumps({"force": True}).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return str(response.read().decode(errors="replace"))
+    except urllib.error.HTTPError as exc:
+        text = exc.read().decode(errors="replace").strip() if exc.fp else ""
+        raise OperationFailed(f"Patroni on {member.name} refused to reinitialize: HTTP {exc.code} {text}",
+                              hint="Patroni reinitialises only replicas of a cluster that has a leader") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise OperationFailed(f"Patroni REST API of {member.name} ({member.api_url}) is unreachable: {exc}") from None
+
+
+def dir_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def restore_command(lab: Lab, dc: Datacenter, member: Member) -> PgBackRestCommand:
+    """The member's own replica method (`pgbackrest --delta --type=standby restore`), with per-file output."""
+    args = REPLICA_RESTORE.split()[1:]
+    return lab_host(lab, dc, member).command(*args, "--log-level-console=detail", timeout=7200)
+
+
+def plan(topo: Topology, dc_name: str, member_name: str) -> tuple[str, list[str]]:
+    """(role, steps) a rebuild would take; refuses a primary."""
+    dc = topo.dc(dc_name)
+    member = dc.member(member_name)
+    role = (member_state(member, timeout=2.0) or {}).get("role")
+    if role in PRIMARY_ROLES:
+        raise OperationRefused(f"{member.name} is the primary of {dc.name}: a primary is not rebuilt",
+                               hint="switch over inside the DC first (patronictl switchover), then rebuild it")
+    if role == "replica":
+        return role, [f"POST {member.api_url}/reinitialize {{\"force\": true}} (Patroni runs create_replica_methods: "
+                      f"{REPLICA_RESTORE})", f"wait until {member.name} streams again"]
+    if role == "standby_leader":
+        cmd = restore_command(Lab.of(topo), dc, member)
+        return role, [f"stop Patroni of {member.name} (its PostgreSQL stops; another member may take the lock)",
+                      f"run {cmd}", f"start Patroni of {member.name}", f"wait until {member.name} streams again"]
+    raise OperationFailed(f"{member.name} is not running as a replica or standby leader (role: {role or 'unknown'})",
+                          hint="start its Patroni first; a member that cannot start is rebuilt by Patroni itself "
+                               "when you remove its data directory")
+
+
+def rebuild(topo: Topology, dc_name: str, member_name: str, progress: Progress | None = None,
+            *, timeout: float = 900.0) -> RebuildReport:
+    progress = progress or Progress(quiet=True)
+    lab = Lab.of(topo)
+    dc = topo.dc(dc_name)
+    member = dc.member(member_name)
+    role, _steps = plan(topo, dc_name, member_name)
+    data = lab.layout.member(dc, member).data
+    report = RebuildReport(dc.name, member.name, role, "")
+    report.size_before = dir_size(data)
+    started = time.monotonic()
+    if role == "replica":
+        _via_patroni(lab, dc, member, report, progress, timeout)
+    else:
+        _standby_leader(lab, dc, member, report, progress, timeout)
+    report.seconds = time.monotonic() - started
+    report.size_after = dir_size(data)
+    report.role_after = (member_state(member) or {}).get("role")
+    return report
+
+
+def _via_patroni(lab: Lab, dc: Datacenter, member: Member, report: RebuildReport, progress: Progress,
+                 timeout: float) -> None:
+    report.how = "Patroni POST /reinitialize (create_replica_methods)"
+    log = lab.layout.member(dc, member).patroni.logfile
+    offset = log.stat().st_size if log.exists() else 0
+    before = (member_state(member) or {}).get("postmaster_start_time")
+    with progress.step(f"POST /reinitialize on {member.name}"):
+        post_reinitialize(member)
+    with progress.step(f"wait until {member.name} is recreated and streams") as step:
+        _wait_streaming(member, timeout, must_restart=True, previous_start=before)
+        step.detail = "streaming"
+    new_log = _read_from(log, offset)
+    methods = _CREATED_RE.findall(new_log)
+    report.replica_method = methods[-1] if methods else None
+    restore_log = lab.layout.pgbackrest_dir / "log" / f"{_stanza(lab, dc)}-restore.log"
+    run_text = last_restore_in_log(_read_from(restore_log, 0), str(lab.layout.member(dc, member).data))
+    report.stats = parse_restore_output(run_text or "")
+    if report.replica_method != "pgbackrest":
+        report.bytes_how = f"Patroni used {report.replica_method or 'an unknown method'}, not pgBackRest: " \
+                           "every byte was copied (see the data directory size)"
+    elif report.stats.copied_bytes is not None:
+        report.bytes_how = "from pgBackRest's per-file lines in its restore log (log-level-file=detail)"
+    else:
+        report.bytes_how = "not known: pgBackRest logs copied files only at log-level-file=detail; total restore " \
+                           "size from its log, data directory size before/after by walking it"
+
+
+def _standby_leader(lab: Lab, dc: Datacenter, member: Member, report: RebuildReport, progress: Progress,
+                    timeout: float) -> None:
+    report.how = "Patroni stopped, pgbackrest --delta --type=standby restore, Patroni started"
+    paths = lab.layout.member(dc, member)
+    if not paths.patroni.running():
+        raise OperationRefused(f"Patroni of {member.name} is not a process this lab started, so fedctl cannot "
+                               "stop and start it", hint=f"stop Patroni on {member.host}, run "
+                               f"`{REPLICA_RESTORE}` there as the postgres user, then start Patroni")
+    with progress.step(f"stop Patroni of {member.name}"):
+        paths.patroni.stop(timeout=60)
+        kill_postmaster(paths.data)  # only if Patroni left it behind; a running server blocks the restore
+    try:
+        with progress.step(f"pgbackrest delta restore of {member.name}") as step:
+            result = run(restore_command(lab, dc, member))
+            report.restore_seconds = result.seconds
+            report.stats = parse_restore_output(result.stdout + result.stderr)
+            report.replica_method = "pgbackrest"
+            report.bytes_how = "from pgBackRest's per-file output (--log-level-console=detail)"
+            step.detail = f"{report.stats.copied_files} file(s) copied, {report.stats.kept_files} kept"
+    finally:
+        with progress.step(f"start Patroni of {member.name}"):
+            start_member(lab, dc, member)
+    with progress.step(f"wait until {member.name} streams"):
+        _wait_streaming(member, timeout, must_restart=False)
+
+
+def _wait_streaming(member: Member, timeout: float, must_restart: bool, previous_start: str | None = None) -> None:
+    """Until the member runs and streams; with `must_restart`, only after it was seen restarting."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    restarted = not must_restart
+    while time.monotonic() < deadline:
+        state = member_state(member, timeout=2.0) or {}
+        last = state or last
+        start_time = state.get("postmaster_start_time")
+        if state and (state.get("state") != "running" or (previous_start and start_time not in (None, previous_start))):
+            restarted = True
+        if restarted and state.get("state") == "running" and state.get("replication_state") == "streaming":
+            return
+        time.sleep(0.2)
+    raise OperationFailed(f"{member.name} does not stream {timeout:.0f} s after the rebuild started (last: "
+                          f"role={last.get('role')}, state={last.get('state')}, "
+                          f"replication={last.get('replication_state')})",
+                          hint=f"read {member.name}'s Patroni log; `patronictl list` shows its state")
+
+
+def _read_from(path: Path, offset: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _stanza(lab: Lab, dc: Datacenter) -> str:
+    repo = lab.topo.pgbackrest_for(dc)
+    assert repo is not None
+    return repo.stanza
