@@ -1,0 +1,188 @@
+"""`fedctl status` on a real two-DC lab: dc1 the primary DC, dc2 a standby cluster, each with its own etcd.
+
+Each scenario restores what it broke, so the scenarios share one lab (its own addresses, 127.0.41-42.x).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from federation.lab import dcs_servers
+from federation.lab.lab import start_member
+from tests.integration.labkit import LabHandle, bug_lines, eventually, start_lab, stop_lab
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[LabHandle]:
+    handle = start_lab("status-two-dc")
+    root = handle.lab.layout.root
+    try:
+        yield handle
+        bugs = bug_lines(handle)
+    finally:
+        stop_lab(handle)
+        leftovers = _kill_leftovers(str(root))
+    assert not bugs, "Patroni reported a BUG:\n" + "\n".join(bugs)
+    assert not leftovers, f"lab_down left these processes of {root} running (killed now): {leftovers}"
+
+
+def _kill_leftovers(root: str) -> list[str]:
+    """SIGKILL, by PID, every process whose command line names this lab's own directory."""
+    killed = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if root + "/" in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+            killed.append(f"{proc.name}: {cmdline[:100]}")
+    return killed
+
+
+def run_status(lab: LabHandle, *args: str) -> tuple[int, str, float]:
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "federation", "status", "-t", str(lab.path), *args],
+                          capture_output=True, text=True, timeout=30)
+    elapsed = time.monotonic() - started
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, done.stdout, elapsed
+
+
+def status_json(lab: LabHandle) -> tuple[int, dict[str, Any]]:
+    code, out, _ = run_status(lab, "--format", "json")
+    return code, json.loads(out)
+
+
+def healthy(lab: LabHandle) -> dict[str, Any] | None:
+    code, data = status_json(lab)
+    return data if code == 0 and data["healthy"] else None
+
+
+def test_a_healthy_federation(lab: LabHandle) -> None:
+    data = eventually("status exits 0 and reports healthy", lambda: healthy(lab), timeout=60)
+    assert data["federation"] == "test-status-two-dc" and data["primary_dc"] == "dc1" and data["problems"] == []
+    dc1, dc2 = data["datacenters"]
+    assert (dc1["role"], dc1["upstream"], dc1["reachable"]) == ("primary", None, True)
+    assert (dc2["role"], dc2["upstream"], dc2["reachable"]) == ("standby", "dc1", True)
+    assert dc2["lag_bytes"] is not None and dc2["lag_seconds"] is not None
+    roles = {m["name"]: m["role"] for dc in (dc1, dc2) for m in dc["members"]}
+    assert roles[dc1["leader"]] == "leader" and roles[dc2["leader"]] == "standby_leader"
+    assert sorted(roles.values()) == ["leader", "replica", "replica", "standby_leader"]
+    for dc in (dc1, dc2):
+        assert dc["timeline"] >= 1
+        for member in dc["members"]:
+            assert member["reachable"] and member["source"] == "api" and member["state"] in ("running", "streaming")
+            assert member["lsn"].count("/") == 1 and isinstance(member["lsn_int"], int)
+            assert member["lag_bytes"] is not None and member["timeline"] == dc["timeline"]
+    assert dc2["standby_cluster"] is not None
+
+
+def test_table_output_is_fast(lab: LabHandle) -> None:
+    eventually("healthy", lambda: healthy(lab), timeout=60)
+    timings = []
+    for _ in range(3):
+        code, out, elapsed = run_status(lab)
+        timings.append(elapsed)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0] == "Federation test-status-two-dc: primary DC dc1 (healthy)"
+    assert sum(line.startswith("| dc") for line in lines) == 4
+    assert any(line.startswith("dc2 (standby of dc1): ") for line in lines)
+    print(f"fedctl status wall time, 3 runs: {', '.join(f'{t:.3f} s' for t in timings)}")
+    assert min(timings) < 2.0
+
+
+def test_cross_dc_lag_grows_while_the_standby_dc_does_not_replay(lab: LabHandle) -> None:
+    data = eventually("healthy", lambda: healthy(lab), timeout=60)
+    dc1, dc2 = lab.dc("dc1"), lab.dc("dc2")
+    writer = dc1.member(data["datacenters"][0]["leader"])
+    standby_leader = dc2.member(data["datacenters"][1]["leader"])
+    lab.sql(writer, "CREATE TABLE IF NOT EXISTS status_lag (id serial PRIMARY KEY, at timestamptz DEFAULT now())")
+    lab.sql(writer, "INSERT INTO status_lag DEFAULT VALUES")
+    eventually("dc2 caught up", lambda: status_json(lab)[1]["datacenters"][1]["lag_bytes"] == 0, timeout=30)
+    lab.sql(standby_leader, "SELECT pg_wal_replay_pause()")
+    try:
+        paused_at = time.monotonic()
+        lab.sql(writer, "INSERT INTO status_lag SELECT FROM generate_series(1, 1000)")
+
+        seen: list[tuple[int, dict[str, Any]]] = []
+
+        def lagging() -> dict[str, Any] | None:
+            code, data = status_json(lab)
+            seen.append((code, data))
+            dc = data["datacenters"][1]
+            return dc if code == 0 and dc["lag_bytes"] and dc["lag_seconds"] is not None else None
+
+        try:
+            dc = eventually("dc2 shows lag in bytes and seconds", lagging, timeout=30)
+        except AssertionError:
+            raise AssertionError(f"last status: {json.dumps(seen[-1][1])}, exit code {seen[-1][0]}") from None
+        assert dc["lag_bytes"] > 8192
+        # Seconds since the last transaction dc2 replayed: the first insert, before the pause.
+        assert dc["lag_seconds"] >= 0.0
+        assert dc["lag_seconds"] <= time.monotonic() - paused_at + 60
+    finally:
+        lab.sql(standby_leader, "SELECT pg_wal_replay_resume()")
+    eventually("dc2 caught up again", lambda: status_json(lab)[1]["datacenters"][1]["lag_bytes"] == 0, timeout=30)
+
+
+def test_a_stopped_member_is_shown_unreachable_and_status_exits_1(lab: LabHandle) -> None:
+    eventually("healthy", lambda: healthy(lab), timeout=60)
+    dc1 = lab.dc("dc1")
+    replica = next(m for m in dc1.members if lab.member_role(m) == "replica")
+    lab.lab.layout.member(dc1, replica).patroni.stop(timeout=60)
+    try:
+        code, out, elapsed = run_status(lab)
+        assert code == 1
+        row = next(line for line in out.splitlines() if f"| {replica.name} " in line)
+        assert "unreachable" in row
+        assert f"dc1: {replica.name}: REST API unreachable" in out
+        code, data = status_json(lab)
+        member = next(m for m in data["datacenters"][0]["members"] if m["name"] == replica.name)
+        assert code == 1 and member["reachable"] is False and data["healthy"] is False
+        assert elapsed < 5.0
+    finally:
+        start_member(lab.lab, dc1, replica)
+    eventually("healthy again after the member restarts", lambda: healthy(lab), timeout=90)
+
+
+def test_a_dead_dcs_is_reported_quickly_and_members_still_shown(lab: LabHandle) -> None:
+    eventually("healthy", lambda: healthy(lab), timeout=60)
+    dc2 = lab.dc("dc2")
+    for host, proc, _dir in dcs_servers.server_processes(lab.lab.layout, dc2):
+        if not proc.running():
+            pytest.fail(f"the lab cannot see its {dc2.dcs.kind} at {host} (pid file {proc.pidfile}, marker "
+                        f"{proc.marker!r} not in its command line), so it cannot kill it")
+        proc.kill()
+    try:
+        code, out, elapsed = run_status(lab, "--format", "json")
+        data = json.loads(out)
+        dc = data["datacenters"][1]
+        assert code == 1 and not dc["reachable"]
+        assert dc["error"].startswith("etcd at 127.0.42.1:2379 (dc2) is unreachable: connection refused")
+        assert {m["name"] for m in dc["members"]} == {"n3", "n4"}
+        assert all(m["reachable"] for m in dc["members"]), "Patroni's REST API still answers without its DCS"
+        assert data["datacenters"][0]["reachable"] and data["primary_dc"] == "dc1"
+        assert elapsed < 3.0, f"status took {elapsed:.2f} s with a dead DCS"
+    finally:
+        dcs_servers.start_dcs(lab.lab.layout, dc2, lab.lab.user)
+        # Poll health only: the lab's wait_dcs can mistake a just-spawned server for a dead one.
+        eventually("dc2's DCS answers again", lambda: dcs_servers.dcs_healthy(dc2), timeout=30)
+    eventually("healthy again after the DCS restarts", lambda: healthy(lab), timeout=90)
