@@ -165,7 +165,9 @@ def _dc_problems(dc: Datacenter, dcs: DCSRead, members: list[MemberStatus], lead
         problems.append(f"DCS unreachable: {dcs.error}")
     elif dcs.view is not None and not dcs.view.members and not dcs.view.initialized:
         problems.append(f"no Patroni cluster {dc.patroni_scope!r} under {dcs.view.prefix} (not bootstrapped yet?)")
-    if leader is None:
+    if leader is None and dcs.error is not None:
+        problems.append("leader unknown: the DCS is unreachable and no member answers as a leader")
+    elif leader is None:
         problems.append("no leader: no member holds the leader key")
     elif role_of_dc == "primary" and leader_node_role not in PRIMARY_ROLES and leader_node_role is not None:
         problems.append(f"leader {leader} is {leader_node_role} although the config has no standby_cluster "
