@@ -1,5 +1,6 @@
 """fedctl command line. Each module registers its commands on the shared group."""
 
+from federation.cli import agent as _agent  # noqa: F401
 from federation.cli import backup as _backup  # noqa: F401
 from federation.cli import gate as _gate  # noqa: F401
 from federation.cli import lab as _lab  # noqa: F401

@@ -1,0 +1,211 @@
+"""The per-DC agent: a lease thread, an HTTP API thread, and the reconcile loop in the main thread.
+
+Every `interval` seconds (and at once when it becomes active) the active agent runs one cycle:
+observe -> record -> decide -> act -> sample -> metrics. Each phase has its own try/except and
+counts its failures in `fedctl_agent_loop_errors_total{phase}`: a broken phase never stops the loop.
+Standby agents (no lease) only serve the API. SIGTERM/SIGINT stop the loop and release the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from agent import act
+from agent.decide import Action, Decision, Observation, cross_dc_lag, decide, record_to_copy, upstream_sample
+from agent.leadership import LeaseKeeper
+from agent.metrics import AgentMetrics
+from agent.observe import KnownRecord, observe
+from agent.settings import AgentSettings
+from federation.dcs.lease import open_lease
+from federation.errors import FedError
+
+log = logging.getLogger("agent")
+T = TypeVar("T")
+FENCE_RETRY_SECONDS = 30.0
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        s = settings
+        self.metrics = AgentMetrics(s.topo.federation, s.dc.name, s.member.name)
+        self.keeper = LeaseKeeper(open_lease(s.dc, s.lease_key, s.identity, ttl=s.lease_ttl),
+                                  on_change=self._lease_changed,
+                                  on_error=lambda _exc: self.metrics.errors.labels("lease").inc())
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._known: KnownRecord | None = None
+        self._behind_cycles = 0
+        self._fence_not_before = 0.0
+        self._last_obs: Observation | None = None
+        self.last_sentence = "starting"
+        self.last_cycle_at: datetime | None = None
+        self._loop_thread: threading.Thread | None = None
+
+    # ---- lifecycle
+    def run(self) -> None:
+        """Serve the API, keep the lease, reconcile until stop() (or SIGTERM/SIGINT in the main thread)."""
+        from agent.api import serve
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: self.stop())
+            signal.signal(signal.SIGINT, lambda *_: self.stop())
+        self._loop_thread = threading.current_thread()
+        listen = self.settings.listen
+        try:
+            server = serve(self, listen.host, listen.port)
+        except OSError as exc:
+            raise FedError(f"the agent cannot listen on {listen}: {exc.strerror or exc}",
+                           hint="is another agent already running there? pass --listen HOST:PORT") from None
+        log.info("agent %s started: API on http://%s, lease %s (TTL %s s), cycle every %s s", self.settings.identity,
+                 listen, self.settings.lease_key, self.settings.lease_ttl, self.settings.interval)
+        self.keeper.start()
+        try:
+            while not self._stop.is_set():
+                active = self.keeper.active
+                self.metrics.active.set(1 if active else 0)
+                self.metrics.dcs_up.set(1 if self.keeper.dcs_answered_within(self.settings.lease_ttl) else 0)
+                if active:
+                    self.cycle()
+                else:
+                    self._say_once(f"standby agent: {self.keeper.holder or 'nobody'} holds the lease"
+                                   + (f" (own DCS: {self.keeper.dcs_error})" if self.keeper.dcs_error else ""))
+                self._wake.wait(self.settings.interval)
+                self._wake.clear()
+        finally:
+            self.keeper.stop()
+            self.metrics.active.set(0)
+            server.shutdown()
+            server.server_close()
+            log.info("agent %s stopped", self.settings.identity)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _lease_changed(self, active: bool) -> None:
+        self.metrics.active.set(1 if active else 0)
+        self._wake.set()
+
+    def _say_once(self, sentence: str) -> None:
+        if sentence != self.last_sentence:
+            log.info("%s", sentence)
+        self.last_sentence = sentence
+
+    # ---- one reconcile cycle
+    def _phase(self, name: str, fn: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return fn(*args)
+        except FedError as exc:
+            log.warning("phase %s failed: %s", name, exc.message)
+        except Exception:
+            log.exception("unexpected error in phase %s (please report it as a BUG); the loop goes on", name)
+        self.metrics.errors.labels(name).inc()
+        return None
+
+    def cycle(self) -> str:
+        started = time.monotonic()
+        s = self.settings
+        observed = self._phase("observe", observe, s.topo, s.dc, self._known)
+        if observed is None:
+            sentence = "observation failed (see above): changing nothing this cycle"
+        else:
+            obs, self._known = observed
+            self._last_obs = obs
+            self._phase("record", self._sync_record, obs)
+            decision = self._phase("decide", decide, s.topo, obs)
+            sentence = decision.sentence if decision else "no decision (see above): changing nothing this cycle"
+            if decision is not None:
+                sentence = self._carry_out(obs, decision)
+            self._phase("sample", self._sample, obs)
+            self._phase("metrics", self._update_metrics, obs)
+        self.metrics.cycles.inc()
+        self.metrics.cycle_seconds.set(time.monotonic() - started)
+        self.last_sentence = sentence
+        self.last_cycle_at = datetime.now(UTC)
+        log.info("%s", sentence)
+        return sentence
+
+    def _carry_out(self, obs: Observation, decision: Decision) -> str:
+        if decision.action not in (Action.REPOINT, Action.FENCE):
+            return decision.sentence
+        if not self.keeper.active:
+            return f"lease lost before acting; not doing: {decision.sentence}"
+        if decision.action is Action.FENCE:
+            wait = self._fence_not_before - time.monotonic()
+            if wait > 0:
+                return f"{decision.sentence} -- last attempt failed, retrying in {wait:.0f} s"
+        log.info("%s", decision.sentence)
+        outcome = self._phase("act", act.carry_out, self.settings.topo, self.settings.dc, obs, decision)
+        if outcome is None:
+            if decision.action is Action.FENCE:
+                self._fence_not_before = time.monotonic() + FENCE_RETRY_SECONDS
+            return f"FAILED: {decision.sentence}"
+        self.metrics.actions.labels(decision.action.value).inc()
+        if decision.action is Action.FENCE:
+            self.metrics.fencing.inc()
+        return f"done ({outcome}): {decision.sentence}"
+
+    def _sync_record(self, obs: Observation) -> None:
+        behind = obs.record is not None and obs.own_epoch is not None and obs.own_epoch < obs.record.epoch
+        behind = behind or (obs.record is not None and obs.record_written and obs.own_epoch is None)
+        self._behind_cycles = self._behind_cycles + 1 if behind else 0
+        newer = record_to_copy(obs, self._behind_cycles)
+        if newer is not None and act.write_own_copy(self.settings.topo, self.settings.dc, newer):
+            log.info("copied federation record epoch %s (primary DC %s) into %s's DCS (it held %s)", newer.epoch,
+                     newer.primary_dc, obs.dc, obs.own_epoch if obs.own_epoch is not None else "none")
+            self._behind_cycles = 0
+
+    def _sample(self, obs: Observation) -> None:
+        sample = upstream_sample(obs, self.settings.identity, datetime.now(UTC))
+        if sample is not None and obs.own_dcs_error is None:
+            act.store(self.settings.topo, self.settings.dc, sample)
+            self.metrics.sampled()
+
+    def _update_metrics(self, obs: Observation) -> None:
+        m = self.metrics
+        if obs.record is not None:
+            m.epoch.set(obs.record.epoch)
+        own = obs.own
+        role = "unknown"
+        if own is not None and own.leader_status is not None:
+            role = "primary" if own.is_primary else "standby"
+        m.set_role(role)
+        m.set_lag(*cross_dc_lag(obs, datetime.now(UTC)))
+        m.upstream_up.set(1 if obs.upstream is not None and obs.upstream.answering else 0)
+        m.peers_unreachable.set(len(obs.unreachable_peers))
+
+    # ---- the API's view (called from API threads)
+    def health(self) -> tuple[bool, str]:
+        running = self._loop_thread is not None and self._loop_thread.is_alive() and not self._stop.is_set()
+        if not running:
+            return False, "the agent is not running"
+        if not self.keeper.dcs_answered_within(self.settings.lease_ttl):
+            return False, f"own DCS does not answer: {self.keeper.dcs_error or 'no answer yet'}"
+        role = "active" if self.keeper.active else f"standby agent ({self.keeper.holder or 'nobody'} is active)"
+        return True, f"{role}; own DCS answers"
+
+    def status(self) -> dict[str, Any]:
+        from federation.observe import observe_federation
+
+        known = self._known
+        upstreams = {k: v for k, v in known.state.upstreams.items() if v is not None} if known else None
+        data = observe_federation(self.settings.topo, upstream_of=upstreams).to_json_dict()
+        own = self.settings.dc.name
+        data["datacenters"].sort(key=lambda d: d["name"] != own)
+        data["agent"] = {
+            "dc": own, "member": self.settings.member.name, "active": self.keeper.active,
+            "lease_holder": self.keeper.holder, "epoch": known.state.epoch if known else None,
+            "last_sentence": self.last_sentence,
+            "last_cycle_at": self.last_cycle_at.isoformat() if self.last_cycle_at else None,
+        }
+        return data
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.text()

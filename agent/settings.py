@@ -1,0 +1,78 @@
+"""Who this agent is: its DC, the member it runs next to, where it listens, its lease and its timings.
+
+Nothing here needs new topology fields: the listen address defaults to the member's host and its
+Patroni REST port + 100 (8108 next to Patroni's 8008), and the lease key lives beside the federation
+record in the DC's own DCS.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from federation.errors import BadInput
+from federation.topology import Address, Datacenter, Member, Topology
+
+AGENT_PORT_OFFSET = 100
+DEFAULT_INTERVAL = 2.0
+DEFAULT_LEASE_TTL = 5
+
+
+def lease_key(topo: Topology, dc: Datacenter) -> str:
+    """`<namespace>_fedctl/<federation>/agent/<dc>/leader` in the DC's own DCS."""
+    return f"{dc.dcs.namespace}_fedctl/{topo.federation}/agent/{dc.name}/leader"
+
+
+def default_listen(member: Member) -> Address:
+    return Address(host=member.host, port=member.api.port + AGENT_PORT_OFFSET)
+
+
+def _is_local(host: str) -> bool:
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.bind((host, 0))
+        return True
+    except OSError:
+        return False
+
+
+def local_member(dc: Datacenter) -> Member:
+    """The one member of `dc` whose address belongs to this host; BadInput when none or several do."""
+    mine = [m for m in dc.members if _is_local(m.host)]
+    if len(mine) == 1:
+        return mine[0]
+    names = ", ".join(m.name for m in (mine or dc.members))
+    found = "several members" if mine else "no member"
+    raise BadInput(f"{found} of {dc.name} ({names}) has an address on this host: cannot tell which one this is",
+                   hint="pass --member NAME (and --listen HOST:PORT if the default does not suit)")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    topo: Topology
+    dc: Datacenter
+    member: Member
+    listen: Address
+    interval: float = DEFAULT_INTERVAL
+    lease_ttl: int = DEFAULT_LEASE_TTL
+
+    @property
+    def identity(self) -> str:
+        return f"{self.dc.name}/{self.member.name}"
+
+    @property
+    def lease_key(self) -> str:
+        return lease_key(self.topo, self.dc)
+
+
+def agent_settings(topo: Topology, dc_name: str, member_name: str | None = None, listen: str | None = None,
+                   *, interval: float = DEFAULT_INTERVAL, lease_ttl: int = DEFAULT_LEASE_TTL) -> AgentSettings:
+    dc = topo.dc(dc_name)
+    member = dc.member(member_name) if member_name else local_member(dc)
+    try:
+        address = Address.model_validate(listen) if listen else default_listen(member)
+    except ValueError as exc:
+        raise BadInput(f"--listen {listen!r} is not HOST:PORT: {exc}") from None
+    if interval <= 0 or lease_ttl < 2:
+        raise BadInput("the loop interval must be positive and the lease TTL at least 2 s")
+    return AgentSettings(topo, dc, member, address, interval, lease_ttl)
