@@ -155,7 +155,9 @@ def build_dc(dc: Datacenter, dcs: DCSRead, api: Mapping[str, ApiRead], upstream:
         name=dc.name, scope=dc.patroni_scope, role=role_of_dc,
         upstream=None if role_of_dc == "primary" else upstream, reachable=dcs.error is None, error=dcs.error,
         leader=leader, timeline=leader_status.timeline if leader_status else None,
-        standby_cluster=_standby_target(view), members=tuple(members), problems=tuple(problems))
+        standby_cluster=_standby_target(view), members=tuple(members), problems=tuple(problems),
+        maintenance=(view is not None and view.config.get("pause") is True)
+        or any(node.maintenance for node in nodes.values()))
 
 
 def _dc_problems(dc: Datacenter, dcs: DCSRead, members: list[MemberStatus], leader: str | None,

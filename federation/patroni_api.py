@@ -196,6 +196,7 @@ class NodeStatus:
     quorum_standby: bool = False
     pending_restart: bool = False
     cluster_unlocked: bool = False
+    maintenance: bool = False
     scope: str | None = None
     name: str | None = None
     system_id: str | None = None
@@ -226,6 +227,7 @@ class NodeStatus:
             quorum_standby=data.get("quorum_standby") is True,
             pending_restart=data.get("pending_restart") is True,
             cluster_unlocked=data.get("cluster_unlocked") is True,
+            maintenance=data.get("pause") is True,
             scope=_text(patroni.get("scope")),
             name=_text(patroni.get("name")),
             system_id=_text(data.get("database_system_identifier")),

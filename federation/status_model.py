@@ -6,7 +6,8 @@ JSON shape (`FederationStatus.to_json_dict()`), stable for scripts and the agent
     datacenters[]: name, scope, role (primary|standby|unknown), upstream, reachable (its DCS answered),
                    error (why the DCS did not answer), leader, timeline,
                    lag_bytes, lag_seconds (standby DCs only: behind the upstream DC's leader),
-                   standby_cluster (host:port it replicates from, standby DCs only), problems[],
+                   standby_cluster (host:port it replicates from, standby DCs only),
+                   maintenance (Patroni paused: no automatic failover in the DC), problems[],
                    members[]: name, host, port, api_url, role (leader|standby_leader|replica|primary|
                               unknown), state, sync (sync|quorum|async; null on the leader), timeline,
                               lsn ('X/Y'), lsn_int, lag_bytes (behind its own DC's leader),
@@ -83,6 +84,7 @@ class DCStatus:
     lag_bytes: int | None = None
     lag_seconds: float | None = None
     standby_cluster: str | None = None
+    maintenance: bool = False
     members: tuple[MemberStatus, ...] = ()
     problems: tuple[str, ...] = ()
 
@@ -102,7 +104,8 @@ class DCStatus:
                 "reachable": self.reachable, "error": self.error, "leader": self.leader,
                 "timeline": self.timeline, "lag_bytes": self.lag_bytes,
                 "lag_seconds": None if self.lag_seconds is None else round(self.lag_seconds, 3),
-                "standby_cluster": self.standby_cluster, "problems": list(self.problems),
+                "standby_cluster": self.standby_cluster, "maintenance": self.maintenance,
+                "problems": list(self.problems),
                 "members": [m.to_json_dict() for m in self.members]}
 
 

@@ -67,6 +67,8 @@ def member_rows(dc: DCStatus) -> list[list[object]]:
 def footer_lines(status: FederationStatus) -> list[str]:
     lines = []
     for dc in status.datacenters:
+        if dc.maintenance:
+            lines.append(f"{dc.name}: maintenance mode (Patroni paused: no automatic failover)")
         if dc.role != "standby":
             continue
         source = f", replicating from {dc.standby_cluster}" if dc.standby_cluster else ""

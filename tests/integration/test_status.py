@@ -20,6 +20,7 @@ import pytest
 
 from federation.lab import dcs_servers
 from federation.lab.lab import start_member
+from federation.patroni_api import get_patroni, patch_config
 from tests.integration.labkit import LabHandle, bug_lines, eventually, start_lab, stop_lab
 
 pytestmark = pytest.mark.integration
@@ -117,6 +118,9 @@ def test_cross_dc_lag_grows_while_the_standby_dc_does_not_replay(lab: LabHandle)
     lab.sql(writer, "CREATE TABLE IF NOT EXISTS status_lag (id serial PRIMARY KEY, at timestamptz DEFAULT now())")
     lab.sql(writer, "INSERT INTO status_lag DEFAULT VALUES")
     eventually("dc2 caught up", lambda: status_json(lab)[1]["datacenters"][1]["lag_bytes"] == 0, timeout=30)
+    # Patroni resumes paused replay on PostgreSQL 14+ at its next loop unless the cluster is in maintenance.
+    patch_config(standby_leader, {"pause": True})
+    eventually("dc2 in maintenance mode", lambda: get_patroni(standby_leader).get("pause") is True, timeout=10)
     lab.sql(standby_leader, "SELECT pg_wal_replay_pause()")
     try:
         paused_at = time.monotonic()
@@ -140,6 +144,7 @@ def test_cross_dc_lag_grows_while_the_standby_dc_does_not_replay(lab: LabHandle)
         assert dc["lag_seconds"] <= time.monotonic() - paused_at + 60
     finally:
         lab.sql(standby_leader, "SELECT pg_wal_replay_resume()")
+        patch_config(standby_leader, {"pause": False})
     eventually("dc2 caught up again", lambda: status_json(lab)[1]["datacenters"][1]["lag_bytes"] == 0, timeout=30)
 
 

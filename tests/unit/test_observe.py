@@ -203,6 +203,17 @@ def test_unhealthy_member_states() -> None:
     assert "dc2: n3 is in archive recovery" in problems and "dc2: n4 is starting" in problems
 
 
+def test_maintenance_mode_is_shown_but_is_not_a_problem() -> None:
+    dcs, api = healthy_reads()
+    dcs["dc2"] = view("dc2", "n3", {"n3": {"role": "standby_leader"}}, standby_of="127.0.41.11", pause=True)
+    status = assemble(make_topology(), dcs, api, now=NOW)
+    assert status.dc("dc2").maintenance and not status.dc("dc1").maintenance  # type: ignore[union-attr]
+    assert status.healthy
+    dcs, api = healthy_reads()
+    api["dc1"]["n1"] = ApiRead(node=NodeStatus(state="running", role="primary", wal_lsn=5000, maintenance=True))
+    assert assemble(make_topology(), dcs, api, now=NOW).dc("dc1").maintenance  # type: ignore[union-attr]
+
+
 def test_sync_and_quorum_standbys() -> None:
     dcs, api = healthy_reads()
     api["dc1"]["n2"] = standby(5000, sync_standby=True)
@@ -266,7 +277,7 @@ def test_json_shape_is_stable() -> None:
     assert data["observed_at"] == "2026-01-01T12:00:00+00:00" and data["duration_s"] == 0.042
     dc = data["datacenters"][0]
     assert list(dc) == ["name", "scope", "role", "upstream", "reachable", "error", "leader", "timeline",
-                        "lag_bytes", "lag_seconds", "standby_cluster", "problems", "members"]
+                        "lag_bytes", "lag_seconds", "standby_cluster", "maintenance", "problems", "members"]
     member = dc["members"][0]
     assert list(member) == ["name", "host", "port", "api_url", "role", "state", "sync", "timeline", "lsn",
                             "lsn_int", "lag_bytes", "reachable", "error", "source"]

@@ -178,5 +178,6 @@ def test_node_status_is_lenient() -> None:
     odd = NodeStatus.from_json({"state": "stopped", "role": "replica", "xlog": "nope", "timeline": "2",
                                 "sync_standby": True, "xlog_replayed_timestamp": 5})
     assert odd.state == "stopped" and odd.timeline is None and odd.lsn is None and odd.sync_standby
+    assert NodeStatus.from_json({"pause": True}).maintenance and not odd.maintenance
     naive = NodeStatus.from_json({"xlog": {"replayed_timestamp": "2026-11-25 18:20:01"}})
     assert naive.replayed_at is None

@@ -58,6 +58,15 @@ def test_table_has_one_row_per_member_and_a_footer_per_standby_dc() -> None:
     assert rows[2][:7] == ["dc2", "standby", "dc1", "n3", "127.0.2.11:5432", "standby leader", "streaming"]
     assert "dc2 (standby of dc1): 2.0 MB / 1.2 s behind dc1, replicating from 127.0.1.11:5432" in lines
     assert "Problems:" not in out
+    assert "maintenance" not in out
+
+
+def test_maintenance_mode_gets_a_footer_line() -> None:
+    from dataclasses import replace
+
+    base = fake_status()
+    paused = replace(base, datacenters=(base.datacenters[0], replace(base.datacenters[1], maintenance=True)))
+    assert "dc2: maintenance mode (Patroni paused: no automatic failover)" in status_cmd.format_status(paused, "table")
 
 
 def test_table_shows_unreachable_members_and_lists_problems() -> None:
