@@ -17,9 +17,11 @@ ARCHIVE_GET = 'pgbackrest archive-get %f "%p"'
 FEDERATION_SLOT_PREFIX = "fed_"
 
 
-def standby_cluster_section(dc: Datacenter, upstream: Datacenter) -> dict[str, Any]:
+def standby_cluster_section(dc: Datacenter, upstream: Datacenter, via_host: str | None = None) -> dict[str, Any]:
+    """`via_host` names one upstream member when the upstream DC is itself a standby: Patroni forces
+    target_session_attrs=read-write on a multi-host list with a slot, which a standby never satisfies."""
     return {
-        "host": ",".join(m.host for m in upstream.members),
+        "host": via_host or ",".join(m.host for m in upstream.members),
         "port": upstream.pg_port,
         "primary_slot_name": dc.slot_name,
         "create_replica_methods": ["pgbackrest", "basebackup"],
@@ -46,11 +48,11 @@ def slots_patch(current: Mapping[str, Any] | None, wanted: set[str]) -> dict[str
 
 
 def role_patch(topo: Topology, dc: Datacenter, upstreams: Mapping[str, str | None],
-               current_config: Mapping[str, Any]) -> dict[str, Any]:
+               current_config: Mapping[str, Any], via_host: str | None = None) -> dict[str, Any]:
     """The whole PATCH that gives `dc` its federation role: standby_cluster (or null) and slots."""
     upstream = upstreams.get(dc.name)
     patch: dict[str, Any] = {
-        "standby_cluster": standby_cluster_section(dc, topo.dc(upstream)) if upstream else None,
+        "standby_cluster": standby_cluster_section(dc, topo.dc(upstream), via_host) if upstream else None,
     }
     slots = slots_patch(current_config.get("slots"), desired_slots(topo, dc, upstreams))
     if slots:

@@ -17,7 +17,7 @@ from federation.lab.processes import LabUser, ManagedProcess, chown_tree
 from federation.topology import Address, Datacenter
 
 ETCD_BIN = "/usr/bin/etcd"
-ZOOKEEPER_CLASSPATH = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
+ZOOKEEPER_JARS = ["/etc/zookeeper/conf", "/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-simple.jar"]
 
 
 def server_processes(layout: LabLayout, dc: Datacenter) -> list[tuple[Address, ManagedProcess, Path]]:
@@ -25,7 +25,7 @@ def server_processes(layout: LabLayout, dc: Datacenter) -> list[tuple[Address, M
     out = []
     for i, host in enumerate(dc.dcs.hosts, start=1):
         d = base / f"s{i}"
-        out.append((host, ManagedProcess(dc.dcs.kind, d / "server.pid", d / "server.log", str(d / "data")), d))
+        out.append((host, ManagedProcess(dc.dcs.kind, d / "server.pid", d / "server.log", f"{d}/"), d))
     return out
 
 
@@ -63,7 +63,7 @@ def zookeeper_argv(dc: Datacenter, index: int, d: Path) -> list[str]:
         (d / "data" / "myid").write_text(f"{index}\n")
     (d / "zoo.cfg").write_text("\n".join(lines) + "\n")
     return ["/usr/bin/java", "-Xmx256m", "-Dzookeeper.root.logger=INFO,CONSOLE",
-            "-Dzookeeper.log.dir=" + str(d), "-cp", ZOOKEEPER_CLASSPATH,
+            "-Dzookeeper.log.dir=" + str(d), "-cp", ":".join(p for p in ZOOKEEPER_JARS if Path(p).exists()),
             "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(d / "zoo.cfg")]
 
 

@@ -52,7 +52,10 @@ def dynamic_config(topo: Topology, dc: Datacenter) -> dict[str, Any]:
     if slots:
         config["slots"] = {name: {"type": "physical"} for name in sorted(slots)}
     if dc.role is DCRole.STANDBY and dc.upstream:
-        config["standby_cluster"] = standby_cluster_section(dc, topo.dc(dc.upstream))
+        upstream = topo.dc(dc.upstream)
+        # Cascading from a standby DC goes through one of its members (see standby_cluster_section).
+        via = upstream.members[0].host if upstream.role is DCRole.STANDBY else None
+        config["standby_cluster"] = standby_cluster_section(dc, upstream, via)
     return config
 
 

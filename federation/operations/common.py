@@ -139,10 +139,19 @@ def switch_point(topo: Topology, member: Member, timeline: int) -> int | None:
 def apply_role(topo: Topology, dc: Datacenter, leader: Member, upstreams: Mapping[str, str | None]) -> dict[str, Any]:
     """PATCH the DC's leader so its standby_cluster and federation slots match `upstreams`."""
     config = patroni_api.get_config(leader)
-    patch = role_patch(topo, dc, upstreams, config)
+    patch = role_patch(topo, dc, upstreams, config, via_host=cascade_host(topo, dc, upstreams))
     if config.get("standby_cluster") == patch.get("standby_cluster") and "slots" not in patch:
         return {}
     return patroni_api.patch_config(leader, patch)
+
+
+def cascade_host(topo: Topology, dc: Datacenter, upstreams: Mapping[str, str | None]) -> str | None:
+    """When `dc` follows a standby DC, the one member to stream from: that DC's standby leader."""
+    upstream = upstreams.get(dc.name)
+    if upstream is None or upstreams.get(upstream) is None:
+        return None
+    leader = look_at(topo.dc(upstream)).leader
+    return leader.host if leader else topo.dc(upstream).members[0].host
 
 
 def lsn_text(value: int | None) -> str | None:

@@ -20,6 +20,7 @@ from federation.errors import BadInput, OperationFailed, OperationRefused
 from federation.operations.common import (
     DCLook,
     apply_role,
+    cascade_host,
     current_timeline,
     look_at,
     look_at_all,
@@ -248,7 +249,7 @@ def _section(topo: Topology, dc: Datacenter, ups: dict[str, str | None]) -> dict
     from federation.patroni_dynamic import standby_cluster_section
 
     upstream = ups.get(dc.name)
-    return standby_cluster_section(dc, topo.dc(upstream)) if upstream else None
+    return standby_cluster_section(dc, topo.dc(upstream), cascade_host(topo, dc, ups)) if upstream else None
 
 
 def _standby_leader_with_sql(topo: Topology, dc: Datacenter, member: Member) -> Member | None:

@@ -14,6 +14,7 @@ import psycopg
 
 from federation.lab.health import member_state
 from federation.lab.lab import Lab, lab_down, lab_up
+from federation.lsn import parse_lsn
 from federation.progress import Progress
 from federation.topology import Datacenter, Member, Topology, load_topology
 
@@ -112,6 +113,7 @@ class Writer:
         self.dsn = lab_dsn(handle.topo).replace("connect_timeout=2", "connect_timeout=1")
         self.table = table
         self.acked: list[tuple[int, float]] = []
+        self.lsn_of: dict[int, int] = {}
         self.errors = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -132,9 +134,13 @@ class Writer:
         while not self._stop.is_set():
             try:
                 if conn is None:
-                    conn = psycopg.connect(self.dsn, autocommit=True)
+                    conn = psycopg.connect(self.dsn)
                 conn.execute(f"INSERT INTO {self.table} (id) VALUES (%s)", (next_id,))
+                row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+                conn.commit()
                 self.acked.append((next_id, time.monotonic()))
+                if row:
+                    self.lsn_of[next_id] = parse_lsn(row[0])
                 next_id += 1
             except psycopg.Error:
                 self.errors += 1

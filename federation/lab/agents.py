@@ -1,0 +1,96 @@
+"""The lab's fedctl agents: one per member, run as the lab user, tracked by a pid file in the member dir.
+
+Each agent reads the lab's copy of the topology (`<lab dir>/topology.yaml`) and listens on the
+member's address, Patroni REST port + 100. Exactly one per DC is active (it holds the DC's lease).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from federation.lab.processes import ManagedProcess
+from federation.topology import Datacenter, Member
+
+if TYPE_CHECKING:
+    from federation.lab.lab import Lab
+    from federation.lab.layout import LabLayout
+
+
+def topology_copy(layout: LabLayout) -> Path:
+    return layout.root / "topology.yaml"
+
+
+def agent_process(layout: LabLayout, dc: Datacenter, member: Member) -> ManagedProcess:
+    root = layout.member(dc, member).root
+    # The member argument comes last, so the marker's trailing space (from the NUL that ends
+    # /proc/<pid>/cmdline) tells n1 from n10.
+    marker = f"{topology_copy(layout)} --dc {dc.name} --member {member.name} "
+    return ManagedProcess("agent", root / "agent.pid", root / "agent.log", marker)
+
+
+def agent_argv(lab: Lab, dc: Datacenter, member: Member) -> list[str]:
+    from federation.lab.lab import VENV_BIN  # lab.py imports this module
+
+    return [str(VENV_BIN / "fedctl"), "agent", "run", "-t", str(topology_copy(lab.layout)), "--dc", dc.name,
+            "--member", member.name]
+
+
+def share_secrets_with_lab_user(lab: Lab) -> None:
+    """Let the lab user read the topology's secret files (the agent's rejoin-dc needs the superuser
+    password). It holds these passwords already, in every member's patroni.yml; nothing new is shared."""
+    if os.geteuid() != 0 or lab.user.is_self:
+        return
+    creds = lab.topo.credentials
+    for ref in (creds.superuser.password, creds.replication.password, creds.rewind.password):
+        path = ref.file_path
+        if path is None or not path.is_file():
+            continue
+        for target, bits in ((path.parent, stat.S_IXGRP), (path, stat.S_IRGRP)):
+            info = target.stat()
+            if info.st_gid != lab.user.gid:
+                os.chown(target, -1, lab.user.gid)
+            if not info.st_mode & bits:
+                os.chmod(target, stat.S_IMODE(info.st_mode) | bits)
+
+
+def start_agents(lab: Lab, dc: Datacenter) -> list[int]:
+    """Start the agent of every member of `dc` (those already running are left alone). Returns the pids."""
+    from federation.lab.lab import VENV_BIN
+
+    share_secrets_with_lab_user(lab)
+    env = {"PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", "PYTHONUNBUFFERED": "1"}
+    pids = []
+    for member in dc.members:
+        root = lab.layout.member(dc, member).root
+        root.mkdir(parents=True, exist_ok=True)
+        proc = agent_process(lab.layout, dc, member)
+        pids.append(proc.start(lab.user, agent_argv(lab, dc, member), env=env, cwd=root))
+    return pids
+
+
+def stop_agents(lab: Lab, dc: Datacenter, timeout: float = 15.0) -> None:
+    """SIGTERM every agent of `dc` (each releases its lease), SIGKILL after `timeout`."""
+    for member in dc.members:
+        agent_process(lab.layout, dc, member).stop(timeout=timeout)
+
+
+def kill_agents(lab: Lab, dc: Datacenter) -> list[str]:
+    """SIGKILL every agent of `dc`, as a power loss would (leases expire after their TTL)."""
+    killed = []
+    for member in dc.members:
+        proc = agent_process(lab.layout, dc, member)
+        if proc.running():
+            killed.append(f"agent {member.name}")
+        proc.kill()
+    return killed
+
+
+def agent_rows(layout: LabLayout, dc: Datacenter) -> list[list[str]]:
+    """Rows (DC, process, address, pid or '-') for `fedctl lab status`."""
+    from agent.settings import default_listen
+
+    return [[dc.name, f"agent {m.name}", str(default_listen(m)), str(agent_process(layout, dc, m).pid() or "-")]
+            for m in dc.members]
