@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from backup.cluster import PRIMARY_ROLES
 from backup.restore_log import RestoreStats, last_restore_in_log, parse_restore_output
@@ -117,7 +117,10 @@ def plan(topo: Topology, dc_name: str, member_name: str) -> tuple[str, list[str]
 
 
 def rebuild(topo: Topology, dc_name: str, member_name: str, progress: Progress | None = None,
-            *, timeout: float = 900.0) -> RebuildReport:
+            *, timeout: float = 900.0, via: Literal["auto", "patroni", "restore"] = "auto") -> RebuildReport:
+    """Rebuild a replica (through Patroni) or a standby leader (Patroni stopped, delta restore, started).
+
+    `via="restore"` takes the second way for a replica too (it reports exact bytes copied)."""
     progress = progress or Progress(quiet=True)
     lab = Lab.of(topo)
     dc = topo.dc(dc_name)
@@ -127,10 +130,12 @@ def rebuild(topo: Topology, dc_name: str, member_name: str, progress: Progress |
     report = RebuildReport(dc.name, member.name, role, "")
     report.size_before = dir_size(data)
     started = time.monotonic()
-    if role == "replica":
+    if via == "patroni" and role != "replica":
+        raise OperationRefused(f"Patroni reinitialises only replicas; {member.name} is the {role}")
+    if role == "replica" and via != "restore":
         _via_patroni(lab, dc, member, report, progress, timeout)
     else:
-        _standby_leader(lab, dc, member, report, progress, timeout)
+        _by_restore(lab, dc, member, report, progress, timeout)
     report.seconds = time.monotonic() - started
     report.size_after = dir_size(data)
     report.role_after = (member_state(member) or {}).get("role")
@@ -146,7 +151,7 @@ def _via_patroni(lab: Lab, dc: Datacenter, member: Member, report: RebuildReport
     with progress.step(f"POST /reinitialize on {member.name}"):
         post_reinitialize(member)
     with progress.step(f"wait until {member.name} is recreated and streams") as step:
-        _wait_streaming(member, timeout, must_restart=True, previous_start=before)
+        wait_streaming(member, timeout, must_restart=True, previous_start=before)
         step.detail = "streaming"
     new_log = _read_from(log, offset)
     methods = _CREATED_RE.findall(new_log)
@@ -164,7 +169,7 @@ def _via_patroni(lab: Lab, dc: Datacenter, member: Member, report: RebuildReport
                            "size from its log, data directory size before/after by walking it"
 
 
-def _standby_leader(lab: Lab, dc: Datacenter, member: Member, report: RebuildReport, progress: Progress,
+def _by_restore(lab: Lab, dc: Datacenter, member: Member, report: RebuildReport, progress: Progress,
                     timeout: float) -> None:
     report.how = "Patroni stopped, pgbackrest --delta --type=standby restore, Patroni started"
     paths = lab.layout.member(dc, member)
@@ -187,10 +192,10 @@ def _standby_leader(lab: Lab, dc: Datacenter, member: Member, report: RebuildRep
         with progress.step(f"start Patroni of {member.name}"):
             start_member(lab, dc, member)
     with progress.step(f"wait until {member.name} streams"):
-        _wait_streaming(member, timeout, must_restart=False)
+        wait_streaming(member, timeout, must_restart=False)
 
 
-def _wait_streaming(member: Member, timeout: float, must_restart: bool, previous_start: str | None = None) -> None:
+def wait_streaming(member: Member, timeout: float, must_restart: bool, previous_start: str | None = None) -> None:
     """Until the member runs and streams; with `must_restart`, only after it was seen restarting."""
     deadline = time.monotonic() + timeout
     last: dict[str, Any] = {}

@@ -40,6 +40,8 @@ KNOWN_ERRORS: dict[int, tuple[str, str]] = {
                      "`fedctl verify-restore` on another set and take a new full backup"),
     27: ("config", "pgBackRest's configuration does not fit this member: check pgbackrest.conf and the "
                    "member's PGBACKREST_* environment (a standby cannot run commands that need the primary)"),
+    29: ("format", "a repository file cannot be decoded (damaged compression or encryption): that backup set is "
+                   "damaged; verify another set and take a new full backup"),
     38: ("pg-running", "PostgreSQL is running on the target data directory: stop it before restoring"),
     40: ("path-not-empty", "the restore target is not empty: restore with --delta or into an empty directory"),
     44: ("archive-mismatch", "the stanza belongs to another PostgreSQL system or version: check that pg1-path is "
@@ -57,6 +59,8 @@ KNOWN_ERRORS: dict[int, tuple[str, str]] = {
     58: ("db-mismatch", "PostgreSQL's system identifier or version differs from the stanza's: wrong cluster?"),
     62: ("stop", "`pgbackrest stop` was run for this stanza: run `pgbackrest start` when it is safe"),
     63: ("term", "pgBackRest was terminated by a signal"),
+    68: ("archive-command-invalid", "archive_command does not call pgBackRest: set it to `pgbackrest archive-push %p` "
+                                    "in the DC's Patroni config (postgresql.parameters)"),
     73: ("path-missing", "a path pgBackRest needs does not exist: check repo1-path and pg1-path"),
     75: ("backup-set-invalid", "there is no usable backup set: take one with `fedctl backup DC --type full`"),
     82: ("archive-timeout", "WAL was not archived in time: archive_command is failing or slow; run "
