@@ -15,9 +15,11 @@ from tests.integration.labkit import LabHandle, bug_lines, start_lab, stop_lab
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="session")
-def two_dc_lab() -> Iterator[LabHandle]:
-    handle = start_lab("two-dc")
+# Every two-DC test runs on etcd in both DCs and on the mixed lab (dc1 etcd, dc2 ZooKeeper).
+@pytest.fixture(scope="session", params=["two-dc", "mixed"])
+def two_dc_lab(request: pytest.FixtureRequest) -> Iterator[LabHandle]:
+    handle = start_lab(request.param)
+    handle.name = request.param  # type: ignore[attr-defined]
     handle.dirty = False  # type: ignore[attr-defined]
     yield handle
     bugs = bug_lines(handle)
@@ -29,7 +31,7 @@ def two_dc_lab() -> Iterator[LabHandle]:
 def fresh_two_dc(two_dc_lab: LabHandle) -> Iterator[LabHandle]:
     """The shared two-DC lab in its initial state; the test may change roles, kill DCs, etc."""
     if getattr(two_dc_lab, "dirty", False):
-        fresh = start_lab("two-dc")
+        fresh = start_lab(two_dc_lab.name)  # type: ignore[attr-defined]
         two_dc_lab.topo = fresh.topo
     two_dc_lab.dirty = True  # type: ignore[attr-defined]
     yield two_dc_lab
@@ -38,6 +40,16 @@ def fresh_two_dc(two_dc_lab: LabHandle) -> Iterator[LabHandle]:
 @pytest.fixture(scope="session")
 def three_dc_lab() -> Iterator[LabHandle]:
     handle = start_lab("three-dc")
+    yield handle
+    bugs = bug_lines(handle)
+    stop_lab(handle)
+    assert not bugs, "Patroni reported a BUG:\n" + "\n".join(bugs)
+
+
+@pytest.fixture(scope="session")
+def backup_lab() -> Iterator[LabHandle]:
+    """The two-DC lab of the backup tests (127.0.21.x / 127.0.22.x, its own pgBackRest repository)."""
+    handle = start_lab("backup-two-dc")
     yield handle
     bugs = bug_lines(handle)
     stop_lab(handle)
