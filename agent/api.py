@@ -1,7 +1,8 @@
-"""The agent's read-only HTTP API on the standard library: /health, /status, /metrics.
+"""The agent's read-only HTTP API on the standard library: /health, /status, /metrics, /primary.
 
 Health answers by status code (200 or 503), as Patroni's health endpoints do, so a load balancer or
-systemd watchdog script needs nothing but the code. Nothing here changes state: there is no POST.
+systemd watchdog script needs nothing but the code. /primary is HAProxy's read-write check
+(agent/primary_check.py). Nothing here changes state: there is no POST.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST
+
+from agent.primary_check import PrimaryCheck
+from agent.settings import AgentSettings
 
 log = logging.getLogger("agent.api")
 
@@ -53,8 +57,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, view.status())
             elif path == "/metrics":
                 self._send(200, view.metrics_text(), CONTENT_TYPE_LATEST)
+            elif path == "/primary" and self.server.primary is not None:
+                verdict = self.server.primary.answer()
+                self._json(200 if verdict.ok else 503, {"primary": verdict.ok, "reason": verdict.reason,
+                                                        "epoch": verdict.epoch})
             else:
-                self._json(404, {"error": f"no such endpoint {path}; try /health, /status or /metrics"})
+                self._json(404, {"error": f"no such endpoint {path}; try /health, /status, /metrics or /primary"})
         except Exception as exc:  # one failing request must not take the API down
             log.exception("GET %s failed", path)
             self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
@@ -71,7 +79,14 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], view: AgentView) -> None:
         self.view = view
+        settings = getattr(view, "settings", None)  # the real agent has them; test doubles may not
+        self.primary = PrimaryCheck(settings) if isinstance(settings, AgentSettings) else None
         super().__init__(address, _Handler)
+
+    def server_close(self) -> None:
+        if self.primary is not None:
+            self.primary.stop()
+        super().server_close()
 
 
 def serve(view: AgentView, host: str, port: int) -> ThreadingHTTPServer:

@@ -1,0 +1,98 @@
+"""`GET /primary`: 200 only on the one member that may take writes, for HAProxy's read-write backend.
+
+A member passes when Patroni says it is the primary of its own cluster AND the newest federation
+record this agent has seen names its DC as the primary DC. The second half is the fence: a DC that a
+newer epoch replaced may still hold a Patroni leader that believes it is primary (its DC was cut off
+during promote-dc); it must never receive writes, whatever its Patroni says.
+
+The record is refreshed by a background thread (every DC's copy, highest epoch wins, never going
+backwards), so a check costs one local REST call and never waits on a remote DCS.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from agent.observe import KnownRecord, merge_record
+from agent.settings import AgentSettings
+from federation import patroni_api
+from federation.errors import FedError
+from federation.state import FederationState, read_copies
+
+log = logging.getLogger("agent.primary")
+PRIMARY_ROLES = ("primary", "master")
+REFRESH_SECONDS = 0.5
+DCS_TIMEOUT = 1.0
+PATRONI_TIMEOUT = 0.4
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str
+    epoch: int | None = None
+
+
+def primary_verdict(dc: str, member: str, role: str | None, record: FederationState | None) -> Verdict:
+    """Pure: may `member` of `dc`, whose Patroni reports `role`, take writes under `record`?"""
+    if record is None:
+        return Verdict(False, "no federation record read yet")
+    if role not in PRIMARY_ROLES:
+        return Verdict(False, f"{member} is not Patroni's primary (role {role or 'unknown'})", record.epoch)
+    if record.primary_dc != dc:
+        return Verdict(False, f"{member} is Patroni's primary but epoch {record.epoch} names {record.primary_dc} "
+                       f"as primary DC, not {dc}: fenced", record.epoch)
+    return Verdict(True, f"{member} is the primary of {dc}, the primary DC of epoch {record.epoch}", record.epoch)
+
+
+class PrimaryCheck:
+    """The /primary answer of one agent; the record watcher starts on the first check."""
+
+    def __init__(self, settings: AgentSettings, *, refresh: float = REFRESH_SECONDS) -> None:
+        self.settings = settings
+        self.refresh = refresh
+        self._known: KnownRecord | None = None
+        self._lock = threading.Lock()
+        self._started = False
+        self._stop = threading.Event()
+
+    def record(self) -> FederationState | None:
+        with self._lock:
+            return self._known.state if self._known else None
+
+    def read_record(self) -> None:
+        copies = read_copies(self.settings.topo, None, DCS_TIMEOUT)
+        if all(not c.reachable for c in copies):
+            return
+        with self._lock:
+            self._known = merge_record(self.settings.topo, copies, self._known)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.refresh):
+            try:
+                self.read_record()
+            except Exception:
+                log.exception("reading the federation record for /primary failed (please report it as a BUG)")
+
+    def _ensure_started(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        self.read_record()
+        threading.Thread(target=self._watch, name="primary-record", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def answer(self) -> Verdict:
+        self._ensure_started()
+        member = self.settings.member
+        try:
+            role = patroni_api.get_patroni(member, timeout=PATRONI_TIMEOUT).get("role")
+        except FedError as exc:
+            return Verdict(False, f"Patroni of {member.name} does not answer: {exc.message}")
+        return primary_verdict(self.settings.dc.name, member.name, role if isinstance(role, str) else None,
+                               self.record())

@@ -1,0 +1,61 @@
+"""`fedctl entrypoint haproxy|libpq|pgbouncer`: print client configuration that follows the primary DC."""
+
+from __future__ import annotations
+
+import click
+
+from federation.cli.app import cli, load, reports_errors, topology_option
+
+
+@cli.group()
+def entrypoint() -> None:
+    """Print configuration for clients to reach the primary DC (and replicas) whichever DC holds it."""
+
+
+@entrypoint.command("haproxy")
+@topology_option
+@click.option("--dc", "local_dc", default=None, metavar="DC", help="Read-only backend: only this DC's replicas.")
+@click.option("--read-write-bind", default=None, metavar="HOST:PORT",
+              help="Default: 127.0.0.1:P, P derived from the federation name (docs/entrypoints.md).")
+@click.option("--read-only-bind", default=None, metavar="HOST:PORT", help="Default: 127.0.0.1:P+1.")
+@click.option("--max-replica-lag", default=None, metavar="SIZE", help="Patroni /replica?lag=SIZE, e.g. 16MB.")
+@reports_errors
+def haproxy(topology_path: str, local_dc: str | None, read_write_bind: str | None, read_only_bind: str | None,
+            max_replica_lag: str | None) -> None:
+    """An haproxy.cfg: read-write checked on each agent's GET /primary, read-only on Patroni's /replica."""
+    from federation.entrypoints import default_binds, render_haproxy
+
+    topo = load(topology_path)
+    binds = default_binds(topo)
+    click.echo(render_haproxy(topo, read_write_bind=read_write_bind or binds.read_write,
+                              read_only_bind=read_only_bind or binds.read_only, local_dc=local_dc,
+                              replica_lag=max_replica_lag), nl=False)
+
+
+@entrypoint.command("libpq")
+@topology_option
+@click.option("--dbname", default="postgres", show_default=True)
+@reports_errors
+def libpq(topology_path: str, dbname: str) -> None:
+    """A multi-host connection URI over every member with target_session_attrs=read-write.
+
+    It holds no password: export PGPASSWORD or use a PGPASSFILE with one line per host."""
+    from federation.entrypoints import render_libpq
+
+    click.echo(render_libpq(load(topology_path), dbname))
+
+
+@entrypoint.command("pgbouncer")
+@topology_option
+@click.option("--dbname", default="*", show_default=True, help="The [databases] entry name.")
+@reports_errors
+def pgbouncer(topology_path: str, dbname: str) -> None:
+    """A PgBouncer [databases] section pointing at the current primary DC's leader (re-render after failover)."""
+    from federation.entrypoints import render_pgbouncer
+    from federation.operations.common import look_at, require_leader
+    from federation.state import current_state
+
+    topo = load(topology_path)
+    record, _copies = current_state(topo)
+    leader = require_leader(look_at(topo.dc(record.primary_dc)), "cannot point PgBouncer at it")
+    click.echo(render_pgbouncer(topo, record, leader, dbname), nl=False)

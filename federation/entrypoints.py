@@ -1,0 +1,89 @@
+"""Client entrypoints that follow the primary DC: HAProxy, libpq and PgBouncer configuration, rendered.
+
+Read-write: one HAProxy backend lists every member of every DC; each is checked with `GET /primary`
+on its fedctl agent (agent/primary_check.py), which passes only on the member that is Patroni's
+primary AND belongs to the primary DC of the newest federation epoch. A fenced DC's old leader that
+still believes it is primary therefore never receives a connection.
+
+Read-only: Patroni's own `/replica` check (optionally `?lag=...`) on each member's REST port, either
+every DC's replicas or only `local_dc`'s.
+
+Default binds (nothing is added to the topology): 127.0.0.1:P for read-write and 127.0.0.1:P+1 for
+read-only, where P = 15000 + 2 * (crc32(federation name) mod 2500), so every lab of one machine gets
+its own pair without configuration (a clash between two names is possible: pass explicit binds).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+from agent.settings import default_listen
+from federation.state import FederationState
+from federation.topology import Datacenter, Member, Topology
+
+PORT_BASE = 15000
+PORT_SLOTS = 2500
+CHECK_TIMING = "inter 500 fall 2 rise 1"
+
+
+@dataclass(frozen=True)
+class Binds:
+    read_write: str
+    read_only: str
+
+
+def default_binds(topo: Topology, host: str = "127.0.0.1") -> Binds:
+    port = PORT_BASE + 2 * (zlib.crc32(topo.federation.encode()) % PORT_SLOTS)
+    return Binds(f"{host}:{port}", f"{host}:{port + 1}")
+
+
+def _server_name(dc: Datacenter, member: Member) -> str:
+    return f"{dc.name}_{member.name}"
+
+
+def render_haproxy(topo: Topology, *, read_write_bind: str, read_only_bind: str, local_dc: str | None = None,
+                   replica_lag: str | None = None, stats_socket: str | None = None) -> str:
+    """An haproxy.cfg with a read-write frontend that follows the primary DC and a read-only one."""
+    if local_dc is not None:
+        topo.dc(local_dc)  # an unknown DC is a BadInput naming the known ones
+    replica_check = "/replica" + (f"?lag={replica_lag}" if replica_lag else "")
+    lines = ["# Rendered by `fedctl entrypoint haproxy` for federation " + topo.federation + ".",
+             "global", "    maxconn 1000"]
+    if stats_socket:
+        lines.append(f"    stats socket {stats_socket} mode 600 level admin")
+    lines += ["", "defaults", "    mode tcp", "    retries 2", "    timeout connect 2s",
+              "    timeout client 30m", "    timeout server 30m", "    timeout check 1s", "",
+              "frontend fed_read_write", f"    bind {read_write_bind}", "    default_backend fed_primary", "",
+              "# Only the member that is Patroni's primary in the primary DC of the newest epoch passes.",
+              "backend fed_primary", "    option httpchk GET /primary", "    http-check expect status 200",
+              f"    default-server {CHECK_TIMING} on-marked-down shutdown-sessions"]
+    for dc, member in topo.members():
+        agent = default_listen(member)
+        lines.append(f"    server {_server_name(dc, member)} {member.host}:{member.port} check port {agent.port}")
+    lines += ["", "frontend fed_read_only", f"    bind {read_only_bind}", "    default_backend fed_replicas", "",
+              "backend fed_replicas", "    balance roundrobin", f"    option httpchk GET {replica_check}",
+              "    http-check expect status 200",
+              f"    default-server {CHECK_TIMING} on-marked-down shutdown-sessions"]
+    for dc, member in topo.members():
+        if local_dc is None or dc.name == local_dc:
+            lines.append(f"    server {_server_name(dc, member)} {member.host}:{member.port} "
+                         f"check port {member.api.port}")
+    return "\n".join(lines) + "\n"
+
+
+def render_libpq(topo: Topology, dbname: str = "postgres") -> str:
+    """A multi-host libpq URI over every member; libpq keeps the first that accepts writes.
+
+    No password: set PGPASSWORD or a PGPASSFILE entry per host."""
+    hosts = ",".join(f"{m.host}:{m.port}" for _, m in topo.members())
+    user = topo.credentials.superuser.username
+    return f"postgresql://{user}@{hosts}/{dbname}?target_session_attrs=read-write&connect_timeout=2"
+
+
+def render_pgbouncer(topo: Topology, record: FederationState, leader: Member, dbname: str = "*") -> str:
+    """A PgBouncer [databases] section pointing at the current primary DC's leader."""
+    return (f"; Rendered by `fedctl entrypoint pgbouncer` for federation {topo.federation}: epoch "
+            f"{record.epoch}, primary DC {record.primary_dc}, leader {leader.name}.\n"
+            "; Re-render and RELOAD after every switchover-dc / promote-dc.\n"
+            f"[databases]\n{dbname} = host={leader.host} port={leader.port}\n")

@@ -1,0 +1,100 @@
+"""Entrypoint rendering and the /primary verdict: pure functions on the entry lab's topology."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from agent.primary_check import primary_verdict
+from federation.entrypoints import default_binds, render_haproxy, render_libpq, render_pgbouncer
+from federation.errors import BadInput
+from federation.state import FederationState
+from federation.topology import Topology, load_topology
+
+TOPOLOGY = Path(__file__).parents[1] / "integration" / "topologies" / "entry-two-dc.yaml"
+
+
+@pytest.fixture(scope="module")
+def topo() -> Topology:
+    return load_topology(TOPOLOGY)
+
+
+def record(epoch: int, primary: str) -> FederationState:
+    return FederationState(federation="test-entry", epoch=epoch, primary_dc=primary,
+                           upstreams={"dc1": None, "dc2": "dc1"})
+
+
+def _backend(cfg: str, name: str) -> list[str]:
+    block = cfg.split(f"backend {name}\n", 1)[1].split("\n\n", 1)[0]
+    return [line.strip() for line in block.splitlines()]
+
+
+def test_the_read_write_backend_checks_every_member_on_its_agent_primary_endpoint(topo: Topology) -> None:
+    cfg = render_haproxy(topo, read_write_bind="127.0.0.1:7000", read_only_bind="127.0.0.1:7001")
+    backend = _backend(cfg, "fed_primary")
+    assert "option httpchk GET /primary" in backend and "http-check expect status 200" in backend
+    assert "default-server inter 500 fall 2 rise 1 on-marked-down shutdown-sessions" in backend
+    servers = [line for line in backend if line.startswith("server ")]
+    assert servers == [f"server {dc.name}_{m.name} {m.host}:5432 check port 8108" for dc, m in topo.members()]
+    assert "bind 127.0.0.1:7000" in cfg and "bind 127.0.0.1:7001" in cfg
+
+
+def test_the_read_only_backend_uses_patroni_replica_check_and_can_stay_in_one_dc(topo: Topology) -> None:
+    cfg = render_haproxy(topo, read_write_bind="127.0.0.1:7000", read_only_bind="127.0.0.1:7001",
+                         local_dc="dc2", replica_lag="16MB")
+    backend = _backend(cfg, "fed_replicas")
+    assert "option httpchk GET /replica?lag=16MB" in backend
+    assert [line for line in backend if line.startswith("server ")] == [
+        "server dc2_n3 127.0.52.11:5432 check port 8008", "server dc2_n4 127.0.52.12:5432 check port 8008"]
+    with pytest.raises(BadInput):
+        render_haproxy(topo, read_write_bind="a:1", read_only_bind="a:2", local_dc="dc9")
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
+def test_haproxy_accepts_the_rendered_configuration(topo: Topology, tmp_path: Path) -> None:
+    binds = default_binds(topo)
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(render_haproxy(topo, read_write_bind=binds.read_write, read_only_bind=binds.read_only))
+    done = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_default_binds_are_a_stable_adjacent_pair_per_federation(topo: Topology) -> None:
+    binds = default_binds(topo)
+    rw_port, ro_port = int(binds.read_write.rsplit(":", 1)[1]), int(binds.read_only.rsplit(":", 1)[1])
+    assert ro_port == rw_port + 1 and 15000 <= rw_port < 20000
+    assert default_binds(topo) == binds
+    other = topo.model_copy(update={"federation": "another"})
+    assert default_binds(other) != binds
+
+
+def test_libpq_lists_every_member_read_write_without_a_password(topo: Topology) -> None:
+    uri = render_libpq(topo)
+    assert uri == ("postgresql://postgres@127.0.51.11:5432,127.0.51.12:5432,127.0.52.11:5432,127.0.52.12:5432"
+                   "/postgres?target_session_attrs=read-write&connect_timeout=2")
+
+
+def test_pgbouncer_points_at_the_primary_dc_leader(topo: Topology) -> None:
+    out = render_pgbouncer(topo, record(3, "dc2"), topo.dc("dc2").member("n4"))
+    assert "[databases]\n* = host=127.0.52.12 port=5432\n" in out and "epoch 3" in out
+
+
+@pytest.mark.parametrize(("dc", "role", "rec", "ok"), [
+    ("dc1", "primary", record(0, "dc1"), True),
+    ("dc1", "master", record(0, "dc1"), True),
+    ("dc1", "replica", record(0, "dc1"), False),
+    ("dc2", "standby_leader", record(0, "dc1"), False),
+    # A fenced DC whose old leader still believes it is primary: the epoch names another DC.
+    ("dc1", "primary", record(4, "dc2"), False),
+    ("dc1", "primary", None, False),
+    ("dc1", None, record(0, "dc1"), False),
+])
+def test_primary_passes_only_for_patroni_primary_of_the_record_primary_dc(
+        dc: str, role: str | None, rec: FederationState | None, ok: bool) -> None:
+    verdict = primary_verdict(dc, "n1", role, rec)
+    assert verdict.ok is ok
+    if rec is not None and role == "primary" and not ok:
+        assert "fenced" in verdict.reason
