@@ -312,5 +312,9 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
                 if (dc.name, name) not in known and key.api_url:
                     api_futures[dc.name][name] = pool.submit(_read_api, key.api_url, timeout)
         api_reads = {dc: {m: f.result() for m, f in futures.items()} for dc, futures in api_futures.items()}
-    return assemble(topo, dcs_reads, api_reads, upstream_of=upstream_of, now=datetime.now(UTC),
-                    duration_s=time.monotonic() - started)
+    from federation.entrypoints import default_binds
+
+    status = assemble(topo, dcs_reads, api_reads, upstream_of=upstream_of, now=datetime.now(UTC),
+                      duration_s=time.monotonic() - started)
+    binds = default_binds(topo)
+    return replace(status, extra={"entrypoints": {"read_write": binds.read_write, "read_only": binds.read_only}})

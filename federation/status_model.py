@@ -3,6 +3,7 @@
 JSON shape (`FederationStatus.to_json_dict()`), stable for scripts and the agent:
 
     federation, primary_dc, healthy, problems[], observed_at (ISO 8601 UTC), duration_s,
+    entrypoints: {read_write, read_only} (host:port of the HAProxy entrypoints, default binds),
     datacenters[]: name, scope, role (primary|standby|unknown), upstream, reachable (its DCS answered),
                    error (why the DCS did not answer), leader, timeline,
                    lag_bytes, lag_seconds (standby DCs only: behind the upstream DC's leader),
@@ -140,4 +141,4 @@ class FederationStatus:
                 "problems": list(self.problems),
                 "observed_at": self.observed_at.isoformat() if self.observed_at else None,
                 "duration_s": None if self.duration_s is None else round(self.duration_s, 3),
-                "datacenters": [dc.to_json_dict() for dc in self.datacenters]}
+                "datacenters": [dc.to_json_dict() for dc in self.datacenters], **self.extra}

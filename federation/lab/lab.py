@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from federation.errors import LabError
-from federation.lab import dcs_servers
+from federation.lab import dcs_servers, haproxy
 from federation.lab.health import dc_ready, wait_until
 from federation.lab.layout import LabLayout
 from federation.lab.patroni_conf import member_config
@@ -191,6 +191,8 @@ def lab_up(topo: Topology, progress: Progress) -> None:
         if backup is not None:
             with progress.step("first full backup"):
                 backup.result()
+    with progress.step("start HAProxy, the client entrypoint (its read-write check needs the agents)"):
+        haproxy.start_haproxy(lab)
 
 
 def _writable_leader(lab: Lab, dc: Datacenter, password: str) -> str | None:
@@ -225,6 +227,8 @@ def stop_dc(lab: Lab, dc: Datacenter, *, stop_dcs: bool = True) -> None:
 
 def lab_down(topo: Topology, progress: Progress, wipe: bool = False) -> None:
     lab = Lab.of(topo)
+    with progress.step("stop HAProxy"):
+        haproxy.stop_haproxy(lab.layout)
     with progress.step("stop Patroni and PostgreSQL of every DC"):
         with ThreadPoolExecutor(max_workers=len(topo.datacenters)) as pool:
             list(pool.map(lambda dc: stop_dc(lab, dc, stop_dcs=False), topo.datacenters))
@@ -292,4 +296,4 @@ def lab_processes(topo: Topology) -> list[list[str]]:
             paths = layout.member(dc, member)
             rows.append([dc.name, f"patroni {member.name}", f"{member.host}:{member.port} api {member.api}",
                          str(paths.patroni.pid() or "-")])
-    return rows
+    return rows + haproxy.haproxy_rows(layout)
