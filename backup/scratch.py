@@ -148,7 +148,7 @@ class ScratchCluster:
 
 def sweep_stale(lab_dir: Path) -> list[Path]:
     """Remove scratch runs whose owning fedctl process is gone (stopping a server left running there)."""
-    removed = []
+    removed: list[Path] = []
     root = scratch_root(lab_dir)
     if not root.is_dir():
         return removed

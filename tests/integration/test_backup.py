@@ -30,7 +30,7 @@ from backup.rebuild import rebuild
 from backup.take import CANARY_TABLE, take_backup
 from backup.verify import verify_restore
 from backup.wal import Segment
-from federation.cli import cli
+from federation.cli.app import cli
 from federation.dcs import connect
 from federation.errors import OperationRefused
 from federation.lab.pgbackrest_conf import ARCHIVE_PUSH
