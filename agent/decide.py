@@ -117,10 +117,23 @@ def decide(topo: Topology, obs: Observation) -> Decision:
     if not obs.config:
         return Decision(Action.WAIT, f"{dc} has no Patroni config in its DCS yet: nothing to do")
     upstream = record.upstream_of(dc)
-    wanted = role_patch(topo, topo.dc(dc), record.upstreams, obs.config)
+    wanted = role_patch(topo, topo.dc(dc), record.upstreams, obs.config, via_host=cascade_via(topo, obs, record))
     if upstream is None:
         return _as_primary(obs, record, wanted)
     return _as_standby(obs, record, upstream, wanted)
+
+
+def cascade_via(topo: Topology, obs: Observation, record: FederationState) -> str | None:
+    """The one member to stream from when the upstream DC is itself a standby DC (Patroni forces
+    read-write on a multi-host list): its standby leader, else the member already configured."""
+    upstream = record.upstream_of(obs.dc)
+    if upstream is None or record.upstream_of(upstream) is None:
+        return None
+    if obs.upstream is not None and obs.upstream.leader is not None:
+        return obs.upstream.leader.host
+    configured = (obs.config or {}).get("standby_cluster") or {}
+    hosts = [m.host for m in topo.dc(upstream).members]
+    return configured.get("host") if configured.get("host") in hosts else hosts[0]
 
 
 def _as_primary(obs: Observation, record: FederationState, wanted: dict[str, Any]) -> Decision:
