@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from backup.catchup import require_catch_up
 from backup.cluster import PRIMARY_ROLES
 from backup.restore_log import RestoreStats, last_restore_in_log, parse_restore_output
 from backup.runner import PgBackRestCommand, lab_host, run
@@ -104,6 +105,8 @@ def plan(topo: Topology, dc_name: str, member_name: str) -> tuple[str, list[str]
     if role in PRIMARY_ROLES:
         raise OperationRefused(f"{member.name} is the primary of {dc.name}: a primary is not rebuilt",
                                hint="switch over inside the DC first (patronictl switchover), then rebuild it")
+    if role in ("replica", "standby_leader"):
+        require_catch_up(topo, dc, member)
     if role == "replica":
         return role, [f"POST {member.api_url}/reinitialize {{\"force\": true}} (Patroni runs create_replica_methods: "
                       f"{REPLICA_RESTORE})", f"wait until {member.name} streams again"]

@@ -35,6 +35,7 @@ from federation.dcs import connect
 from federation.errors import OperationRefused
 from federation.lab.pgbackrest_conf import ARCHIVE_PUSH
 from federation.patroni_api import patch_config
+from federation.patroni_dynamic import ARCHIVE_GET
 from federation.topology import Member
 from tests.integration.labkit import LabHandle, eventually
 
@@ -200,6 +201,16 @@ def test_rebuild_a_replica_through_patroni_with_pgbackrest(backup_lab: LabHandle
     dc = lab.dc("dc1")
     leader = lab.leader_of(dc)
     replica = next(m for m in dc.members if m != leader)
+    take_backup(lab.topo, "dc1", "full")
+    for _ in range(10):  # more than wal_keep_size (128 MB): the primary recycles the WAL since the backup
+        switch_wal(lab, leader)
+    lab.sql(leader, "CHECKPOINT")
+    with pytest.raises(OperationRefused, match=f"{replica.name} has no restore_command"):
+        rebuild(lab.topo, "dc1", replica.name)
+
+    patch_config(leader, {"postgresql": {"recovery_conf": {"restore_command": ARCHIVE_GET}}})
+    eventually(f"restore_command on {replica.name}", lambda: lab.sql_one(replica, "SHOW restore_command"),
+               timeout=20)
     report = rebuild(lab.topo, "dc1", replica.name)
     assert report.replica_method == "pgbackrest", report
     assert report.role_after == "replica" and report.stats and report.stats.total_bytes
