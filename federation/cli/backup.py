@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,9 +12,22 @@ from federation.errors import EXIT_FAILED
 from federation.progress import Progress
 from federation.render import render_data, render_table
 
+if TYPE_CHECKING:
+    from backup.findings import Finding
+
 
 def _progress(fmt: str) -> Progress:
     return Progress(quiet=fmt != "table")
+
+
+def _findings(findings: list[Finding], title: str) -> str:
+    """A table with one line per check, then the full text and the hint of every failed check."""
+    rows = [[f.check, "ok" if f.ok else "PROBLEM", f.message.splitlines()[0]] for f in findings]
+    lines = [render_table(["Check", "Result", "Detail"], rows, title=title)]
+    for f in findings:
+        if not f.ok:
+            lines.append(f"PROBLEM {f.check}: {f.message}" + (f"\n  hint: {f.hint}" if f.hint else ""))
+    return "\n".join(lines)
 
 
 @cli.command("backup")
@@ -74,10 +88,7 @@ def check_archive_cmd(topology_path: str, dc_name: str | None, archive_timeout: 
     report = check_archive(load(topology_path), dc_name, archive_timeout=archive_timeout,
                            max_ready_age=max_ready_age)
     if fmt == "table":
-        rows = [[f.check, "ok" if f.ok else "PROBLEM", f.message + (f"\n  hint: {f.hint}" if f.hint else "")]
-                for f in report.findings]
-        click.echo(render_table(["Check", "Result", "Detail"], rows,
-                                title=f"archive of {report.dc} (pushed by {report.primary})"))
+        click.echo(_findings(report.findings, f"archive of {report.dc} (pushed by {report.primary})"))
         for r in report.ranges:
             click.echo(f"timeline {r.timeline}: {r.first.name} .. {r.last.name} ({r.count} segments in the repository)")
         for gap in report.gaps:
@@ -102,10 +113,8 @@ def verify_restore_cmd(topology_path: str, dc_name: str, label: str | None, fmt:
 
     report = verify_restore(load(topology_path), dc_name, label, _progress(fmt))
     if fmt == "table":
-        rows = [[f.check, "ok" if f.ok else "PROBLEM", f.message + (f"\n  hint: {f.hint}" if f.hint else "")]
-                for f in report.findings]
-        click.echo(render_table(["Check", "Result", "Detail"], rows,
-                                title=f"verify-restore of {report.label} ({report.backup_type}) via {report.dc}"))
+        click.echo(_findings(report.findings, f"verify-restore of {report.label} ({report.backup_type}) via "
+                                              f"{report.dc}"))
         click.echo(f"restore {report.restore_seconds:.1f} s + recovery {report.recovery_seconds:.1f} s = "
                    f"RTO {report.rto_seconds:.1f} s; checks {report.checks_seconds:.1f} s")
     else:
