@@ -138,6 +138,11 @@ def promote_dc(topo: Topology, target_name: str, progress: Progress, *, force: b
                                         "--force promotes anyway and fences it")
         leader = looks[target.name].leader
         status = looks[target.name].leader_status
+        if looks[target.name].is_primary:
+            now, _ = state.current_state(topo)
+            raise OperationRefused(f"{target.name} is already a primary: another operator promoted it meanwhile "
+                                   f"(the newest record, epoch {now.epoch}, names {now.primary_dc}); nothing was "
+                                   "changed — check `fedctl status`")
         if leader is None or status is None or status.role != "standby_leader":
             raise OperationRefused(f"{target.name} has no reachable standby leader to promote")
         rec.detail = f"{old} {'answers' if old_look.answering else 'does not answer'}; target leader {leader.name}"

@@ -37,6 +37,15 @@ def fresh_two_dc(two_dc_lab: LabHandle) -> Iterator[LabHandle]:
     yield two_dc_lab
 
 
+@pytest.fixture
+def clean_two_dc(two_dc_lab: LabHandle) -> Iterator[LabHandle]:
+    """The shared two-DC lab in its initial state, for tests that change nothing."""
+    if getattr(two_dc_lab, "dirty", False):
+        two_dc_lab.topo = start_lab(two_dc_lab.name).topo  # type: ignore[attr-defined]
+        two_dc_lab.dirty = False  # type: ignore[attr-defined]
+    yield two_dc_lab
+
+
 @pytest.fixture(scope="session")
 def three_dc_lab() -> Iterator[LabHandle]:
     handle = start_lab("three-dc")

@@ -112,8 +112,8 @@ def test_disaster_promotion_fences_the_returning_dc_and_rejoin_brings_it_back(fr
                    lambda m=member: lab.sql_one(m, "SELECT count(*) FROM writer_rows WHERE id = -1") == 1)
 
 
-def test_bad_requests_are_refused_and_change_nothing(two_dc_lab: LabHandle) -> None:
-    lab = two_dc_lab
+def test_bad_requests_are_refused_and_change_nothing(clean_two_dc: LabHandle) -> None:
+    lab = clean_two_dc
     before, _ = current_state(lab.topo)
     unknown = fedctl(lab, "switchover-dc", "dc9", "--yes")
     assert unknown.returncode == 2 and "unknown datacenter 'dc9'" in unknown.stderr
@@ -140,6 +140,6 @@ def test_two_concurrent_promotions_exactly_one_wins(fresh_two_dc: LabHandle) -> 
     codes = sorted(r.returncode for r in runs)
     assert codes[0] == 0 and codes[1] != 0, [r.stderr for r in runs]
     loser = next(r for r in runs if r.returncode != 0)
-    assert "another operator committed first" in loser.stderr or "already the primary DC" in loser.stderr
+    assert "another operator" in loser.stderr or "already the primary DC" in loser.stderr, loser.stderr
     st, _ = current_state(lab.topo)
     assert st.primary_dc == "dc2" and st.epoch == 1
