@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from federation.cli.app import cli, load, topology_option
+from federation.cli.app import cli, load, reports_errors, topology_option
 
 
 @cli.group()
@@ -14,11 +14,26 @@ def gate() -> None:
     """Hooks Patroni calls (configured by the lab, or by you in patroni.yml)."""
 
 
+@gate.command("render")
+@topology_option
+@click.option("--dc", "dc_name", required=True, help="The DC whose members will run the gate.")
+@reports_errors
+def render(topology_path: str, dc_name: str) -> None:
+    """Print the JSON file `fedctl-gate FILE` reads (set pre_promote: fedctl-gate FILE in patroni.yml)."""
+    import json
+
+    from federation.gate import gate_config
+
+    click.echo(json.dumps(gate_config(load(topology_path), dc_name), indent=2))
+
+
 @gate.command("pre-promote")
 @topology_option
 @click.option("--dc", "dc_name", required=True, help="The DC this Patroni member belongs to.")
 def pre_promote(topology_path: str, dc_name: str) -> None:
-    """Exit 0 to allow a promotion, 1 to refuse it (Patroni then releases the leader key)."""
+    """Exit 0 to allow a promotion, 1 to refuse it (Patroni then releases the leader key).
+
+    Same decision as the faster `fedctl-gate FILE` (see `fedctl gate render`), from the topology directly."""
     from federation.gate import GATE_REFUSE, decide_promotion
     from federation.state import read_copies
 

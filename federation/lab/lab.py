@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from federation.errors import LabError
+from federation.gate import gate_config
 from federation.lab import dcs_servers, haproxy
 from federation.lab.health import dc_ready, wait_until
 from federation.lab.layout import LabLayout
@@ -88,7 +89,10 @@ def prepare(lab: Lab) -> None:
     for dc, member in lab.topo.members():
         paths = layout.member(dc, member)
         paths.socket_dir.mkdir(parents=True, exist_ok=True)
-        gate = f"{VENV_BIN / 'fedctl'} gate pre-promote -t {topology_copy} --dc {dc.name}"
+        gate_file = layout.dc_dir(dc) / "gate.json"
+        gate_file.parent.mkdir(parents=True, exist_ok=True)
+        gate_file.write_text(json.dumps(gate_config(lab.topo, dc.name), indent=2))
+        gate = f"{VENV_BIN / 'fedctl-gate'} {gate_file}"
         config = member_config(layout, dc, member, passwords, pre_promote=gate)
         fd = os.open(paths.patroni_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
