@@ -19,13 +19,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from federation.dcs.base import DCS
 from federation.errors import DCSError, FedError, OperationRefused
 
 if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
+
     from federation.topology import Datacenter, Topology
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class Job(BaseModel):
     @classmethod
     def _cron(cls, value: str) -> str:
         try:
+            from apscheduler.triggers.cron import CronTrigger  # heavy (asyncio): only when jobs are declared
+
             CronTrigger.from_crontab(value, timezone=UTC)
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a cron expression (minute hour day month weekday, "
@@ -61,6 +64,8 @@ class Job(BaseModel):
         return value
 
     def trigger(self, timezone: Any = UTC) -> CronTrigger:
+        from apscheduler.triggers.cron import CronTrigger
+
         return CronTrigger.from_crontab(self.cron, timezone=timezone)
 
 

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from backup.jobs import JobList
 from federation.errors import BadInput, TopologyError
 from federation.secret_ref import SecretRef as SecretRef  # re-exported: part of the topology API
 from federation.yaml_lines import LineMap, dotted_path, load_yaml_with_lines
@@ -193,6 +194,7 @@ class Datacenter(Model):
     synchronous: SyncMode = SyncMode.OFF
     synchronous_node_count: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] = 1
     fence_command: str | None = None
+    jobs: JobList = Field(default_factory=list)
 
     @field_validator("synchronous", mode="before")
     @classmethod

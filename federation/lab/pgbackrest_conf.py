@@ -28,7 +28,7 @@ def render_config(layout: LabLayout) -> str:
         f"lock-path={base / 'lock'}",
         f"spool-path={base / 'spool'}",
         "log-level-console=warn",
-        "log-level-file=info",
+        "log-level-file=detail",
         "start-fast=y",
         "compress-type=lz4",
         "process-max=2",
