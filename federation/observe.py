@@ -296,11 +296,14 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    from federation.state import read_copies
+
     started = time.monotonic()
     known = {(dc.name, m.name) for dc, m in topo.members()}
     workers = len(topo.datacenters) + len(known)
     with ThreadPoolExecutor(max_workers=min(64, workers + 4), thread_name_prefix="observe") as pool:
         dcs_futures = {dc.name: pool.submit(_read_dcs, dc, timeout) for dc in topo.datacenters}
+        record_future = pool.submit(read_copies, topo, None, timeout)
         api_futures: dict[str, dict[str, Future[ApiRead]]] = {dc.name: {} for dc in topo.datacenters}
         for dc, member in topo.members():
             api_futures[dc.name][member.name] = pool.submit(_read_api, member, timeout)
@@ -312,9 +315,19 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
                 if (dc.name, name) not in known and key.api_url:
                     api_futures[dc.name][name] = pool.submit(_read_api, key.api_url, timeout)
         api_reads = {dc: {m: f.result() for m, f in futures.items()} for dc, futures in api_futures.items()}
+        copies = record_future.result()
     from federation.entrypoints import default_binds
+    from federation.record_status import record_summary
 
+    record, record_problems = record_summary(topo, copies)
+    if upstream_of is None and record is not None:
+        upstream_of = {dc: up for dc, up in record["upstreams"].items() if up is not None}
     status = assemble(topo, dcs_reads, api_reads, upstream_of=upstream_of, now=datetime.now(UTC),
                       duration_s=time.monotonic() - started)
+    if record is not None and status.primary_dc is not None and status.primary_dc != record["primary_dc"]:
+        record_problems.append(f"the federation record (epoch {record['epoch']}) names {record['primary_dc']} the "
+                               f"primary DC but {status.primary_dc}'s leader is the primary")
     binds = default_binds(topo)
-    return replace(status, extra={"entrypoints": {"read_write": binds.read_write, "read_only": binds.read_only}})
+    return replace(status, problems=(*status.problems, *record_problems), extra={
+        "federation_record": record,
+        "entrypoints": {"read_write": binds.read_write, "read_only": binds.read_only}})

@@ -87,7 +87,9 @@ def format_table(status: FederationStatus) -> str:
     rows = [row for dc in status.datacenters for row in member_rows(dc)]
     problems = status.all_problems()
     verdict = "healthy" if status.healthy else f"{len(problems)} problem{'s' * (len(problems) != 1)}"
-    title = f"Federation {status.federation}: primary DC {status.primary_dc or 'none'} ({verdict})"
+    record = status.extra.get("federation_record")
+    epoch = f"epoch {record['epoch']}, " if record else ""
+    title = f"Federation {status.federation}: primary DC {status.primary_dc or 'none'} ({epoch}{verdict})"
     parts = [render_table(COLUMNS, rows, title=title)]
     parts.extend(footer_lines(status))
     if problems:
