@@ -26,7 +26,7 @@ from federation.lab.patroni_conf import member_config
 from federation.lab.pgbackrest_conf import member_env, render_config, repo_dirs
 from federation.lab.processes import LabUser, chown_tree, ensure_lab_user, kill_postmaster, run_as
 from federation.progress import Progress
-from federation.topology import Datacenter, DCRole, Member, SecretRef, Topology
+from federation.topology import Datacenter, Member, SecretRef, Topology
 
 SECRET_NAMES = ("superuser", "replication", "rewind")
 VENV_BIN = Path(sys.executable).parent
@@ -125,22 +125,25 @@ def start_dc_members(lab: Lab, dc: Datacenter) -> None:
         start_member(lab, dc, member)
 
 
-def dc_is_primary_now(lab: Lab, dc: Datacenter) -> bool:
-    """The DC's current role from its DCS config when it exists; the topology's initial role otherwise."""
-    from federation.lab.health import member_state
+def should_be_primary(lab: Lab, dc: Datacenter) -> bool:
+    """What the federation record says (the topology's initial roles while no record exists)."""
+    from federation.state import current_state
 
-    for member in dc.members:
-        state = member_state(member)
-        if state and state.get("role") in ("primary", "master", "standby_leader"):
-            return state["role"] != "standby_leader"
-    return dc.role is DCRole.PRIMARY
+    record, _copies = current_state(lab.topo)
+    return record.upstream_of(dc.name) is None
 
 
 def wait_dc(lab: Lab, dc: Datacenter, timeout: float = 120.0) -> None:
     password = lab.passwords()["superuser"]
-    wait_until(f"{dc.name} to be healthy",
-               lambda: dc_ready(lab.topo, dc, password, primary=dc_is_primary_now(lab, dc)),
-               timeout, on_fail=lambda: _log_tails(lab, dc))
+    primary = should_be_primary(lab, dc)
+
+    def on_fail() -> str:
+        hint = (f"\nhint: if {dc.name} was replaced by promote-dc, its members stay read-only (promotion gate): "
+                f"run `fedctl rejoin-dc {dc.name}`; `fedctl status` shows the federation record")
+        return _log_tails(lab, dc) + hint
+
+    wait_until(f"{dc.name} to be healthy as a {'primary' if primary else 'standby'} DC",
+               lambda: dc_ready(lab.topo, dc, password, primary=primary), timeout, on_fail=on_fail)
 
 
 def _log_tails(lab: Lab, dc: Datacenter) -> str:
@@ -174,6 +177,26 @@ def lab_up(topo: Topology, progress: Progress) -> None:
             dcs_servers.start_dcs(lab.layout, dc, lab.user)
         for dc in topo.datacenters:
             dcs_servers.wait_dcs(lab.layout, dc)
+    if any((lab.layout.member(dc, m).data / "PG_VERSION").exists() for dc, m in topo.members()):
+        # An existing lab: roles live in each DC's DCS now (a switchover may have moved them).
+        with progress.step("start every member of every DC and wait until each is healthy"):
+            for dc in topo.datacenters:
+                start_dc_members(lab, dc)
+            _wait_all(lab)
+    else:
+        _first_start(lab, primary, progress)
+    with progress.step("start HAProxy, the client entrypoint (its read-write check needs the agents)"):
+        haproxy.start_haproxy(lab)
+
+
+def _wait_all(lab: Lab) -> None:
+    with ThreadPoolExecutor(max_workers=len(lab.topo.datacenters)) as waiters:
+        for result in [waiters.submit(wait_dc, lab, dc) for dc in lab.topo.datacenters]:
+            result.result()
+
+
+def _first_start(lab: Lab, primary: Datacenter, progress: Progress) -> None:
+    topo = lab.topo
     with progress.step(f"start {primary.name} (primary DC) and wait for its leader"):
         start_dc_members(lab, primary)
         password = lab.passwords()["superuser"]
@@ -189,14 +212,10 @@ def lab_up(topo: Topology, progress: Progress) -> None:
         with progress.step("start the other members and DCs, wait until every DC is healthy"):
             for dc in topo.datacenters:
                 start_dc_members(lab, dc)
-            with ThreadPoolExecutor(max_workers=len(topo.datacenters)) as waiters:
-                for result in [waiters.submit(wait_dc, lab, dc) for dc in topo.datacenters]:
-                    result.result()
+            _wait_all(lab)
         if backup is not None:
             with progress.step("first full backup"):
                 backup.result()
-    with progress.step("start HAProxy, the client entrypoint (its read-write check needs the agents)"):
-        haproxy.start_haproxy(lab)
 
 
 def _writable_leader(lab: Lab, dc: Datacenter, password: str) -> str | None:
