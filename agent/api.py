@@ -41,7 +41,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client went away first (HAProxy health checks do): nothing to report
 
     def _json(self, code: int, data: Any) -> None:
         self._send(code, (json.dumps(data, indent=2) + "\n").encode(), "application/json")

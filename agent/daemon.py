@@ -38,6 +38,9 @@ class Agent:
         self.keeper = LeaseKeeper(open_lease(s.dc, s.lease_key, s.identity, ttl=s.lease_ttl),
                                   on_change=self._lease_changed,
                                   on_error=lambda _exc: self.metrics.errors.labels("lease").inc())
+        # Read at scrape time, so /metrics never lags behind the lease thread.
+        self.metrics.active.set_function(lambda: 1 if self.keeper.active else 0)
+        self.metrics.dcs_up.set_function(lambda: 1 if self.keeper.dcs_answered_within(s.lease_ttl) else 0)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._known: KnownRecord | None = None
@@ -68,19 +71,16 @@ class Agent:
         self.keeper.start()
         try:
             while not self._stop.is_set():
-                active = self.keeper.active
-                self.metrics.active.set(1 if active else 0)
-                self.metrics.dcs_up.set(1 if self.keeper.dcs_answered_within(self.settings.lease_ttl) else 0)
-                if active:
+                started = time.monotonic()
+                if self.keeper.active:
                     self.cycle()
                 else:
                     self._say_once(f"standby agent: {self.keeper.holder or 'nobody'} holds the lease"
                                    + (f" (own DCS: {self.keeper.dcs_error})" if self.keeper.dcs_error else ""))
-                self._wake.wait(self.settings.interval)
+                self._wake.wait(max(0.0, self.settings.interval - (time.monotonic() - started)))
                 self._wake.clear()
         finally:
             self.keeper.stop()
-            self.metrics.active.set(0)
             server.shutdown()
             server.server_close()
             log.info("agent %s stopped", self.settings.identity)
@@ -89,8 +89,7 @@ class Agent:
         self._stop.set()
         self._wake.set()
 
-    def _lease_changed(self, active: bool) -> None:
-        self.metrics.active.set(1 if active else 0)
+    def _lease_changed(self, _active: bool) -> None:
         self._wake.set()
 
     def _say_once(self, sentence: str) -> None:

@@ -52,6 +52,8 @@ class AgentMetrics:
         self.cycle_seconds = Gauge("fedctl_agent_cycle_seconds", "Duration of the last reconcile cycle.", registry=r)
         for phase in PHASES:
             self.errors.labels(phase)
+        for action in ("repoint", "fence"):
+            self.actions.labels(action)
         for gauge in (self.epoch, self.lag_bytes, self.lag_seconds):
             gauge.set(math.nan)
         self.set_role("unknown")

@@ -9,6 +9,11 @@ about one TTL, and another candidate that keeps calling `step()` takes it.
 `step()` is the one primitive: renew when held, otherwise try to take the key. It returns whether the
 caller holds the key now, and raises DCSError only when the DCS cannot be reached (callers then treat
 the lease as lost once the TTL since the last successful renewal has passed).
+
+A key that names this very candidate but belongs to another lease or session was left by its previous
+incarnation (a crash, a restart); it is taken over at once, with compare-and-set, instead of waiting
+out its TTL, which etcd even restarts when etcd itself restarts. Identities must therefore be unique
+(the agent uses `<dc>/<member>`).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class LeaderLease(ABC):
         self.key = key
         self.identity = identity
         self.ttl = ttl
+        self.last_holder: str | None = None  # who held the key at the last step()
 
     @abstractmethod
     def step(self) -> bool:
@@ -87,25 +93,34 @@ class EtcdLease(LeaderLease):
         self._lease_id = int(result["ID"])
         return self._lease_id
 
-    def _key_lease(self) -> tuple[int | None, str | None]:
+    def _key_lease(self) -> tuple[int | None, str | None, int]:
+        """(lease id, value, mod_revision) of the key; (None, None, 0) when absent."""
         result = self._post(f"read {self.key}", "/kv/range", {"key": _b64(self.key)})
         kvs = result.get("kvs") or []
         if not kvs:
-            return None, None
-        return int(kvs[0].get("lease", 0)), _unb64(kvs[0].get("value"))
+            return None, None, 0
+        return int(kvs[0].get("lease", 0)), _unb64(kvs[0].get("value")), int(kvs[0].get("mod_revision", 0))
 
     def step(self) -> bool:
         lease_id = self._alive_lease()
-        held_by, _ = self._key_lease()
+        held_by, value, revision = self._key_lease()
+        self.last_holder = holder_of(value)
         if held_by == lease_id:
             return True
-        if held_by is not None:
+        if held_by is not None and self.last_holder != self.identity:
             return False
-        compare = {"key": _b64(self.key), "result": "EQUAL", "target": "CREATE", "create_revision": 0}
+        if held_by is None:
+            compare = {"key": _b64(self.key), "result": "EQUAL", "target": "CREATE", "create_revision": 0}
+        else:
+            log.info("%s holds a key left by its previous incarnation (lease %s): taking it over", self.identity,
+                     held_by)
+            compare = {"key": _b64(self.key), "result": "EQUAL", "target": "MOD", "mod_revision": revision}
         put = {"request_put": {"key": _b64(self.key), "value": _b64(lease_value(self.identity)), "lease": lease_id}}
         txn = {"compare": [compare], "success": [put], "failure": []}
-        result = self._post(f"create {self.key}", "/kv/txn", txn)
-        return bool(result.get("succeeded", False))
+        won = bool(self._post(f"create {self.key}", "/kv/txn", txn).get("succeeded", False))
+        if won:
+            self.last_holder = self.identity
+        return won
 
     def holder(self) -> str | None:
         return holder_of(self._key_lease()[1])
@@ -157,24 +172,35 @@ class ZooKeeperLease(LeaderLease):
         except (self._kz.exceptions.ConnectionLoss, self._kz.exceptions.SessionExpiredError) as exc:
             raise DCSError(f"{self._where} lost the connection during {what}: {type(exc).__name__}") from None
 
-    def _owner(self) -> tuple[int | None, str | None]:
+    def _owner(self) -> tuple[int | None, str | None, int]:
+        """(owning session, value, version) of the node; (None, None, -1) when absent."""
         try:
             data, stat = self._wait(f"read {self._path}", self._zk.get_async(self._path))
         except self._kz.exceptions.NoNodeError:
-            return None, None
-        return int(stat.ephemeralOwner), data.decode("utf-8", errors="replace")
+            return None, None, -1
+        return int(stat.ephemeralOwner), data.decode("utf-8", errors="replace"), int(stat.version)
 
     def step(self) -> bool:
         self._ensure_session()
-        owner, _ = self._owner()
+        owner, value, version = self._owner()
+        self.last_holder = holder_of(value)
         session = self._zk.client_id[0] if self._zk.client_id else None
-        if owner is not None:
+        if owner is not None and (owner == session or self.last_holder != self.identity):
             return owner == session
+        errors = self._kz.exceptions
+        if owner is not None:
+            log.info("%s holds a node left by its previous incarnation (session %x): taking it over",
+                     self.identity, owner)
+            try:
+                self._wait(f"delete {self._path}", self._zk.delete_async(self._path, version=version))
+            except (errors.NoNodeError, errors.BadVersionError):
+                return False
         try:
             self._wait(f"create {self._path}", self._zk.create_async(
                 self._path, lease_value(self.identity).encode(), ephemeral=True, makepath=True))
-        except self._kz.exceptions.NodeExistsError:
+        except errors.NodeExistsError:
             return False
+        self.last_holder = self.identity
         return True
 
     def holder(self) -> str | None:
@@ -184,7 +210,7 @@ class ZooKeeperLease(LeaderLease):
     def release(self) -> None:
         if not self._started:
             return
-        owner, _ = self._owner()
+        owner, _, _ = self._owner()
         session = self._zk.client_id[0] if self._zk.client_id else None
         if owner is not None and owner == session:
             try:

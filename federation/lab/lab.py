@@ -19,7 +19,7 @@ import yaml
 
 from federation.errors import LabError
 from federation.gate import gate_config
-from federation.lab import dcs_servers, haproxy
+from federation.lab import agents, dcs_servers, haproxy
 from federation.lab.health import dc_ready, wait_until
 from federation.lab.layout import LabLayout
 from federation.lab.patroni_conf import member_config
@@ -185,6 +185,9 @@ def lab_up(topo: Topology, progress: Progress) -> None:
             _wait_all(lab)
     else:
         _first_start(lab, primary, progress)
+    with progress.step("start the fedctl agents (one per member, one active per DC)"):
+        for dc in topo.datacenters:
+            agents.start_agents(lab, dc)
     with progress.step("start HAProxy, the client entrypoint (its read-write check needs the agents)"):
         haproxy.start_haproxy(lab)
 
@@ -252,6 +255,9 @@ def lab_down(topo: Topology, progress: Progress, wipe: bool = False) -> None:
     lab = Lab.of(topo)
     with progress.step("stop HAProxy"):
         haproxy.stop_haproxy(lab.layout)
+    with progress.step("stop the fedctl agents"):
+        for dc in topo.datacenters:
+            agents.stop_agents(lab, dc)
     with progress.step("stop Patroni and PostgreSQL of every DC"):
         with ThreadPoolExecutor(max_workers=len(topo.datacenters)) as pool:
             list(pool.map(lambda dc: stop_dc(lab, dc, stop_dcs=False), topo.datacenters))
@@ -271,7 +277,7 @@ def lab_kill(topo: Topology, dc_name: str) -> list[str]:
     """SIGKILL every process of one DC (DCS, Patroni, PostgreSQL), as a datacenter losing power."""
     lab = Lab.of(topo)
     dc = topo.dc(dc_name)
-    killed = []
+    killed = agents.kill_agents(lab, dc)
     for member in dc.members:
         paths = lab.layout.member(dc, member)
         if paths.patroni.running():
@@ -294,6 +300,8 @@ def lab_start(topo: Topology, dc_name: str, progress: Progress, wait: bool = Fal
         dcs_servers.wait_dcs(lab.layout, dc)
     with progress.step(f"start Patroni members of {dc.name}"):
         start_dc_members(lab, dc)
+    with progress.step(f"start the fedctl agents of {dc.name}"):
+        agents.start_agents(lab, dc)
     if wait:
         with progress.step(f"wait until {dc.name} is healthy"):
             wait_dc(lab, dc)
@@ -319,4 +327,5 @@ def lab_processes(topo: Topology) -> list[list[str]]:
             paths = layout.member(dc, member)
             rows.append([dc.name, f"patroni {member.name}", f"{member.host}:{member.port} api {member.api}",
                          str(paths.patroni.pid() or "-")])
+        rows.extend(agents.agent_rows(layout, dc))
     return rows + haproxy.haproxy_rows(layout)

@@ -113,6 +113,29 @@ def test_a_holder_that_crashes_loses_the_key_within_the_ttl(
         b.close()
 
 
+def test_a_restarted_candidate_takes_its_own_stale_key_over_at_once(
+        kind_server: tuple[str, ServerHandle], request: pytest.FixtureRequest) -> None:
+    kind, server = kind_server
+    key = _key(request)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER_SCRIPT, kind, server.host, str(server.port), key],
+                              stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2])
+    other = _lease(kind, server, key, "dc1/other")
+    again = _lease(kind, server, key, "dc1/crashing")  # the same member's agent, restarted
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(5)
+        assert other.step() is False  # someone else's stale key: wait for its TTL
+        assert again.step() is True
+        assert other.step() is False and other.last_holder == "dc1/crashing"
+        assert again.step() is True  # and it renews normally afterwards
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        other.close()
+        again.close()
+
+
 def test_an_unreachable_dcs_raises_dcs_error(kind_server: tuple[str, ServerHandle]) -> None:
     kind, _server = kind_server
     dead = ServerHandle(kind, ETCD_HOST if kind == "etcd3" else ZK_HOST, free_port(ETCD_HOST), None,  # type: ignore[arg-type]
