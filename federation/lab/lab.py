@@ -192,10 +192,24 @@ def lab_up(topo: Topology, progress: Progress) -> None:
         haproxy.start_haproxy(lab)
 
 
-def _wait_all(lab: Lab) -> None:
-    with ThreadPoolExecutor(max_workers=len(lab.topo.datacenters)) as waiters:
-        for result in [waiters.submit(wait_dc, lab, dc) for dc in lab.topo.datacenters]:
+def _wait_all(lab: Lab, dcs: list[Datacenter] | None = None) -> None:
+    chosen = dcs if dcs is not None else lab.topo.datacenters
+    with ThreadPoolExecutor(max_workers=len(chosen)) as waiters:
+        for result in [waiters.submit(wait_dc, lab, dc) for dc in chosen]:
             result.result()
+
+
+def _levels(topo: Topology) -> list[list[Datacenter]]:
+    """DCs grouped by distance from the primary DC: the primary DC and its direct standbys first."""
+    depth = {topo.initial_primary.name: 0}
+    while len(depth) < len(topo.datacenters):
+        for dc in topo.datacenters:
+            if dc.name not in depth and dc.upstream in depth:
+                depth[dc.name] = depth[dc.upstream] + 1
+    levels: dict[int, list[Datacenter]] = {}
+    for dc in topo.datacenters:
+        levels.setdefault(max(1, depth[dc.name]), []).append(dc)
+    return [levels[k] for k in sorted(levels)]
 
 
 def _first_start(lab: Lab, primary: Datacenter, progress: Progress) -> None:
@@ -213,9 +227,12 @@ def _first_start(lab: Lab, primary: Datacenter, progress: Progress) -> None:
         if not has_backup(lab, primary, leader):
             backup = pool.submit(lab.pgbackrest, primary, leader, "backup", "--type=full")
         with progress.step("start the other members and DCs, wait until every DC is healthy"):
-            for dc in topo.datacenters:
-                start_dc_members(lab, dc)
-            _wait_all(lab)
+            # A DC that cascades from a standby DC clones from one of its members: start it only once
+            # that upstream is healthy, or its first member can fail to bootstrap and exit.
+            for level in _levels(topo):
+                for dc in level:
+                    start_dc_members(lab, dc)
+                _wait_all(lab, level)
         if backup is not None:
             with progress.step("first full backup"):
                 backup.result()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import shlex
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -127,7 +129,7 @@ def promote_dc(topo: Topology, target_name: str, progress: Progress, *, force: b
     if st.operation is not None:
         progress.say(f"note: a {st.operation.kind} of {st.operation.target} was left at step "
                      f"'{st.operation.step}'; the promotion supersedes it")
-    with progress.step("pre-checks") as rec:
+    with progress.step("pre-checks") as rec, _explain_race(topo, st):
         looks = look_at_all(topo)
         old_look = looks[old]
         if old_look.is_primary and not force:
@@ -178,6 +180,19 @@ def promote_dc(topo: Topology, target_name: str, progress: Progress, *, force: b
                          seconds=round(sum(s.seconds for s in progress.steps), 3), details=estimate.to_json_dict())
     state.update(topo, lambda s: s.with_history(entry) if s.epoch == new.epoch else s)
     return report
+
+
+@contextmanager
+def _explain_race(topo: Topology, read: FederationState) -> Iterator[None]:
+    """A refusal caused by another operator's promotion in the meantime says so."""
+    try:
+        yield
+    except OperationRefused as exc:
+        now, _ = state.current_state(topo)
+        if now.epoch > read.epoch:
+            raise OperationRefused(f"another operator promoted {now.primary_dc} meanwhile (epoch {now.epoch}); "
+                                   f"nothing was changed — check `fedctl status` ({exc.message})") from exc
+        raise
 
 
 def _repoint(topo: Topology, ups: dict[str, str | None], skip: set[str]) -> str:
