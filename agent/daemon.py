@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -46,7 +47,7 @@ class Agent:
         self._known: KnownRecord | None = None
         self._behind_cycles = 0
         self._fence_not_before = 0.0
-        self._last_obs: Observation | None = None
+        self._replaced_since: float | None = None
         self.last_sentence = "starting"
         self.last_cycle_at: datetime | None = None
         self._loop_thread: threading.Thread | None = None
@@ -116,9 +117,13 @@ class Agent:
             sentence = "observation failed (see above): changing nothing this cycle"
         else:
             obs, self._known = observed
-            self._last_obs = obs
+            if self._replaced_since is not None:
+                obs = replace(obs, fence_waited=time.monotonic() - self._replaced_since)
             self._phase("record", self._sync_record, obs)
             decision = self._phase("decide", decide, s.topo, obs)
+            if decision is not None:
+                replaced = decision.replaced and decision.action is not Action.FENCE
+                self._replaced_since = (self._replaced_since or time.monotonic()) if replaced else None
             sentence = decision.sentence if decision else "no decision (see above): changing nothing this cycle"
             if decision is not None:
                 sentence = self._carry_out(obs, decision)

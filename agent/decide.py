@@ -25,6 +25,9 @@ PRIMARY_ROLES = ("primary", "master")
 # The agent copies a newer record into its own DC only after seeing its copy behind this many cycles
 # in a row, so it never races an operator who is committing the copies one DC at a time.
 SYNC_AFTER_CYCLES = 2
+# A replaced DC that is not taking writes (its gate refused the promotion) is fenced only once its
+# members' PostgreSQL report a WAL position, so rejoin-dc can measure the diverged WAL; at most this long.
+FENCE_SETTLE_SECONDS = 15.0
 
 
 class Action(StrEnum):
@@ -47,6 +50,7 @@ class Observation:
     own: DCLook | None = None
     config: Mapping[str, Any] | None = None  # own DC's Patroni dynamic config (None: not readable)
     upstream: DCLook | None = None
+    fence_waited: float = 0.0  # seconds since this agent first found its DC replaced (0: just now)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class Decision:
     action: Action
     sentence: str
     patch: dict[str, Any] = field(default_factory=dict)
+    replaced: bool = False  # the DC was found replaced (fenced now, or soon)
 
 
 def _leader_text(look: DCLook) -> str:
@@ -92,6 +97,14 @@ def _replaced(obs: Observation, record: FederationState) -> str | None:
     return None
 
 
+def _members_without_position(obs: Observation) -> list[str]:
+    """Members whose PostgreSQL does not run or report a WAL position yet (REST not answering counts)."""
+    if obs.own is None:
+        return []
+    return [name for name, status in obs.own.statuses.items()
+            if status is None or status.state != "running" or status.lsn is None]
+
+
 def decide(topo: Topology, obs: Observation) -> Decision:
     dc = obs.dc
     record = obs.record
@@ -102,9 +115,15 @@ def decide(topo: Topology, obs: Observation) -> Decision:
     why = _replaced(obs, record)
     if why is not None:
         new_upstream = record.upstream_of(dc) or record.primary_dc
-        return Decision(Action.FENCE, f"{dc} was replaced: epoch {record.epoch} names {record.primary_dc} the "
-                                      f"primary DC but {why}; demoting {dc} to a standby of {new_upstream} "
-                                      "(rejoin-dc)")
+        sentence = f"{dc} was replaced: epoch {record.epoch} names {record.primary_dc} the primary DC but {why}"
+        silent = _members_without_position(obs)
+        taking_writes = obs.own is not None and obs.own.is_primary
+        if silent and not taking_writes and obs.fence_waited < FENCE_SETTLE_SECONDS:
+            return Decision(Action.WAIT, f"{sentence}; it takes no writes, so waiting for {', '.join(silent)} to "
+                                         f"report a WAL position before rejoin-dc ({obs.fence_waited:.0f} of "
+                                         f"{FENCE_SETTLE_SECONDS:.0f} s)", replaced=True)
+        return Decision(Action.FENCE, f"{sentence}; demoting {dc} to a standby of {new_upstream} (rejoin-dc)",
+                        replaced=True)
     if record.operation is not None:
         op = record.operation
         return Decision(Action.WAIT, f"a {op.kind} of {op.target} is in flight (step {op.step}, started "

@@ -10,6 +10,7 @@ again with its old configuration is fenced by its agent and ends as a standby of
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import urllib.error
@@ -40,10 +41,14 @@ _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[LabHandle]:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     handle = start_lab("agent-two-dc")  # lab up starts the agents
     yield handle
     bugs = bug_lines(handle)
+    kept = tmp_path_factory.mktemp("agent-lab-logs")
+    for log in handle.lab.layout.root.glob("dc*/**/*.log"):
+        shutil.copyfile(log, kept / "_".join(log.relative_to(handle.lab.layout.root).parts))
+    print(f"agent lab logs kept in {kept}")
     stop_lab(handle)
     assert not bugs, "Patroni reported a BUG:\n" + "\n".join(bugs)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from agent.decide import (
+    FENCE_SETTLE_SECONDS,
     SYNC_AFTER_CYCLES,
     Action,
     Observation,
@@ -233,3 +235,24 @@ def test_cross_dc_lag(topo: Topology) -> None:
                          upstream=look(topo, "dc1", "primary", lsn=0x3000400))
     assert cross_dc_lag(behind, NOW) == (1024, 4.0)
     assert cross_dc_lag(standby_obs(topo, upstream=None), NOW) == (None, None)
+
+
+def _starting(topo: Topology, dc: str) -> DCLook:
+    return DCLook(topo.dc(dc), {m.name: NodeStatus(state="starting", role="replica") for m in topo.dc(dc).members})
+
+
+def test_a_replaced_dc_taking_no_writes_is_fenced_once_its_wal_position_can_be_measured(topo: Topology) -> None:
+    obs = primary_obs(topo, record=record(epoch=1, primary="dc2"), own=_starting(topo, "dc1"), fence_waited=3.0)
+    d = decide(topo, obs)
+    assert d.action is Action.WAIT and d.replaced
+    assert d.sentence.endswith("it takes no writes, so waiting for n1, n2 to report a WAL position before "
+                               "rejoin-dc (3 of 15 s)")
+    assert decide(topo, replace(obs, own=look(topo, "dc1", None))).action is Action.FENCE
+    assert decide(topo, replace(obs, fence_waited=FENCE_SETTLE_SECONDS)).action is Action.FENCE
+
+
+def test_a_replaced_dc_taking_writes_is_fenced_at_once(topo: Topology) -> None:
+    own = look(topo, "dc1", "primary")
+    own = DCLook(own.dc, {**own.statuses, "n2": NodeStatus(state="starting", role="replica")})
+    d = decide(topo, primary_obs(topo, record=record(epoch=1, primary="dc2"), own=own))
+    assert d.action is Action.FENCE and d.replaced
