@@ -12,6 +12,7 @@ yet promoted rolls back to the source.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ DEFAULT_MAX_LAG_BYTES = 16 * 1024 * 1024
 DEMOTE_TIMEOUT = 60.0
 CATCH_UP_TIMEOUT = 60.0
 PROMOTE_TIMEOUT = 60.0
+STREAMING_GRACE = 15.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,9 @@ def switchover_dc(topo: Topology, target_name: str, progress: Progress, *, dry_r
                      f"'{pending.step}'" + (" as a rollback to " + source.name if rollback else ""))
     with progress.step("pre-checks"):
         looks = look_at_all(topo)
+        if not _streaming_leader(looks[target.name]):
+            # Right after an operation a standby leader may still be re-connecting: give it a moment.
+            looks[target.name] = _wait_for_streaming_leader(target, STREAMING_GRACE)
         _pre_checks(topo, looks, source, target, max_lag_bytes, resuming=pending is not None)
     if dry_run:
         report.outcome = "planned"
@@ -122,6 +127,20 @@ def switchover_dc(topo: Topology, target_name: str, progress: Progress, *, dry_r
         report.error = str(exc)
         raise
     return report
+
+
+def _streaming_leader(look: DCLook) -> bool:
+    status = look.leader_status
+    return status is not None and status.role == "standby_leader" and status.replication_state == "streaming"
+
+
+def _wait_for_streaming_leader(dc: Datacenter, timeout: float) -> DCLook:
+    deadline = time.monotonic() + timeout
+    look = look_at(dc)
+    while not _streaming_leader(look) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        look = look_at(dc)
+    return look
 
 
 def _pre_checks(topo: Topology, looks: dict[str, DCLook], source: Datacenter, target: Datacenter,
