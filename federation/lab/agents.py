@@ -32,9 +32,7 @@ def agent_process(layout: LabLayout, dc: Datacenter, member: Member) -> ManagedP
 
 
 def agent_argv(lab: Lab, dc: Datacenter, member: Member) -> list[str]:
-    from federation.lab.lab import VENV_BIN  # lab.py imports this module
-
-    return [str(VENV_BIN / "fedctl"), "agent", "run", "-t", str(topology_copy(lab.layout)), "--dc", dc.name,
+    return [str(lab.bin / "fedctl"), "agent", "run", "-t", str(topology_copy(lab.layout)), "--dc", dc.name,
             "--member", member.name]
 
 
@@ -58,10 +56,8 @@ def share_secrets_with_lab_user(lab: Lab) -> None:
 
 def start_agents(lab: Lab, dc: Datacenter) -> list[int]:
     """Start the agent of every member of `dc` (those already running are left alone). Returns the pids."""
-    from federation.lab.lab import VENV_BIN
-
     share_secrets_with_lab_user(lab)
-    env = {"PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", "PYTHONUNBUFFERED": "1"}
+    env = {"PATH": f"{lab.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}", "PYTHONUNBUFFERED": "1"}
     pids = []
     for member in dc.members:
         root = lab.layout.member(dc, member).root

@@ -10,9 +10,9 @@ import json
 import os
 import secrets
 import shutil
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -25,11 +25,11 @@ from federation.lab.layout import LabLayout
 from federation.lab.patroni_conf import member_config
 from federation.lab.pgbackrest_conf import member_env, render_config, repo_dirs
 from federation.lab.processes import LabUser, chown_tree, ensure_lab_user, kill_postmaster, run_as
+from federation.lab.runtime import runtime_bin
 from federation.progress import Progress
 from federation.topology import Datacenter, Member, SecretRef, Topology
 
 SECRET_NAMES = ("superuser", "replication", "rewind")
-VENV_BIN = Path(sys.executable).parent
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,11 @@ class Lab:
     def of(cls, topo: Topology) -> Lab:
         return cls(topo, LabLayout(topo), ensure_lab_user(topo.lab.user))
 
+    @cached_property
+    def bin(self) -> Path:
+        """Where the lab user's patroni, fedctl and fedctl-gate are (see runtime.py)."""
+        return runtime_bin(self.user)
+
     def passwords(self) -> dict[str, str]:
         creds = self.topo.credentials
         return {"superuser": creds.superuser.password.resolve(),
@@ -49,7 +54,7 @@ class Lab:
                 "rewind": creds.rewind.password.resolve()}
 
     def patroni_env(self, dc: Datacenter, member: Member) -> dict[str, str]:
-        path = f"{VENV_BIN}:/usr/lib/postgresql/15/bin:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        path = f"{self.bin}:/usr/lib/postgresql/15/bin:{os.environ.get('PATH', '/usr/bin:/bin')}"
         return {**member_env(self.layout, dc, member), "PATH": path, "PYTHONUNBUFFERED": "1"}
 
     def pgbackrest(self, dc: Datacenter, member: Member, *args: str, timeout: float = 300) -> str:
@@ -92,7 +97,7 @@ def prepare(lab: Lab) -> None:
         gate_file = layout.dc_dir(dc) / "gate.json"
         gate_file.parent.mkdir(parents=True, exist_ok=True)
         gate_file.write_text(json.dumps(gate_config(lab.topo, dc.name), indent=2))
-        gate = f"{VENV_BIN / 'fedctl-gate'} {gate_file}"
+        gate = f"{lab.bin / 'fedctl-gate'} {gate_file}"
         config = member_config(layout, dc, member, passwords, pre_promote=gate)
         fd = os.open(paths.patroni_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -107,16 +112,16 @@ def prepare(lab: Lab) -> None:
 
 def _check_user_can_run_patroni(lab: Lab) -> None:
     try:
-        run_as(lab.user, [str(VENV_BIN / "patroni"), "--version"], timeout=60)
+        run_as(lab.user, [str(lab.bin / "patroni"), "--version"], timeout=60)
     except (LabError, OSError) as exc:
-        raise LabError(f"the lab user {lab.user.name} cannot run {VENV_BIN / 'patroni'}: {exc}",
+        raise LabError(f"the lab user {lab.user.name} cannot run {lab.bin / 'patroni'}: {exc}",
                        hint="the project and its .venv must be readable by that user: clone it outside "
                             "/root (for example under /work or /opt) and run `make demo` again") from exc
 
 
 def start_member(lab: Lab, dc: Datacenter, member: Member) -> None:
     paths = lab.layout.member(dc, member)
-    paths.patroni.start(lab.user, [str(VENV_BIN / "patroni"), str(paths.patroni_config)],
+    paths.patroni.start(lab.user, [str(lab.bin / "patroni"), str(paths.patroni_config)],
                         env=lab.patroni_env(dc, member), cwd=paths.root)
 
 
