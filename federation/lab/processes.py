@@ -75,7 +75,7 @@ def run_as(user: LabUser, argv: Sequence[str], *, env: Mapping[str, str] | None 
     """Run a short command as the lab user and return it; raises LabError with its output on failure."""
     full = as_user_argv(user, argv)
     try:
-        done = subprocess.run(full, env=user_env(user, env), cwd=cwd, capture_output=True, text=True,
+        done = subprocess.run(full, env=user_env(user, env), cwd=cwd or "/", capture_output=True, text=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise LabError(f"{' '.join(argv)} did not finish within {timeout:.0f} s") from exc
@@ -113,7 +113,7 @@ class ManagedProcess:
             return pid
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         with open(self.logfile, "ab") as log:
-            proc = subprocess.Popen(as_user_argv(user, argv), env=user_env(user, env), cwd=cwd, stdout=log,
+            proc = subprocess.Popen(as_user_argv(user, argv), env=user_env(user, env), cwd=cwd or "/", stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.pidfile.write_text(f"{proc.pid}\n")
         # Until the child has exec'd, /proc shows our own command line, not the marker.
