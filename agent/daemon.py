@@ -76,8 +76,9 @@ class Agent:
                 if self.keeper.active:
                     self.cycle()
                 else:
-                    self._say_once(f"standby agent: {self.keeper.holder or 'nobody'} holds the lease"
-                                   + (f" (own DCS: {self.keeper.dcs_error})" if self.keeper.dcs_error else ""))
+                    error = self.keeper.dcs_error
+                    self._say_once(f"not active: own DCS unreachable ({error}); changing nothing" if error else
+                                   f"standby agent: {self.keeper.holder or 'nobody'} holds the lease")
                 self._wake.wait(max(0.0, self.settings.interval - (time.monotonic() - started)))
                 self._wake.clear()
         finally:

@@ -39,5 +39,7 @@ def configure(level: str = "INFO", **static: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # urllib3 and kazoo are chatty at INFO about retries the agent already reports itself.
-    for noisy in ("urllib3", "kazoo", "federation.dcs.kazoo", "apscheduler"):
+    for noisy in ("urllib3", "kazoo", "apscheduler"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # kazoo warns at every reconnect attempt (about once a second); the agent reports the outage itself.
+    logging.getLogger("federation.dcs.kazoo").setLevel(logging.ERROR)

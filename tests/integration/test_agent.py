@@ -25,6 +25,7 @@ from agent.settings import default_listen, lease_key
 from federation import patroni_api
 from federation.dcs import connect
 from federation.dcs.lease import holder_of
+from federation.lab import dcs_servers
 from federation.lab.agents import agent_process, start_agents
 from federation.lab.lab import lab_kill, lab_start
 from federation.operations.promote import promote_dc
@@ -205,6 +206,7 @@ def _handover(lab: LabHandle, dc: Datacenter, how: str) -> float:
                lambda: metrics_of(successor)["fedctl_agent_active"] == 1, timeout=10)
     print(f"{how} of {dc.name}'s active agent {before.name}: {successor.name} holds the lease {took:.2f} s later")
     start_agents(lab.lab, dc)
+    eventually(f"{before.name}'s agent to serve again", lambda: agent_get(before, "/health")[0] == 200, timeout=20)
     return took
 
 
@@ -214,6 +216,39 @@ def test_killing_the_active_agent_hands_over_within_the_lease_time(lab: LabHandl
 
 def test_sigterm_releases_the_lease_at_once(lab: LabHandle) -> None:
     assert _handover(lab, lab.dc("dc1"), "stop") < LEASE_TTL
+
+
+def test_an_unreachable_own_dcs_changes_nothing_and_health_says_so(lab: LabHandle) -> None:
+    dc2 = lab.dc("dc2")
+    before = {m.name: metrics_of(m) for m in dc2.members}
+    config = patroni_api.get_config(lab.leader_of(dc2))
+    for _host, proc, _dir in dcs_servers.server_processes(lab.lab.layout, dc2):
+        proc.kill()
+    killed = time.monotonic()
+    for member in dc2.members:
+        eventually(f"{member.name}'s agent to report its DCS down",
+                   lambda m=member: agent_get(m, "/health")[0] == 503 and metrics_of(m)["fedctl_agent_active"] == 0,
+                   timeout=LEASE_TTL + 5, interval=0.2)
+    unhealthy = time.monotonic() - killed
+    reason = json.loads(agent_get(dc2.members[0], "/health")[1])["reason"]
+    assert reason.startswith("own DCS does not answer")
+    lab_start(lab.topo, "dc2", Progress(quiet=True))  # etcd again; Patroni and agents still run
+    restarted = time.monotonic()
+    active = active_member(lab, dc2)
+    eventually("the agent to be active and healthy again",
+               lambda: agent_get(active, "/health")[0] == 200 and metrics_of(active)["fedctl_agent_active"] == 1,
+               timeout=20)
+    print(f"dc2's etcd killed: agents unhealthy and passive after {unhealthy:.2f} s (reason: {reason}); active "
+          f"again {time.monotonic() - restarted:.2f} s after etcd restarted")
+    for member in dc2.members:
+        after = metrics_of(member)
+        for action in ("repoint", "fence"):
+            key = f"fedctl_agent_actions_total{{action={action}}}"
+            assert after[key] == before[member.name][key], f"{member.name} acted while its DCS was down"
+    assert patroni_api.get_config(lab.leader_of(dc2))["standby_cluster"] == config["standby_cluster"]
+    dc1_leader = lab.leader_of(lab.dc("dc1"))
+    eventually("dc2 streams from dc1's leader", lambda: _sender_host(lab, lab.leader_of(dc2)) == dc1_leader.host,
+               timeout=30)
 
 
 class WriteProbe:
@@ -261,6 +296,12 @@ def test_a_replaced_dc_started_with_its_old_config_is_fenced_by_its_agent(lab: L
     eventually("the writer commits", lambda: len(writer.acked) > 20, timeout=20)
     lab_kill(lab.topo, "dc1")  # its agents die with it
     assert not any(agent_process(lab.lab.layout, dc1, m).running() for m in dc1.members)
+    dc2_agent = active_member(lab, dc2)
+    sentence = eventually("dc2's agent to report dc1 unreachable, keeping its upstream", lambda: (
+        s := json.loads(agent_get(dc2_agent, "/status")[1])["agent"]["last_sentence"]) and "does not answer" in s
+        and s, timeout=10)
+    assert metrics_of(dc2_agent)["fedctl_upstream_dc_reachable"] == 0
+    print(f"dc1 down, dc2's agent: {sentence}")
     report = promote_dc(lab.topo, "dc2", Progress(quiet=True))
     assert report.outcome == "succeeded"
     assert report.facts["data_loss_estimate_bytes"] is not None, "no LSN sample of dc1 was available"
