@@ -15,7 +15,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 HISTORY_LIMIT = 50
 CAS_ATTEMPTS = 5
 
+Status = Literal["ok", "failed", "skipped", "overrun", "missed", "crashed"]
+"""`overrun`, `missed` and `crashed` come from the agent's scheduler (agent/scheduler.py), never from run_job."""
+
 
 class JobKind(StrEnum):
     FULL_BACKUP = "full_backup"
@@ -42,14 +45,27 @@ class JobKind(StrEnum):
     CHECK_ARCHIVE = "check_archive"
 
 
+# How long a run may take before its run claim in the DCS counts as stale (its agent died mid-run).
+DEFAULT_TIMEOUTS = {"full_backup": 6 * 3600, "diff_backup": 3 * 3600, "verify_restore": 3 * 3600,
+                    "check_archive": 15 * 60}
+
+
 class Job(BaseModel):
-    """One scheduled job of a DC: `{name: nightly, kind: full_backup, cron: "0 2 * * *"}`."""
+    """One scheduled job of a DC: `{name: nightly, kind: full_backup, cron: "0 2 * * *"}`.
+
+    `timeout` (seconds, default per kind) does not interrupt a run: past it, another agent may take the
+    run claim over, on the assumption that the agent which held it died mid-run."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
     kind: JobKind
     cron: str
+    timeout: Annotated[int, Field(gt=0)] | None = None
+
+    @property
+    def timeout_seconds(self) -> int:
+        return self.timeout or DEFAULT_TIMEOUTS[self.kind.value]
 
     @field_validator("cron")
     @classmethod
@@ -67,6 +83,10 @@ class Job(BaseModel):
         from apscheduler.triggers.cron import CronTrigger
 
         return CronTrigger.from_crontab(self.cron, timezone=timezone)
+
+    def next_run(self, after: datetime) -> datetime | None:
+        """The first fire time strictly after `after` (UTC)."""
+        return self.trigger().get_next_fire_time(None, after + timedelta(microseconds=1))
 
 
 def _unique_names(jobs: list[Job]) -> list[Job]:
@@ -89,13 +109,13 @@ class JobResult(BaseModel):
     dc: str
     started: str  # ISO 8601, UTC
     seconds: float
-    status: Literal["ok", "failed", "skipped"]
+    status: Status
     summary: str
     details: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.status != "failed"
+        return self.status in ("ok", "skipped")
 
 
 def bounded(history: list[JobResult], result: JobResult, limit: int = HISTORY_LIMIT) -> list[JobResult]:
