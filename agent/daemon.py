@@ -22,6 +22,7 @@ from agent.decide import Action, Decision, Observation, cross_dc_lag, decide, re
 from agent.leadership import LeaseKeeper
 from agent.metrics import AgentMetrics
 from agent.observe import KnownRecord, observe
+from agent.scheduler import JobScheduler
 from agent.settings import AgentSettings
 from federation.dcs.lease import open_lease
 from federation.errors import FedError
@@ -36,6 +37,7 @@ class Agent:
         self.settings = settings
         s = settings
         self.metrics = AgentMetrics(s.topo.federation, s.dc.name, s.member.name)
+        self.jobs = JobScheduler(s.topo, s.dc.name, s.identity, registry=self.metrics.registry)
         self.keeper = LeaseKeeper(open_lease(s.dc, s.lease_key, s.identity, ttl=s.lease_ttl),
                                   on_change=self._lease_changed,
                                   on_error=lambda _exc: self.metrics.errors.labels("lease").inc())
@@ -82,6 +84,7 @@ class Agent:
                 self._wake.wait(max(0.0, self.settings.interval - (time.monotonic() - started)))
                 self._wake.clear()
         finally:
+            self.jobs.shutdown()
             self.keeper.stop()
             server.shutdown()
             server.server_close()
@@ -91,7 +94,14 @@ class Agent:
         self._stop.set()
         self._wake.set()
 
-    def _lease_changed(self, _active: bool) -> None:
+    def _lease_changed(self, active: bool) -> None:
+        try:
+            if active:
+                self.jobs.start()
+            else:
+                self.jobs.shutdown()
+        except Exception:  # called from the lease thread, which must never die
+            log.exception("could not %s the job scheduler (please report it as a BUG)", "start" if active else "stop")
         self._wake.set()
 
     def _say_once(self, sentence: str) -> None:
