@@ -181,7 +181,7 @@ def lab_up(topo: Topology, progress: Progress) -> None:
         for dc in topo.datacenters:
             dcs_servers.start_dcs(lab.layout, dc, lab.user)
         for dc in topo.datacenters:
-            dcs_servers.wait_dcs(lab.layout, dc)
+            dcs_servers.wait_dcs(lab.layout, dc, lab.user)
     if any((lab.layout.member(dc, m).data / "PG_VERSION").exists() for dc, m in topo.members()):
         # An existing lab: roles live in each DC's DCS now (a switchover may have moved them).
         with progress.step("start every member of every DC and wait until each is healthy"):
@@ -319,7 +319,7 @@ def lab_start(topo: Topology, dc_name: str, progress: Progress, wait: bool = Fal
     dc = topo.dc(dc_name)
     with progress.step(f"start {dc.dcs.kind} of {dc.name}"):
         dcs_servers.start_dcs(lab.layout, dc, lab.user)
-        dcs_servers.wait_dcs(lab.layout, dc)
+        dcs_servers.wait_dcs(lab.layout, dc, lab.user)
     with progress.step(f"start Patroni members of {dc.name}"):
         start_dc_members(lab, dc)
     with progress.step(f"start the fedctl agents of {dc.name}"):

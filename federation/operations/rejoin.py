@@ -35,6 +35,11 @@ from federation.state import HistoryEntry
 from federation.topology import Datacenter, Member, Topology
 
 STREAM_TIMEOUT = 120.0
+POSITION_QUERY = """
+    SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text,
+           CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())
+                ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END
+"""
 REINIT_GRACE = 40.0
 
 
@@ -52,8 +57,9 @@ def divergence(fork_lsn: int, fork_timeline: int, member_timeline: int | None,
 def _member_position(topo: Topology, member: Member) -> tuple[int | None, int | None]:
     """(timeline, end of WAL) of a running member in recovery, or (None, None)."""
     try:
-        row = sql_row(topo, member, "SELECT greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text, "
-                                    "(SELECT timeline_id FROM pg_control_checkpoint())")
+        # What the member holds as its own history: replayed WAL in recovery (a walreceiver's receive
+        # position starts at a segment boundary), the current position on a primary.
+        row = sql_row(topo, member, POSITION_QUERY)
     except Exception:
         return None, None
     if not row or not row[0]:
