@@ -19,11 +19,6 @@ from federation.dcs.base import DCS, Versioned
 log = logging.getLogger("agent.jobs")
 
 
-def claim_key(namespace: str, federation: str, dc: str, job: str) -> str:
-    ns = namespace if namespace.endswith("/") else namespace + "/"
-    return f"{ns}_fedctl/{federation}/jobs/{dc}/{job}/running"
-
-
 @dataclass(frozen=True)
 class Holder:
     identity: str

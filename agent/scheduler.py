@@ -27,9 +27,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from prometheus_client import CollectorRegistry
 
-from agent.job_claim import RunClaim, claim_key
+from agent.job_claim import RunClaim
 from agent.job_metrics import JobMetrics
-from backup.jobs import Job, JobResult, JobStore, Status, run_job
+from backup.jobs import Job, JobResult, JobStore, Status, claim_key, run_job
 from federation.dcs import connect
 from federation.dcs.base import DCS
 from federation.errors import BadInput, DCSError

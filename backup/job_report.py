@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from backup.jobs import JobResult, JobStore
+from backup.jobs import JobResult, JobStore, claim_key
 from federation.errors import DCSError
 from federation.topology import Datacenter, Topology
 
@@ -26,7 +26,6 @@ class DcJobs:
 
 
 def read_dc(topo: Topology, dc: Datacenter) -> DcJobs:
-    from agent.job_claim import claim_key
     from federation.dcs import connect
 
     try:

@@ -210,3 +210,9 @@ def _parse(raw: str) -> list[JobResult]:
         except ValidationError:
             continue
     return out
+
+
+def claim_key(namespace: str, federation: str, dc: str, job: str) -> str:
+    """Where the agent running a job keeps its run claim, so two agents never run one job twice."""
+    ns = namespace if namespace.endswith("/") else namespace + "/"
+    return f"{ns}_fedctl/{federation}/jobs/{dc}/{job}/running"

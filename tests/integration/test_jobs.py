@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.job_claim import claim_key
 from agent.scheduler import JobScheduler
-from backup.jobs import JobResult, JobStore
+from backup.jobs import JobResult, JobStore, claim_key
 from backup.listing import list_backups
 from backup.take import take_backup
 from federation.dcs import connect

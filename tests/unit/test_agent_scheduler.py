@@ -19,9 +19,8 @@ import yaml
 from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client import CollectorRegistry
 
-from agent.job_claim import claim_key
 from agent.scheduler import JobScheduler
-from backup.jobs import Job, JobResult, JobStore
+from backup.jobs import Job, JobResult, JobStore, claim_key
 from federation.dcs.base import DCS
 from federation.errors import BadInput, DCSError
 from federation.topology import Datacenter, Topology, load_topology
