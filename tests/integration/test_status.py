@@ -26,9 +26,10 @@ from tests.integration.labkit import LabHandle, bug_lines, eventually, start_lab
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[LabHandle]:
-    handle = start_lab("status-two-dc")
+# Every scenario on etcd in both DCs and on a mixed lab whose dc2 runs on ZooKeeper.
+@pytest.fixture(scope="module", params=["status-two-dc", "status-mixed"])
+def lab(request: pytest.FixtureRequest) -> Iterator[LabHandle]:
+    handle = start_lab(request.param)
     root = handle.lab.layout.root
     try:
         yield handle
@@ -78,7 +79,7 @@ def healthy(lab: LabHandle) -> dict[str, Any] | None:
 
 def test_a_healthy_federation(lab: LabHandle) -> None:
     data = eventually("status exits 0 and reports healthy", lambda: healthy(lab), timeout=60)
-    assert data["federation"] == "test-status-two-dc" and data["primary_dc"] == "dc1" and data["problems"] == []
+    assert data["federation"] == lab.topo.federation and data["primary_dc"] == "dc1" and data["problems"] == []
     dc1, dc2 = data["datacenters"]
     assert (dc1["role"], dc1["upstream"], dc1["reachable"]) == ("primary", None, True)
     assert (dc2["role"], dc2["upstream"], dc2["reachable"]) == ("standby", "dc1", True)
@@ -103,7 +104,7 @@ def test_table_output_is_fast(lab: LabHandle) -> None:
         timings.append(elapsed)
     assert code == 0, out
     lines = out.splitlines()
-    assert lines[0] == "Federation test-status-two-dc: primary DC dc1 (healthy)"
+    assert lines[0] == f"Federation {lab.topo.federation}: primary DC dc1 (healthy)"
     assert sum(line.startswith("| dc") for line in lines) == 4
     assert any(line.startswith("dc2 (standby of dc1): ") for line in lines)
     print(f"fedctl status wall time, 3 runs: {', '.join(f'{t:.3f} s' for t in timings)}")
@@ -181,7 +182,8 @@ def test_a_dead_dcs_is_reported_quickly_and_members_still_shown(lab: LabHandle) 
         data = json.loads(out)
         dc = data["datacenters"][1]
         assert code == 1 and not dc["reachable"]
-        assert dc["error"].startswith("etcd at 127.0.42.1:2379 (dc2) is unreachable: connection refused")
+        kind = "etcd" if dc2.dcs.kind == "etcd3" else "ZooKeeper"
+        assert dc["error"].startswith(f"{kind} at {dc2.dcs.hosts[0]} (dc2) is unreachable: connection refused")
         assert {m["name"] for m in dc["members"]} == {"n3", "n4"}
         assert all(m["reachable"] for m in dc["members"]), "Patroni's REST API still answers without its DCS"
         assert data["datacenters"][0]["reachable"] and data["primary_dc"] == "dc1"
