@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import replace
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
 from agent.decide import Action, Decision, Observation
 from federation.dcs import connect
 from federation.errors import OperationFailed
-from federation.operations.common import apply_role
+from federation.lsn import parse_lsn
+from federation.operations.common import apply_role, sql_row
 from federation.operations.rejoin import rejoin_dc
 from federation.progress import Progress
 from federation.samples import LsnSample, store_sample
@@ -76,4 +79,23 @@ def write_own_copy(topo: Topology, dc: Datacenter, record: FederationState) -> b
 
 
 def store(topo: Topology, dc: Datacenter, sample: LsnSample) -> None:
-    store_sample(topo, dc, sample)
+    fresh = fresh_position(topo, sample)
+    if fresh is not None:
+        store_sample(topo, dc, fresh)
+
+
+def fresh_position(topo: Topology, sample: LsnSample) -> LsnSample | None:
+    """The sampled member's WAL position asked of PostgreSQL itself, or None when it does not answer.
+
+    Patroni's REST API reports the position of its last HA cycle: stored as is, two samples a cycle apart
+    could show no progress, a WAL rate of zero, and a loss estimate of zero for a primary that just died.
+    """
+    try:
+        member = topo.dc(sample.dc).member(sample.member)
+        row = sql_row(topo, member, "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() "
+                                    "ELSE pg_current_wal_lsn() END::text")
+    except Exception:  # no fresh figure: keep the last good sample (and its WAL rate) as it is
+        return None
+    if not row or not row[0]:
+        return None
+    return replace(sample, lsn=parse_lsn(row[0]), time=datetime.now(UTC).isoformat(timespec="milliseconds"))

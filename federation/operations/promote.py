@@ -77,12 +77,16 @@ def loss_from_sample(old_primary: str, sample: LsnSample, received: int, replaye
     that sample and its death (at most one sampling interval at the measured WAL rate)."""
     sampled = sample.taken_at.timestamp()
     age = max(0.0, now - sampled)
-    unseen = sample.bytes_per_second * min(age, sample.interval_seconds)
+    # The WAL the target received after the sample was written at no less than this rate; a sample taken
+    # just before writes began would otherwise report a rate of zero.
+    since_sample = max(0, received - sample.lsn) / age if age > 0 else 0.0
+    rate = max(sample.bytes_per_second, since_sample)
+    unseen = rate * min(age, sample.interval_seconds)
     lost = max(0, sample.lsn - received) + math.ceil(unseen)
     if lost == 0:
         seconds = 0.0
-    elif sample.bytes_per_second > 0:
-        seconds = lost / sample.bytes_per_second
+    elif rate > 0:
+        seconds = lost / rate
     else:
         seconds = max(0.0, sampled - replayed_at) if replayed_at else None
     return LossEstimate(old_primary, sample.lsn, age, received, lost, seconds)

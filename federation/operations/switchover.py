@@ -113,7 +113,7 @@ def switchover_dc(topo: Topology, target_name: str, progress: Progress, *, dry_r
                      f"'{pending.step}'" + (" as a rollback to " + source.name if rollback else ""))
     with progress.step("pre-checks"):
         looks = look_at_all(topo)
-        if not _streaming_leader(looks[target.name]):
+        if pending is None and looks[source.name].is_primary and not _streaming_leader(looks[target.name]):
             # Right after an operation a standby leader may still be re-connecting: give it a moment.
             looks[target.name] = _wait_for_streaming_leader(target, STREAMING_GRACE)
         _pre_checks(topo, looks, source, target, max_lag_bytes, resuming=pending is not None)
@@ -206,7 +206,8 @@ def _run(topo: Topology, st: FederationState, looks: dict[str, DCLook], source: 
             st = _record(topo, st, st.model_copy(update={"operation": op}))
 
     target_leader = require_leader(look_at(target), "cannot promote it")
-    if target.name != source.name:
+    already_promoted = writable_quiet(topo, target_leader)  # a rerun after the promotion step
+    if target.name != source.name and not already_promoted:
         with progress.step(f"wait until {target.name} has replayed {lsn_text(token.lsn)}") as rec:
             replayed = poll(f"{target.name} ({target_leader.name}) to replay {lsn_text(token.lsn)}",
                             lambda: _replayed_at_least(topo, target_leader, token.lsn), CATCH_UP_TIMEOUT, 0.02)
@@ -216,11 +217,14 @@ def _run(topo: Topology, st: FederationState, looks: dict[str, DCLook], source: 
                                       hint="inspect both DCs before going on")
             rec.detail = f"{target_leader.name} at {lsn_text(replayed)}"
 
-    with progress.step(f"raise the federation epoch to {st.epoch + 1} (primary DC {target.name})"):
-        op = op.model_copy(update={"step": "promote"})
-        st = _record(topo, st, st.model_copy(update={"epoch": st.epoch + 1, "primary_dc": target.name,
-                                                     "upstreams": ups, "operation": op}))
-        report.epoch = st.epoch
+    if op.step == "promote" and st.primary_dc == target.name:
+        progress.say(f"   epoch {st.epoch} already names {target.name}: not raising it again")
+    else:
+        with progress.step(f"raise the federation epoch to {st.epoch + 1} (primary DC {target.name})"):
+            op = op.model_copy(update={"step": "promote"})
+            st = _record(topo, st, st.model_copy(update={"epoch": st.epoch + 1, "primary_dc": target.name,
+                                                         "upstreams": ups, "operation": op}))
+    report.epoch = st.epoch
 
     with progress.step(f"promote {target.name}") as rec:
         if not writable_quiet(topo, target_leader):

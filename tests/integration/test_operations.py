@@ -12,7 +12,7 @@ from pathlib import Path
 from federation.lab.lab import lab_kill, lab_start
 from federation.lsn import parse_lsn
 from federation.progress import Progress
-from federation.state import current_state
+from federation.state import PendingOperation, current_state, update, utc_now
 from tests.integration.labkit import LabHandle, Writer, eventually, fedctl
 
 
@@ -53,6 +53,17 @@ def test_switchover_there_and_back_loses_no_acknowledged_commit(fresh_two_dc: La
     st, _ = current_state(lab.topo)
     assert [h.operation for h in st.history][-2:] == ["switchover-dc", "switchover-dc"]
     print(f"client write outage: longest gap between commits {writer.longest_gap():.2f} s")
+
+    # A crash right after the promotion leaves the operation in the record: a rerun finishes it without
+    # raising the epoch again.
+    stuck = PendingOperation(kind="switchover", source="dc2", target="dc1", step="promote", started=utc_now(),
+                             token=again["demotion_token"])
+    update(lab.topo, lambda s: s.model_copy(update={"operation": stuck}))
+    assert fedctl(lab, "status").returncode == 1
+    resumed = fedctl(lab, "switchover-dc", "dc1", "--yes", "--format", "json")
+    assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    after, _ = current_state(lab.topo)
+    assert after.operation is None and after.epoch == again["epoch"] and after.primary_dc == "dc1"
 
 
 def test_disaster_promotion_fences_the_returning_dc_and_rejoin_brings_it_back(fresh_two_dc: LabHandle) -> None:
