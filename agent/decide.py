@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from federation.lsn import format_lsn
+from federation.lsn import format_lsn, lag_behind
 from federation.operations.common import DCLook
 from federation.patroni_dynamic import role_patch
 from federation.samples import LsnSample
@@ -222,14 +222,9 @@ def cross_dc_lag(obs: Observation, now: datetime) -> tuple[int | None, float | N
     own, up = obs.own, obs.upstream
     mine = own.leader_status if own else None
     theirs = up.leader_status if up else None
-    if mine is None or theirs is None or mine.lsn is None or theirs.lsn is None:
+    if mine is None or theirs is None:
         return None, None
-    lag = max(0, theirs.lsn - mine.lsn)
-    if lag == 0:
-        return 0, 0.0
-    if mine.replayed_at is None:
-        return lag, None
-    return lag, max(0.0, (now - mine.replayed_at).total_seconds())
+    return lag_behind(mine.lsn, mine.replayed_at, theirs.lsn, now)
 
 
 def describe_lsn(value: int | None) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 def parse_lsn(text: str) -> int:
     """'0/D0000A0' -> 218103968. Raises ValueError on anything else."""
@@ -30,3 +32,19 @@ def lsn_or_none(value: object) -> int | None:
         except ValueError:
             return None
     return None
+
+
+def lag_behind(mine: int | None, replayed_at: datetime | None, theirs: int | None,
+               now: datetime) -> tuple[int | None, float | None]:
+    """(bytes, seconds) a standby at `mine` is behind an upstream at `theirs`; None where unknown.
+
+    Seconds are 0 when caught up, else the age of the standby's last replayed transaction.
+    """
+    if mine is None or theirs is None:
+        return None, None
+    lag = max(0, theirs - mine)
+    if lag == 0:
+        return 0, 0.0
+    if replayed_at is None:
+        return lag, None
+    return lag, max(0.0, (now - replayed_at).total_seconds())

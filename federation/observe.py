@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from federation.dcs.patroni_keys import DCSMember, PatroniClusterView
 from federation.errors import FedError
+from federation.lsn import lag_behind
 from federation.patroni_api import NodeStatus
 from federation.status_model import HEALTHY_STATES, DCStatus, FederationStatus, MemberStatus
 
@@ -193,14 +194,9 @@ def _dc_problems(dc: Datacenter, dcs: DCSRead, members: list[MemberStatus], lead
 def _cross_dc_lag(standby: DCStatus, upstream: DCStatus | None, now: datetime) -> tuple[int | None, float | None]:
     mine = standby.leader_member
     theirs = upstream.leader_member if upstream else None
-    if mine is None or theirs is None or mine.lsn is None or theirs.lsn is None:
+    if mine is None or theirs is None:
         return None, None
-    lag_bytes = max(0, theirs.lsn - mine.lsn)
-    if lag_bytes == 0:
-        return 0, 0.0
-    if mine.replayed_at is None:
-        return lag_bytes, None
-    return lag_bytes, max(0.0, (now - mine.replayed_at).total_seconds())
+    return lag_behind(mine.lsn, mine.replayed_at, theirs.lsn, now)
 
 
 def _resolve_upstream(dc: Datacenter, view: PatroniClusterView | None, topo: Topology,
