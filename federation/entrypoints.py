@@ -8,14 +8,19 @@ still believes it is primary therefore never receives a connection.
 Read-only: Patroni's own `/replica` check (optionally `?lag=...`) on each member's REST port, either
 every DC's replicas or only `local_dc`'s.
 
-Default binds (nothing is added to the topology): 127.0.0.1:P for read-write and 127.0.0.1:P+1 for
-read-only, where P = 15000 + 2 * (crc32(federation name) mod 2500), so every lab of one machine gets
-its own pair without configuration (a clash between two names is possible: pass explicit binds).
+PgBouncer: a `[databases]` section naming the primary DC's leader; `fedctl entrypoint follow`
+(agent/entrypoint_follower.py) keeps it current and RELOADs PgBouncer.
+
+Default binds (nothing is added to the topology): 127.0.0.1:P for read-write, 127.0.0.1:P+1 for
+read-only and 127.0.0.1:P+2 for PgBouncer, where P = 15000 + 3 * (crc32(federation name) mod 2500), so
+every lab of one machine gets its own three ports without configuration (a clash between two names is
+possible: pass explicit binds).
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.settings import default_listen
@@ -31,11 +36,12 @@ CHECK_TIMING = "inter 500 fall 2 rise 1"
 class Binds:
     read_write: str
     read_only: str
+    pgbouncer: str
 
 
 def default_binds(topo: Topology, host: str = "127.0.0.1") -> Binds:
-    port = PORT_BASE + 2 * (zlib.crc32(topo.federation.encode()) % PORT_SLOTS)
-    return Binds(f"{host}:{port}", f"{host}:{port + 1}")
+    port = PORT_BASE + 3 * (zlib.crc32(topo.federation.encode()) % PORT_SLOTS)
+    return Binds(f"{host}:{port}", f"{host}:{port + 1}", f"{host}:{port + 2}")
 
 
 def _server_name(dc: Datacenter, member: Member) -> str:
@@ -81,9 +87,20 @@ def render_libpq(topo: Topology, dbname: str = "postgres") -> str:
     return f"postgresql://{user}@{hosts}/{dbname}?target_session_attrs=read-write&connect_timeout=2"
 
 
-def render_pgbouncer(topo: Topology, record: FederationState, leader: Member, dbname: str = "*") -> str:
-    """A PgBouncer [databases] section pointing at the current primary DC's leader."""
-    return (f"; Rendered by `fedctl entrypoint pgbouncer` for federation {topo.federation}: epoch "
-            f"{record.epoch}, primary DC {record.primary_dc}, leader {leader.name}.\n"
-            "; Re-render and RELOAD after every switchover-dc / promote-dc.\n"
-            f"[databases]\n{dbname} = host={leader.host} port={leader.port}\n")
+def render_pgbouncer(topo: Topology, record: FederationState, leader: Member | None,
+                     dbname: str | Sequence[str] = "*", *, followed: bool = False, why_none: str = "") -> str:
+    """A PgBouncer [databases] section pointing at the current primary DC's leader.
+
+    With no leader the section is empty: PgBouncer drops the databases on RELOAD and refuses new
+    clients ("no such database") until a leader is written again. `followed` says the file is kept
+    current by `fedctl entrypoint follow` rather than being a snapshot to re-render by hand."""
+    names = [dbname] if isinstance(dbname, str) else list(dbname)
+    target = f"leader {leader.name}" if leader else f"no leader ({why_none or 'none known'})"
+    lines = [f"; Rendered by `fedctl entrypoint {'follow' if followed else 'pgbouncer'}` for federation "
+             f"{topo.federation}: epoch {record.epoch}, primary DC {record.primary_dc}, {target}.",
+             "; Kept current by the entrypoint follower: do not edit." if followed
+             else "; Re-render and RELOAD after every switchover-dc / promote-dc.",
+             "[databases]"]
+    if leader is not None:
+        lines += [f"{name} = host={leader.host} port={leader.port}" for name in names]
+    return "\n".join(lines) + "\n"

@@ -59,3 +59,38 @@ def pgbouncer(topology_path: str, dbname: str) -> None:
     record, _copies = current_state(topo)
     leader = require_leader(look_at(topo.dc(record.primary_dc)), "cannot point PgBouncer at it")
     click.echo(render_pgbouncer(topo, record, leader, dbname), nl=False)
+
+
+@entrypoint.command("follow")
+@topology_option
+@click.option("--pgbouncer-databases", metavar="FILE",
+              help="The [databases] file PgBouncer %include-s; rewritten when the primary DC's leader changes.")
+@click.option("--pgbouncer-admin", metavar="CONNINFO",
+              help="PgBouncer's admin console, e.g. 'host=127.0.0.1 port=6432 user=postgres' (RELOAD is sent "
+                   "there); without a password in it, the topology's superuser password is used.")
+@click.option("--dbname", "dbnames", multiple=True, default=("*",), show_default=True,
+              help="Database entries to write (repeat the option for several).")
+@click.option("--haproxy-config", metavar="FILE", help="haproxy.cfg to re-render when the topology file changes.")
+@click.option("--haproxy-pidfile", metavar="FILE", help="Pid file of HAProxy's master process (SIGUSR2 reloads).")
+@click.option("--haproxy-stats-socket", metavar="PATH", help="Admin stats socket line to keep in the configuration.")
+@click.option("--read-write-bind", default=None, metavar="HOST:PORT", help="HAProxy read-write bind (default: P).")
+@click.option("--read-only-bind", default=None, metavar="HOST:PORT", help="HAProxy read-only bind (default: P+1).")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=0.5, show_default=True,
+              help="Seconds between two looks at the federation record and the primary DC.")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING"]), default="INFO", show_default=True)
+@reports_errors
+def follow(topology_path: str, pgbouncer_databases: str | None, pgbouncer_admin: str | None, dbnames: tuple[str, ...],
+           haproxy_config: str | None, haproxy_pidfile: str | None, haproxy_stats_socket: str | None,
+           read_write_bind: str | None, read_only_bind: str | None, interval: float, log_level: str) -> None:
+    """Keep PgBouncer pointed at the primary DC's leader and HAProxy's configuration in step with the topology.
+
+    Runs in the foreground until SIGTERM or Ctrl-C (systemd Type=simple); logs on stderr, one line per change."""
+    from agent.entrypoint_follower import build_follower
+    from agent.logs import configure
+
+    follower = build_follower(topology_path, pgbouncer_databases=pgbouncer_databases,
+                              pgbouncer_admin=pgbouncer_admin, dbnames=dbnames, haproxy_config=haproxy_config,
+                              haproxy_pidfile=haproxy_pidfile, haproxy_stats_socket=haproxy_stats_socket,
+                              read_write_bind=read_write_bind, read_only_bind=read_only_bind, interval=interval)
+    configure(log_level, federation=follower.topo.federation)
+    follower.run()

@@ -62,10 +62,12 @@ def test_haproxy_accepts_the_rendered_configuration(topo: Topology, tmp_path: Pa
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_default_binds_are_a_stable_adjacent_pair_per_federation(topo: Topology) -> None:
+def test_default_binds_are_three_stable_adjacent_ports_per_federation(topo: Topology) -> None:
     binds = default_binds(topo)
-    rw_port, ro_port = int(binds.read_write.rsplit(":", 1)[1]), int(binds.read_only.rsplit(":", 1)[1])
-    assert ro_port == rw_port + 1 and 15000 <= rw_port < 20000
+    rw_port, ro_port, pgb_port = (int(b.rsplit(":", 1)[1]) for b in (binds.read_write, binds.read_only,
+                                                                     binds.pgbouncer))
+    assert ro_port == rw_port + 1 and pgb_port == rw_port + 2
+    assert rw_port >= 15000 and pgb_port < 15000 + 3 * 2500 and (rw_port - 15000) % 3 == 0
     assert default_binds(topo) == binds
     other = topo.model_copy(update={"federation": "another"})
     assert default_binds(other) != binds
@@ -80,6 +82,14 @@ def test_libpq_lists_every_member_read_write_without_a_password(topo: Topology) 
 def test_pgbouncer_points_at_the_primary_dc_leader(topo: Topology) -> None:
     out = render_pgbouncer(topo, record(3, "dc2"), topo.dc("dc2").member("n4"))
     assert "[databases]\n* = host=127.0.52.12 port=5432\n" in out and "epoch 3" in out
+
+
+def test_pgbouncer_for_the_follower_lists_each_database_or_none_without_a_leader(topo: Topology) -> None:
+    out = render_pgbouncer(topo, record(3, "dc2"), topo.dc("dc2").member("n3"), ["app", "postgres"], followed=True)
+    assert out.endswith("[databases]\napp = host=127.0.52.11 port=5432\npostgres = host=127.0.52.11 port=5432\n")
+    assert "do not edit" in out
+    empty = render_pgbouncer(topo, record(4, "dc1"), None, ["postgres"], followed=True, why_none="dc1 has none")
+    assert empty.endswith("[databases]\n") and "host=" not in empty and "dc1 has none" in empty
 
 
 @pytest.mark.parametrize(("dc", "role", "rec", "ok"), [
