@@ -326,4 +326,4 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
     binds = default_binds(topo)
     return replace(status, problems=(*status.problems, *record_problems), extra={
         "federation_record": record,
-        "entrypoints": {"read_write": binds.read_write, "read_only": binds.read_only}})
+        "entrypoints": {"read_write": binds.read_write, "read_only": binds.read_only, "pgbouncer": binds.pgbouncer}})

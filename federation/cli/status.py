@@ -92,6 +92,9 @@ def format_table(status: FederationStatus) -> str:
     title = f"Federation {status.federation}: primary DC {status.primary_dc or 'none'} ({epoch}{verdict})"
     parts = [render_table(COLUMNS, rows, title=title)]
     parts.extend(footer_lines(status))
+    if entry := status.extra.get("entrypoints"):
+        parts.append(f"Entrypoints: read-write {entry['read_write']}, read-only {entry['read_only']}, "
+                     f"PgBouncer {entry['pgbouncer']}")
     if problems:
         parts.append("Problems:")
         parts.extend(f"  - {p}" for p in problems)
