@@ -2,6 +2,9 @@
 
 The version of a key is its `mod_revision`. Compare-and-set writes are etcd transactions:
 create-if-absent compares `create_revision == 0`, replace compares `mod_revision == version`.
+Reads (`get`, `get_prefix`) POST to `/v3/kv/range` with the standard library's http.client instead:
+read-only callers such as `fedctl status` then never import requests and etcd3gw (~0.1-0.15 s of start-up,
+more than the reads themselves take). Writes, transactions and leases still go through etcd3gw.
 Several hosts are tried in turn (the last one that answered first); only when every host fails is a
 `DCSError` raised, naming the hosts, the DC and the reason.
 """
@@ -9,7 +12,9 @@ Several hosts are tried in turn (the last one that answered first); only when ev
 from __future__ import annotations
 
 import base64
+import json
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,11 +22,16 @@ from federation.dcs.base import DCS, Versioned
 from federation.errors import DCSError
 
 if TYPE_CHECKING:
+    from http.client import HTTPConnection
+
+    import requests
     from etcd3gw.client import Etcd3Client
 
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 2.0
+# The statuses etcd3gw reads as "this host did not answer" (ConnectionFailedError, ConnectionTimeoutError).
+UNREACHABLE_STATUSES = frozenset({408, 503, 504})
 
 
 def _b64(data: str | bytes) -> str:
@@ -55,6 +65,15 @@ def short_reason(text: str, timeout: float) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+class HostFailed(Exception):
+    """One host's failure, already worded; `unreachable` when the host did not answer at all."""
+
+    def __init__(self, reason: str, *, unreachable: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.unreachable = unreachable
+
+
 def _versioned(kv: dict[str, Any]) -> Versioned:
     return Versioned(key=_unb64(kv.get("key")), value=_unb64(kv.get("value")),
                      version=int(kv.get("mod_revision", 0)))
@@ -69,43 +88,111 @@ class EtcdDCS(DCS):
                  protocol: str = "http") -> None:
         if not hosts:
             raise ValueError("EtcdDCS needs at least one host")
-        import requests
-        from etcd3gw.client import Etcd3Client
-
         self.hosts = [(h, int(p)) for h, p in hosts]
         self.label = label
         self.timeout = timeout
-        self._session = requests.Session()
-        # Never route DCS traffic through an HTTP proxy from the environment.
-        self._session.trust_env = False
-        # api_path is fixed: etcd >= 3.4 serves /v3/, and discovering it would cost a round trip per host.
-        self._clients = [Etcd3Client(host=h, port=p, protocol=protocol, timeout=timeout, api_path="/v3/",
-                                     session=self._session) for h, p in self.hosts]
+        self.protocol = protocol
         self._preferred = 0
+        # One kept-alive connection per host for reads; the lock keeps one request/response on it at a time.
+        self._connections: dict[int, HTTPConnection] = {}
+        self._lock = threading.Lock()
+        self._session: requests.Session | None = None
+        self._clients: list[Etcd3Client] = []
+
+    def _etcd3gw_client(self, index: int) -> Etcd3Client:
+        """The etcd3gw client of host `index`; requests and etcd3gw are imported on the first write."""
+        if not self._clients:
+            import requests
+            from etcd3gw.client import Etcd3Client
+
+            self._session = requests.Session()
+            # Never route DCS traffic through an HTTP proxy from the environment.
+            self._session.trust_env = False
+            # api_path is fixed: etcd >= 3.4 serves /v3/, and discovering it would cost a round trip per host.
+            self._clients = [Etcd3Client(host=h, port=p, protocol=self.protocol, timeout=self.timeout,
+                                         api_path="/v3/", session=self._session) for h, p in self.hosts]
+        return self._clients[index]
 
     def describe(self) -> str:
         where = ", ".join(f"{h}:{p}" for h, p in self.hosts)
         return f"etcd at {where}" + (f" ({self.label})" if self.label else "")
 
     def _call(self, what: str, op: Callable[[Etcd3Client], T]) -> T:
+        """Run an etcd3gw call against each host in turn until one answers."""
+        return self._each_host(what, lambda i: self._via_etcd3gw(i, op))
+
+    def _via_etcd3gw(self, index: int, op: Callable[[Etcd3Client], T]) -> T:
         import requests
         from etcd3gw import exceptions as etcd_exc
 
-        order = [self._preferred, *(i for i in range(len(self._clients)) if i != self._preferred)]
+        try:
+            return op(self._etcd3gw_client(index))
+        except (etcd_exc.ConnectionFailedError, etcd_exc.ConnectionTimeoutError) as exc:
+            raise HostFailed(short_reason(exc.detail_text or str(exc), self.timeout), unreachable=True) from None
+        except etcd_exc.Etcd3Exception as exc:
+            raise HostFailed(f"{type(exc).__name__} {short_reason(exc.detail_text or '', 0)}",
+                             unreachable=False) from None
+        except (requests.RequestException, ValueError) as exc:
+            raise HostFailed(short_reason(str(exc), self.timeout), unreachable=False) from None
+
+    def _gateway_post(self, index: int, path: str, payload: dict[str, Any]) -> Any:
+        """POST `payload` to `/v3<path>` on host `index` with http.client; the decoded JSON answer."""
+        import http.client
+
+        with self._lock:
+            reused = index in self._connections
+            try:
+                status, raw = self._exchange(index, path, payload)
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop(index)
+                if not reused or isinstance(exc, TimeoutError):
+                    raise HostFailed(short_reason(str(exc) or type(exc).__name__, self.timeout),
+                                     unreachable=True) from None
+                # The server closed the kept-alive connection since our last request: once more on a new one.
+                try:
+                    status, raw = self._exchange(index, path, payload)
+                except (OSError, http.client.HTTPException) as again:
+                    self._drop(index)
+                    raise HostFailed(short_reason(str(again) or type(again).__name__, self.timeout),
+                                     unreachable=True) from None
+        text = raw.decode("utf-8", errors="replace")
+        if status != 200:
+            raise HostFailed(f"HTTP {status} {short_reason(text, 0)}".rstrip(),
+                             unreachable=status in UNREACHABLE_STATUSES)
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise HostFailed(f"not JSON: {short_reason(text, 0)}", unreachable=False) from None
+
+    def _exchange(self, index: int, path: str, payload: dict[str, Any]) -> tuple[int, bytes]:
+        import http.client
+
+        conn = self._connections.get(index)
+        if conn is None:
+            host, port = self.hosts[index]
+            make = http.client.HTTPSConnection if self.protocol == "https" else http.client.HTTPConnection
+            conn = self._connections[index] = make(host, port, timeout=self.timeout)
+        conn.request("POST", f"/v3{path}", body=json.dumps(payload).encode(),
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, response.read()
+
+    def _drop(self, index: int) -> None:
+        conn = self._connections.pop(index, None)
+        if conn is not None:
+            conn.close()
+
+    def _each_host(self, what: str, attempt: Callable[[int], T]) -> T:
+        order = [self._preferred, *(i for i in range(len(self.hosts)) if i != self._preferred)]
         failures: list[str] = []
         unreachable = True
         for i in order:
             host, port = self.hosts[i]
             try:
-                result = op(self._clients[i])
-            except (etcd_exc.ConnectionFailedError, etcd_exc.ConnectionTimeoutError) as exc:
-                failures.append(f"{host}:{port}: {short_reason(exc.detail_text or str(exc), self.timeout)}")
-            except etcd_exc.Etcd3Exception as exc:
-                unreachable = False
-                failures.append(f"{host}:{port}: {type(exc).__name__} {short_reason(exc.detail_text or '', 0)}")
-            except (requests.RequestException, ValueError) as exc:
-                unreachable = False
-                failures.append(f"{host}:{port}: {short_reason(str(exc), self.timeout)}")
+                result = attempt(i)
+            except HostFailed as exc:
+                unreachable = unreachable and exc.unreachable
+                failures.append(f"{host}:{port}: {exc.reason}")
             else:
                 self._preferred = i
                 return result
@@ -117,19 +204,20 @@ class EtcdDCS(DCS):
         raise DCSError(f"{self.describe()} failed to {what}: {reasons}",
                        hint="check etcd's health (etcdctl endpoint health) and its log")
 
-    def _range(self, client: Etcd3Client, key: str, range_end: bytes | None = None) -> list[Versioned]:
+    def _range(self, what: str, key: str, range_end: bytes | None = None) -> list[Versioned]:
         payload: dict[str, Any] = {"key": _b64(key)}
         if range_end is not None:
             payload["range_end"] = _b64(range_end)
-        result = client.post(client.get_url("/kv/range"), json=payload)
-        return [_versioned(kv) for kv in result.get("kvs", [])]
+        result = self._each_host(what, lambda i: self._gateway_post(i, "/kv/range", payload))
+        kvs = result.get("kvs") if isinstance(result, dict) else None
+        return [_versioned(kv) for kv in kvs or []]
 
     def get(self, key: str) -> Versioned | None:
-        found = self._call(f"read {key}", lambda c: self._range(c, key))
+        found = self._range(f"read {key}", key)
         return found[0] if found else None
 
     def get_prefix(self, prefix: str) -> dict[str, Versioned]:
-        found = self._call(f"read {prefix}", lambda c: self._range(c, prefix, prefix_range_end(prefix)))
+        found = self._range(f"read {prefix}", prefix, prefix_range_end(prefix))
         return {v.key: v for v in found}
 
     def _txn(self, client: Etcd3Client, compare: dict[str, Any], success: dict[str, Any]) -> dict[str, Any]:
@@ -163,4 +251,8 @@ class EtcdDCS(DCS):
         return int(responses[0].get("response_delete_range", {}).get("deleted", 0)) > 0
 
     def close(self) -> None:
-        self._session.close()
+        with self._lock:
+            for index in list(self._connections):
+                self._drop(index)
+        if self._session is not None:
+            self._session.close()
