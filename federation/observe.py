@@ -21,6 +21,7 @@ from federation.patroni_api import NodeStatus
 from federation.status_model import HEALTHY_STATES, DCStatus, FederationStatus, MemberStatus
 
 if TYPE_CHECKING:
+    from federation.state import StateCopy
     from federation.topology import Datacenter, Member, Topology
 
 DEFAULT_TIMEOUT = 2.0
@@ -259,17 +260,31 @@ def assemble(topo: Topology, dcs_reads: Mapping[str, DCSRead], api_reads: Mappin
                             duration_s=duration_s)
 
 
-def _read_dcs(dc: Datacenter, timeout: float) -> DCSRead:
+def _read_dcs(topo: Topology, dc: Datacenter, timeout: float) -> tuple[DCSRead, StateCopy]:
+    """The DC's Patroni keys and its copy of the federation record, over one connection to its DCS."""
     from federation.dcs import connect
     from federation.dcs.patroni_keys import read_cluster
+    from federation.state import StateCopy, read_copy_from
 
     try:
         with connect(dc, timeout=timeout) as dcs:
-            return DCSRead(view=read_cluster(dcs, dc))
+            view = read_cluster(dcs, dc)
+            try:
+                copy = read_copy_from(dcs, topo, dc)
+            except FedError as exc:
+                copy = StateCopy(dc.name, None, None, error=exc.message)
+            except Exception as exc:  # status must survive anything; say it is a bug
+                copy = StateCopy(dc.name, None, None, error=_bug(exc))
+            return DCSRead(view=view), copy
     except FedError as exc:
-        return DCSRead(error=exc.message)
+        return DCSRead(error=exc.message), StateCopy(dc.name, None, None, error=exc.message)
     except Exception as exc:  # status must survive anything; say it is a bug
-        return DCSRead(error=f"unexpected {type(exc).__name__}: {exc} (please report this as a bug)")
+        text = _bug(exc)
+        return DCSRead(error=text), StateCopy(dc.name, None, None, error=text)
+
+
+def _bug(exc: Exception) -> str:
+    return f"unexpected {type(exc).__name__}: {exc} (please report this as a bug)"
 
 
 def _read_api(target: Member | str, timeout: float) -> ApiRead:
@@ -280,7 +295,7 @@ def _read_api(target: Member | str, timeout: float) -> ApiRead:
     except FedError as exc:
         return ApiRead(error=exc.message.split(" is unreachable: ")[-1], url=base_url(target))
     except Exception as exc:  # status must survive anything; say it is a bug
-        return ApiRead(error=f"unexpected {type(exc).__name__}: {exc} (please report this as a bug)")
+        return ApiRead(error=_bug(exc))
 
 
 def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None = None,
@@ -292,18 +307,18 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from federation.state import read_copies
+    import federation.state  # noqa: F401  (imported once here, not by every worker thread at once)
 
     started = time.monotonic()
     known = {(dc.name, m.name) for dc, m in topo.members()}
     workers = len(topo.datacenters) + len(known)
     with ThreadPoolExecutor(max_workers=min(64, workers + 4), thread_name_prefix="observe") as pool:
-        dcs_futures = {dc.name: pool.submit(_read_dcs, dc, timeout) for dc in topo.datacenters}
-        record_future = pool.submit(read_copies, topo, None, timeout)
+        dcs_futures = {dc.name: pool.submit(_read_dcs, topo, dc, timeout) for dc in topo.datacenters}
         api_futures: dict[str, dict[str, Future[ApiRead]]] = {dc.name: {} for dc in topo.datacenters}
         for dc, member in topo.members():
             api_futures[dc.name][member.name] = pool.submit(_read_api, member, timeout)
-        dcs_reads = {name: f.result() for name, f in dcs_futures.items()}
+        dcs_results = {name: f.result() for name, f in dcs_futures.items()}
+        dcs_reads = {name: read for name, (read, _copy) in dcs_results.items()}
         # Members registered in a DCS but missing from the topology: ask them too, via their own api_url.
         for dc in topo.datacenters:
             view = dcs_reads[dc.name].view
@@ -311,7 +326,7 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
                 if (dc.name, name) not in known and key.api_url:
                     api_futures[dc.name][name] = pool.submit(_read_api, key.api_url, timeout)
         api_reads = {dc: {m: f.result() for m, f in futures.items()} for dc, futures in api_futures.items()}
-        copies = record_future.result()
+    copies = [copy for _read, copy in dcs_results.values()]
     from federation.entrypoints import default_binds
     from federation.record_status import record_summary
 

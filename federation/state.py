@@ -109,9 +109,14 @@ def _parse(raw: str) -> FederationState | None:
 def read_copy(topo: Topology, dc: Datacenter, timeout: float = STATE_TIMEOUT) -> StateCopy:
     try:
         with connect(dc, timeout=timeout) as dcs:
-            found = dcs.get(state_key(topo, dc))
+            return read_copy_from(dcs, topo, dc)
     except DCSError as exc:
         return StateCopy(dc.name, None, None, error=exc.message)
+
+
+def read_copy_from(dcs: DCS, topo: Topology, dc: Datacenter) -> StateCopy:
+    """The DC's copy read through an open connection to its DCS. Raises DCSError when the DCS fails."""
+    found = dcs.get(state_key(topo, dc))
     if found is None:
         return StateCopy(dc.name, None, None)
     return StateCopy(dc.name, _parse(found.value), found.version)
