@@ -38,6 +38,10 @@ class Progress:
         if not self.quiet:
             print(message, file=self.out, flush=True)
 
+    def warn(self, message: str) -> None:
+        """Printed even when quiet: something went wrong that the operator should know of."""
+        print(f"warning: {message}", file=self.out, flush=True)
+
     @contextmanager
     def step(self, name: str) -> Iterator[StepRecord]:
         record = StepRecord(name, 0.0)

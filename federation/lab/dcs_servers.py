@@ -31,6 +31,10 @@ def server_processes(layout: LabLayout, dc: Datacenter) -> list[tuple[Address, M
 
 def start_dcs(layout: LabLayout, dc: Datacenter, user: LabUser) -> None:
     for i, (host, proc, d) in enumerate(server_processes(layout, dc), start=1):
+        if not proc.running() and _accepts_connections(host):
+            raise LabError(f"{host}, the {dc.dcs.kind} address of {dc.name}, is already in use by a process this "
+                           "lab did not start", hint="stop whatever listens there (`ss -ltnp` names it), or run "
+                           "`fedctl lab down` for the lab that started it")
         (d / "data").mkdir(parents=True, exist_ok=True, mode=0o700)
         if dc.dcs.kind == "etcd3":
             argv = etcd_argv(dc, i, host, d / "data")
@@ -67,6 +71,14 @@ def zookeeper_argv(dc: Datacenter, index: int, d: Path) -> list[str]:
             "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(d / "zoo.cfg")]
 
 
+def _accepts_connections(host: Address) -> bool:
+    try:
+        with socket.create_connection((host.host, host.port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
 def dcs_healthy(dc: Datacenter, timeout: float = 1.0) -> bool:
     return all(_server_healthy(dc.dcs.kind, h, timeout) for h in dc.dcs.hosts)
 
@@ -101,6 +113,12 @@ def wait_dcs(layout: LabLayout, dc: Datacenter, user: LabUser, timeout: float = 
         time.sleep(0.1)
     raise LabError(f"{dc.dcs.kind} of {dc.name} is not healthy after {timeout:.0f} s",
                    hint=f"see {layout.dcs_data(dc)}/s*/server.log")
+
+
+def dead_servers(layout: LabLayout, dc: Datacenter) -> list[str]:
+    """One line per DCS server of `dc` whose process has exited, with the end of its log."""
+    return [f"{dc.dcs.kind} {host} of {dc.name} has exited; {proc.logfile} ends with:\n{_tail(proc.logfile, 8)}"
+            for host, proc, _d in server_processes(layout, dc) if not proc.running()]
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -24,7 +24,7 @@ from federation.lab.health import dc_ready, wait_until
 from federation.lab.layout import LabLayout
 from federation.lab.patroni_conf import member_config
 from federation.lab.pgbackrest_conf import member_env, render_config, repo_dirs
-from federation.lab.processes import LabUser, chown_tree, ensure_lab_user, kill_postmaster, run_as
+from federation.lab.processes import LabUser, chown_tree, ensure_lab_user, kill_postmaster, kill_strays, run_as
 from federation.lab.runtime import runtime_bin
 from federation.progress import Progress
 from federation.topology import Datacenter, Member, SecretRef, Topology
@@ -160,6 +160,7 @@ def _log_tails(lab: Lab, dc: Datacenter) -> str:
         except OSError:
             tail = ["(no log)"]
         out.append(f"--- {log} (last lines)\n" + "\n".join(tail))
+    out += [f"--- {line}" for line in dcs_servers.dead_servers(lab.layout, dc)]
     return "\n".join(out)
 
 
@@ -184,15 +185,18 @@ def lab_up(topo: Topology, progress: Progress) -> None:
             dcs_servers.wait_dcs(lab.layout, dc, lab.user)
     if any((lab.layout.member(dc, m).data / "PG_VERSION").exists() for dc, m in topo.members()):
         # An existing lab: roles live in each DC's DCS now (a switchover may have moved them).
-        with progress.step("start every member of every DC and wait until each is healthy"):
+        with progress.step("start every member and agent of every DC and wait until each DC is healthy"):
+            # The agents first: a DC that promote-dc replaced comes back fenced, and its agent is what
+            # turns it into a standby of the primary DC.
             for dc in topo.datacenters:
                 start_dc_members(lab, dc)
+                agents.start_agents(lab, dc)
             _wait_all(lab)
     else:
         _first_start(lab, primary, progress)
-    with progress.step("start the fedctl agents (one per member, one active per DC)"):
-        for dc in topo.datacenters:
-            agents.start_agents(lab, dc)
+        with progress.step("start the fedctl agents (one per member, one active per DC)"):
+            for dc in topo.datacenters:
+                agents.start_agents(lab, dc)
     with progress.step("start HAProxy, the client entrypoint (its read-write check needs the agents)"):
         haproxy.start_haproxy(lab)
 
@@ -287,6 +291,10 @@ def lab_down(topo: Topology, progress: Progress, wipe: bool = False) -> None:
         for dc in topo.datacenters:
             for _, proc, _d in dcs_servers.server_processes(lab.layout, dc):
                 proc.stop(timeout=15)
+    strays = kill_strays(lab.layout.root, lab.user.uid)
+    if strays:
+        progress.warn(f"stopped {len(strays)} lab process(es) that had lost their pid file:\n     "
+                     + "\n     ".join(strays))
     if wipe:
         with progress.step(f"remove {lab.layout.root}"):
             for d in repo_dirs(lab.layout):

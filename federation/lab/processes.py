@@ -97,12 +97,9 @@ class ManagedProcess:
     def pid(self) -> int | None:
         try:
             pid = int(self.pidfile.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except (OSError, ValueError):
             return None
-        if self.marker not in cmdline or _is_zombie(pid):
-            return None
-        return pid
+        return pid if _runs_marker(pid, self.marker) else None
 
     def running(self) -> bool:
         return self.pid() is not None
@@ -116,22 +113,20 @@ class ManagedProcess:
             proc = subprocess.Popen(as_user_argv(user, argv), env=user_env(user, env), cwd=cwd or "/", stdout=log,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.pidfile.write_text(f"{proc.pid}\n")
-        # Until the child has exec'd, /proc shows our own command line, not the marker.
+        # setpriv execs the program in place: until it has, the command line is setpriv's.
         deadline = time.monotonic() + 5
-        while self.pid() is None and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+        while argv[0] not in _leading_args(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
         return proc.pid
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM, then SIGKILL to the whole process group after `timeout` seconds."""
         pid = self.pid()
-        if pid is None:
-            self.pidfile.unlink(missing_ok=True)
-            return
-        _signal(pid, signal.SIGTERM)
-        if not _wait_gone(self, timeout):
-            _killpg(pid)
-            _wait_gone(self, 5)
+        if pid is not None:
+            _signal(pid, signal.SIGTERM)
+            if not _wait_exited(pid, timeout):
+                _killpg(pid)
+                _wait_exited(pid, 5)
         self.pidfile.unlink(missing_ok=True)
 
     def kill(self) -> None:
@@ -139,8 +134,31 @@ class ManagedProcess:
         pid = self.pid()
         if pid is not None:
             _killpg(pid)
-            _wait_gone(self, 5)
+            _wait_exited(pid, 5)
         self.pidfile.unlink(missing_ok=True)
+
+
+def _leading_args(pid: int) -> list[str]:
+    """The first two arguments of a process: a script run through its #! interpreter has its path second."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:2]
+    except OSError:
+        return []
+
+
+def _runs_marker(pid: int, marker: str) -> bool:
+    """Is `pid` alive and running the command line holding `marker` (not a recycled PID)?"""
+    for _attempt in range(5):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        if cmdline:
+            return marker in cmdline.replace(b"\0", b" ").decode(errors="replace") and not _has_exited(pid)
+        if _has_exited(pid):
+            return False
+        time.sleep(0.01)  # an empty command line while alive: the process is in the middle of an exec
+    return False
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -157,21 +175,70 @@ def _killpg(pid: int) -> None:
         _signal(pid, signal.SIGKILL)
 
 
-def _is_zombie(pid: int) -> bool:
+def _has_exited(pid: int) -> bool:
+    """Gone, or a zombie whose threads have all exited (only then are its sockets and files closed)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        threads = len(os.listdir(f"/proc/{pid}/task"))
+    except (OSError, IndexError):
         return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    return state in ("Z", "X") and threads <= 1
 
 
-def _wait_gone(proc: ManagedProcess, timeout: float) -> bool:
+def _wait_exited(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.pid() is None:
-            return True
-        time.sleep(0.05)
-    return proc.pid() is None
+    while not _has_exited(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+LAB_PROGRAMS = frozenset({"etcd", "java", "patroni", "postgres", "pgbackrest", "haproxy", "pgbouncer", "fedctl",
+                          "fedctl-gate"})
+
+
+def stray_processes(root: Path, uid: int) -> list[tuple[int, str]]:
+    """Lab programs run by `uid` whose command line names a path under `root`, other than us and our parents.
+
+    Every lab process names its lab directory in its arguments (data dir, config file, pid file), so
+    these are lab processes whose pid file was lost or overwritten: left running, they hold the lab's
+    addresses and a new lab's servers cannot bind them."""
+    needle = (str(root).rstrip("/") + "/").encode()
+    ours = _ancestors()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in ours:
+            continue
+        try:
+            if entry.stat().st_uid != uid or (entry / "comm").read_text().strip() not in LAB_PROGRAMS:
+                continue
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if needle in cmdline and not _has_exited(int(entry.name)):
+            found.append((int(entry.name), cmdline.decode(errors="replace").strip()))
+    return found
+
+
+def _ancestors() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return pids
+
+
+def kill_strays(root: Path, uid: int) -> list[str]:
+    """SIGKILL the stray lab processes under `root` (see stray_processes); returns what was killed."""
+    killed = []
+    for pid, cmdline in stray_processes(root, uid):
+        _signal(pid, signal.SIGKILL)
+        killed.append(f"pid {pid}: {cmdline[:160]}")
+    return killed
 
 
 def kill_postmaster(data_dir: Path) -> None:

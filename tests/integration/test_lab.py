@@ -9,8 +9,8 @@ from federation.lab.lab import lab_processes
 from tests.integration.labkit import LabHandle, eventually
 
 
-def test_rows_written_on_dc1_appear_on_every_dc2_member(two_dc_lab: LabHandle) -> None:
-    lab = two_dc_lab
+def test_rows_written_on_dc1_appear_on_every_dc2_member(clean_two_dc: LabHandle) -> None:
+    lab = clean_two_dc
     primary = lab.leader_of(lab.dc("dc1"))
     lab.sql(primary, "CREATE TABLE IF NOT EXISTS lab_rows (id int PRIMARY KEY, note text)")
     lab.sql(primary, "INSERT INTO lab_rows SELECT g, 'row ' || g FROM generate_series(1, 1000) g "
@@ -21,8 +21,8 @@ def test_rows_written_on_dc1_appear_on_every_dc2_member(two_dc_lab: LabHandle) -
         assert lab.sql_one(member, "SELECT pg_is_in_recovery()") is True
 
 
-def test_standby_dc_streams_through_its_permanent_slot(two_dc_lab: LabHandle) -> None:
-    lab = two_dc_lab
+def test_standby_dc_streams_through_its_permanent_slot(clean_two_dc: LabHandle) -> None:
+    lab = clean_two_dc
     primary = lab.leader_of(lab.dc("dc1"))
     slot = lab.dc("dc2").slot_name
     active = eventually(f"slot {slot} active on {primary.name}", lambda: lab.sql_one(
@@ -33,13 +33,13 @@ def test_standby_dc_streams_through_its_permanent_slot(two_dc_lab: LabHandle) ->
     assert lab.sql_one(standby_leader, "SELECT status FROM pg_stat_wal_receiver") == "streaming"
 
 
-def test_data_checksums_are_on(two_dc_lab: LabHandle) -> None:
-    for _dc, member in two_dc_lab.topo.members():
-        assert two_dc_lab.sql_one(member, "SHOW data_checksums") == "on"
+def test_data_checksums_are_on(clean_two_dc: LabHandle) -> None:
+    for _dc, member in clean_two_dc.topo.members():
+        assert clean_two_dc.sql_one(member, "SHOW data_checksums") == "on"
 
 
-def test_dsn_reaches_the_primary(two_dc_lab: LabHandle) -> None:
-    dsn = subprocess.run([sys.executable, "-m", "federation", "lab", "dsn", "-t", str(two_dc_lab.path)],
+def test_dsn_reaches_the_primary(clean_two_dc: LabHandle) -> None:
+    dsn = subprocess.run([sys.executable, "-m", "federation", "lab", "dsn", "-t", str(clean_two_dc.path)],
                          check=True, capture_output=True, text=True).stdout.strip()
     import psycopg
 
@@ -47,9 +47,9 @@ def test_dsn_reaches_the_primary(two_dc_lab: LabHandle) -> None:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
 
 
-def test_lab_up_again_is_quick_and_changes_nothing(two_dc_lab: LabHandle) -> None:
-    before = lab_processes(two_dc_lab.topo)
-    done = subprocess.run([sys.executable, "-m", "federation", "lab", "up", "-t", str(two_dc_lab.path)],
+def test_lab_up_again_is_quick_and_changes_nothing(clean_two_dc: LabHandle) -> None:
+    before = lab_processes(clean_two_dc.topo)
+    done = subprocess.run([sys.executable, "-m", "federation", "lab", "up", "-t", str(clean_two_dc.path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert lab_processes(two_dc_lab.topo) == before
+    assert lab_processes(clean_two_dc.topo) == before
