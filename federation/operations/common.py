@@ -90,6 +90,45 @@ def sql_row(topo: Topology, member: Member, query: str, params: Any = None) -> t
         return conn.execute(query, params).fetchone()
 
 
+class SqlSession:
+    """One connection to a member, reused across queries and re-opened after an error.
+
+    For polls: a new connection per probe costs a SCRAM handshake on both ends, CPU that the promotion or
+    restart being waited for would rather have. A session opened on a standby stays open through its
+    promotion, so one session can watch a member become writable.
+    """
+
+    def __init__(self, topo: Topology, member: Member) -> None:
+        self.topo = topo
+        self.member = member
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def row(self, query: str, params: Any = None) -> tuple[Any, ...] | None:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.topo, self.member)
+        try:
+            return self._conn.execute(query, params).fetchone()
+        except psycopg.Error:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> SqlSession:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _row(topo: Topology, member: Member, session: SqlSession | None, query: str,
+         params: Any = None) -> tuple[Any, ...] | None:
+    return session.row(query, params) if session is not None else sql_row(topo, member, query, params)
+
+
 def poll(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.05) -> T:
     """Call `probe` until it returns a value; errors and None mean "not yet". Fails naming `what`."""
     deadline = time.monotonic() + timeout
@@ -106,28 +145,28 @@ def poll(what: str, probe: Callable[[], T | None], timeout: float, interval: flo
         time.sleep(interval)
 
 
-def replay_lsn(topo: Topology, member: Member) -> int | None:
-    row = sql_row(topo, member, "SELECT pg_last_wal_replay_lsn()::text")
+def replay_lsn(topo: Topology, member: Member, session: SqlSession | None = None) -> int | None:
+    row = _row(topo, member, session, "SELECT pg_last_wal_replay_lsn()::text")
     return parse_lsn(row[0]) if row and row[0] else None
 
 
-def writable(topo: Topology, member: Member) -> bool | None:
-    row = sql_row(topo, member, "SELECT NOT pg_is_in_recovery()")
+def writable(topo: Topology, member: Member, session: SqlSession | None = None) -> bool | None:
+    row = _row(topo, member, session, "SELECT NOT pg_is_in_recovery()")
     return True if row and row[0] else None
 
 
-def current_timeline(topo: Topology, member: Member) -> int:
+def current_timeline(topo: Topology, member: Member, session: SqlSession | None = None) -> int:
     # After a promotion pg_control_checkpoint() lags until the next checkpoint; the WAL file name does not.
-    row = sql_row(topo, member, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")
+    row = _row(topo, member, session, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")
     assert row is not None
     return int(row[0], 16)
 
 
-def switch_point(topo: Topology, member: Member, timeline: int) -> int | None:
+def switch_point(topo: Topology, member: Member, timeline: int, session: SqlSession | None = None) -> int | None:
     """Where `timeline` began, from its history file on `member` (None when there is no such file)."""
     name = f"pg_wal/{timeline:08X}.history"
     try:
-        row = sql_row(topo, member, "SELECT pg_read_file(%s)", (name,))
+        row = _row(topo, member, session, "SELECT pg_read_file(%s)", (name,))
     except psycopg.Error:
         return None
     if not row or not row[0]:
