@@ -12,7 +12,9 @@ yet promoted rolls back to the source.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +22,10 @@ from federation import patroni_api, state
 from federation.errors import BadInput, OperationFailed, OperationRefused
 from federation.operations.common import (
     DCLook,
+    SqlSession,
     apply_role,
     cascade_host,
+    connect,
     current_timeline,
     look_at,
     look_at_all,
@@ -29,11 +33,11 @@ from federation.operations.common import (
     poll,
     replay_lsn,
     require_leader,
-    sql_row,
     switch_point,
     writable,
 )
 from federation.operations.report import OperationReport
+from federation.patroni_dynamic import ARCHIVE_GET
 from federation.progress import Progress
 from federation.state import FederationState, HistoryEntry, PendingOperation
 from federation.topology import Datacenter, Member, Topology
@@ -43,6 +47,9 @@ DEMOTE_TIMEOUT = 60.0
 CATCH_UP_TIMEOUT = 60.0
 PROMOTE_TIMEOUT = 60.0
 STREAMING_GRACE = 15.0
+# A target that was streaming when the source shut down already holds the token's LSN; one that was not
+# gets its restore_command back after this long and fetches the tail from the archive.
+ARCHIVE_FALLBACK_AFTER = 3.0
 
 
 @dataclass(frozen=True)
@@ -184,33 +191,45 @@ def _run(topo: Topology, st: FederationState, looks: dict[str, DCLook], source: 
     if pending is None or op != pending:
         st = _record(topo, st, st.model_copy(update={"operation": op}))
 
+    sessions = contextlib.ExitStack()
+    with sessions:
+        _switch(topo, st, op, ups, looks, source, target, progress, report, sessions)
+
+
+def _switch(topo: Topology, st: FederationState, op: PendingOperation, ups: dict[str, str | None],
+            looks: dict[str, DCLook], source: Datacenter, target: Datacenter, progress: Progress,
+            report: OperationReport, sessions: contextlib.ExitStack) -> None:
     source_leader = require_leader(looks[source.name], "cannot demote it")
+    if looks[source.name].is_primary and target.name != source.name:
+        with progress.step(f"prepare {target.name} and {source.name} while {source.name} still takes writes") as rec:
+            rec.detail = _prepare(topo, source_leader, target, require_leader(looks[target.name], "cannot promote it"))
     with progress.step(f"demote {source.name}") as rec:
         if looks[source.name].is_primary:
-            patroni_api.patch_config(source_leader, {"standby_cluster": _section(topo, source, ups)})
+            patroni_api.patch_config(source_leader, {"standby_cluster": _streaming_only(_section(topo, source, ups))})
             rec.detail = f"PATCH standby_cluster on {source_leader.name}"
         else:
             rec.detail = "already a standby DC"
-        demoted = source_leader
-        source_leader = poll(f"{source.name}'s leader {demoted.name} to restart as standby leader accepting SQL",
-                             lambda: _standby_leader_with_sql(topo, source, demoted), DEMOTE_TIMEOUT, 0.02)
+        source_session = sessions.enter_context(SqlSession(topo, source_leader))
+        poll(f"{source.name}'s leader {source_leader.name} to restart as standby leader accepting SQL",
+             lambda: _in_recovery(source_session), DEMOTE_TIMEOUT, 0.02)
 
     with progress.step("read the demotion token") as rec:
         token = (DemotionToken.from_json_dict(op.token) if op.token
-                 else _read_token(topo, source_leader))
+                 else _read_token(source_session))
+        source_session.close()
         rec.detail = f"LSN {lsn_text(token.lsn)} timeline {token.timeline} system {token.system_identifier}"
         report.facts["demotion_token"] = token.to_json_dict()
         progress.say(f"   demotion token: {rec.detail}")
-        if op.token is None:
-            op = op.model_copy(update={"step": "catch-up", "token": token.to_json_dict()})
-            st = _record(topo, st, st.model_copy(update={"operation": op}))
+        # Kept in the record with the epoch raise below, not here: one DCS round trip less without a writer.
+        # A rerun before that reads the same token again, as the demoted source replays nothing new until
+        # the target is promoted.
 
     target_leader = require_leader(look_at(target), "cannot promote it")
-    already_promoted = writable_quiet(topo, target_leader)  # a rerun after the promotion step
+    target_session = sessions.enter_context(SqlSession(topo, target_leader))
+    already_promoted = writable_quiet(target_session)  # a rerun after the promotion step
     if target.name != source.name and not already_promoted:
         with progress.step(f"wait until {target.name} has replayed {lsn_text(token.lsn)}") as rec:
-            replayed = poll(f"{target.name} ({target_leader.name}) to replay {lsn_text(token.lsn)}",
-                            lambda: _replayed_at_least(topo, target_leader, token.lsn), CATCH_UP_TIMEOUT, 0.02)
+            replayed = _wait_for_token(target, target_session, token)
             if replayed != token.lsn:
                 raise OperationFailed(f"{target.name} replayed {lsn_text(replayed)}, past the token "
                                       f"{lsn_text(token.lsn)}: it has WAL the source never wrote; stopping",
@@ -221,22 +240,22 @@ def _run(topo: Topology, st: FederationState, looks: dict[str, DCLook], source: 
         progress.say(f"   epoch {st.epoch} already names {target.name}: not raising it again")
     else:
         with progress.step(f"raise the federation epoch to {st.epoch + 1} (primary DC {target.name})"):
-            op = op.model_copy(update={"step": "promote"})
+            op = op.model_copy(update={"step": "promote", "token": token.to_json_dict()})
             st = _record(topo, st, st.model_copy(update={"epoch": st.epoch + 1, "primary_dc": target.name,
                                                          "upstreams": ups, "operation": op}))
     report.epoch = st.epoch
 
     with progress.step(f"promote {target.name}") as rec:
-        if not writable_quiet(topo, target_leader):
+        if not writable_quiet(target_session):
             apply_role(topo, target, target_leader, ups)
-        poll(f"{target.name} ({target_leader.name}) to accept writes", lambda: writable(topo, target_leader),
-             PROMOTE_TIMEOUT, 0.02)
+        poll(f"{target.name} ({target_leader.name}) to accept writes",
+             lambda: writable(topo, target_leader, target_session), PROMOTE_TIMEOUT, 0.02)
         rec.detail = f"{target_leader.name} accepts writes"
 
     if target.name != source.name:
         with progress.step("check the new timeline's switch point") as rec:
-            timeline = current_timeline(topo, target_leader)
-            point = switch_point(topo, target_leader, timeline)
+            timeline = current_timeline(topo, target_leader, target_session)
+            point = switch_point(topo, target_leader, timeline, target_session)
             report.facts["new_timeline"] = timeline
             report.facts["switch_point"] = lsn_text(point)
             if point != token.lsn:
@@ -246,18 +265,12 @@ def _run(topo: Topology, st: FederationState, looks: dict[str, DCLook], source: 
             rec.detail = f"timeline {timeline} began at {lsn_text(point)} = token"
 
     with progress.step("point the standby DCs at their new upstream") as rec:
-        changed = []
-        for dc in topo.datacenters:
-            if dc.name == target.name:
-                continue
-            leader = require_leader(look_at(dc), "cannot re-point it")
-            if apply_role(topo, dc, leader, ups):
-                changed.append(dc.name)
+        changed = _repoint(topo, [dc for dc in topo.datacenters if dc.name != target.name], ups)
         rec.detail = f"re-pointed: {', '.join(changed) or 'none needed'}"
 
     with progress.step(f"wait until {source.name} streams from {target.name}"):
         poll(f"{source.name} to stream on timeline {report.facts.get('new_timeline', '?')}",
-             lambda: _streaming(source), DEMOTE_TIMEOUT, 0.1)
+             lambda: _streaming(source), DEMOTE_TIMEOUT, 0.05)
 
     report.outcome = "succeeded"
     total = sum(s.seconds for s in progress.steps)
@@ -275,31 +288,78 @@ def _section(topo: Topology, dc: Datacenter, ups: dict[str, str | None]) -> dict
     return standby_cluster_section(dc, topo.dc(upstream), cascade_host(topo, dc, ups)) if upstream else None
 
 
-def _standby_leader_with_sql(topo: Topology, dc: Datacenter, member: Member) -> Member | None:
-    """The demoted leader once it serves SQL in recovery: asked directly, faster than Patroni reports it."""
-    row = sql_row(topo, member, "SELECT pg_is_in_recovery()")
-    return member if row and row[0] else None
+def _prepare(topo: Topology, source_leader: Member, target: Datacenter, target_leader: Member) -> str:
+    """Work done before the demotion, so that less of it falls into the time without a writer."""
+    done = []
+    # Promoting, PostgreSQL asks restore_command for the last segment and two history files (three
+    # pgBackRest runs); the target already has that WAL by streaming. Without a standby_cluster at all
+    # after the promotion, and with the full section again after a rollback, nothing needs restoring.
+    section = patroni_api.get_config(target_leader).get("standby_cluster") or {}
+    if section.get("restore_command"):
+        patroni_api.patch_config(target_leader, {"standby_cluster": {"restore_command": None}})
+        done.append(f"{target.name} catches up by streaming only")
+    # Checkpoint now, while writes still go on: the shutdown checkpoint then has little left to flush.
+    with connect(topo, source_leader) as conn:
+        conn.execute("CHECKPOINT")
+    done.append(f"checkpoint on {source_leader.name}")
+    return "; ".join(done)
 
 
-def _read_token(topo: Topology, member: Member) -> DemotionToken:
-    row = sql_row(topo, member, "SELECT pg_last_wal_replay_lsn()::text, "
-                                "(SELECT timeline_id FROM pg_control_checkpoint()), "
-                                "(SELECT system_identifier FROM pg_control_system())::text")
+def _streaming_only(section: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The demoted source restarts from its own pg_wal and streams; with restore_command its startup would
+    first ask the archive for the checkpoint's segment and history files. The re-point step puts it back."""
+    return {k: v for k, v in section.items() if k != "restore_command"} if section else section
+
+
+def _wait_for_token(target: Datacenter, session: SqlSession, token: DemotionToken) -> int:
+    leader = session.member
+    what = f"{target.name} ({leader.name}) to replay {lsn_text(token.lsn)}"
+    try:
+        return poll(what, lambda: _replayed_at_least(session, token.lsn), ARCHIVE_FALLBACK_AFTER, 0.02)
+    except OperationFailed:
+        pass
+    # The target was not streaming when the source shut down. Patroni archived the segment holding the
+    # shutdown checkpoint before restarting the source, so the archive has the tail.
+    if not (patroni_api.get_config(leader).get("standby_cluster") or {}).get("restore_command"):
+        patroni_api.patch_config(leader, {"standby_cluster": {"restore_command": ARCHIVE_GET}})
+    return poll(what, lambda: _replayed_at_least(session, token.lsn), CATCH_UP_TIMEOUT, 0.02)
+
+
+def _repoint(topo: Topology, dcs: list[Datacenter], ups: dict[str, str | None]) -> list[str]:
+    """Every DC's PATCH at once: they are independent, each goes to its own DC's leader."""
+    def one(dc: Datacenter) -> str | None:
+        leader = require_leader(look_at(dc), "cannot re-point it")
+        return dc.name if apply_role(topo, dc, leader, ups) else None
+
+    with ThreadPoolExecutor(max_workers=max(1, len(dcs))) as pool:
+        return [name for name in pool.map(one, dcs) if name]
+
+
+def _in_recovery(session: SqlSession) -> bool | None:
+    """The demoted leader serves SQL in recovery: asked directly, faster than Patroni reports it."""
+    row = session.row("SELECT pg_is_in_recovery()")
+    return True if row and row[0] else None
+
+
+def _read_token(session: SqlSession) -> DemotionToken:
+    row = session.row("SELECT pg_last_wal_replay_lsn()::text, "
+                      "(SELECT timeline_id FROM pg_control_checkpoint()), "
+                      "(SELECT system_identifier FROM pg_control_system())::text")
     if not row or not row[0]:
-        raise OperationFailed(f"{member.name} did not report its last replayed LSN after demotion")
+        raise OperationFailed(f"{session.member.name} did not report its last replayed LSN after demotion")
     from federation.lsn import parse_lsn
 
-    return DemotionToken(parse_lsn(row[0]), int(row[1]), str(row[2]), member.name)
+    return DemotionToken(parse_lsn(row[0]), int(row[1]), str(row[2]), session.member.name)
 
 
-def _replayed_at_least(topo: Topology, member: Member, lsn: int) -> int | None:
-    got = replay_lsn(topo, member)
+def _replayed_at_least(session: SqlSession, lsn: int) -> int | None:
+    got = replay_lsn(session.topo, session.member, session)
     return got if got is not None and got >= lsn else None
 
 
-def writable_quiet(topo: Topology, member: Member) -> bool:
+def writable_quiet(session: SqlSession) -> bool:
     try:
-        return bool(writable(topo, member))
+        return bool(writable(session.topo, session.member, session))
     except Exception:
         return False
 

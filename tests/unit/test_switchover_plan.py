@@ -1,0 +1,35 @@
+"""switchover-dc's pure parts: the new upstreams and the streaming-only section the source is demoted with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.decide import owned_drift
+from federation.operations.switchover import _streaming_only, new_upstreams
+from federation.patroni_dynamic import ARCHIVE_GET, role_patch, standby_cluster_section
+from federation.state import initial_state
+from federation.topology import load_topology
+
+TOPOLOGIES = Path(__file__).parents[1] / "integration" / "topologies"
+
+
+def test_the_target_becomes_the_root_and_a_dc_cascading_from_it_stays() -> None:
+    topo = load_topology(TOPOLOGIES / "three-dc.yaml")
+    st = initial_state(topo)
+    assert new_upstreams(topo, st, "dc1", "dc2") == {"dc1": "dc2", "dc2": None, "dc3": "dc2"}
+    assert new_upstreams(topo, st, "dc1", "dc3") == {"dc1": "dc3", "dc2": "dc1", "dc3": None}
+
+
+def test_the_source_is_demoted_without_restore_command_and_the_re_point_puts_it_back() -> None:
+    topo = load_topology(TOPOLOGIES / "two-dc.yaml")
+    dc1, dc2 = topo.dc("dc1"), topo.dc("dc2")
+    full = standby_cluster_section(dc1, dc2)
+    demoted = _streaming_only(full)
+    assert demoted is not None and "restore_command" not in demoted
+    assert {k: v for k, v in full.items() if k != "restore_command"} == demoted
+    assert full["restore_command"] == ARCHIVE_GET
+    ups: dict[str, str | None] = {"dc1": "dc2", "dc2": None}
+    wanted = role_patch(topo, dc1, ups, {"standby_cluster": demoted})
+    assert owned_drift(wanted, {"standby_cluster": demoted}) == [f"standby_cluster.restore_command is None, "
+                                                                 f"want {ARCHIVE_GET!r}"]
+    assert _streaming_only(None) is None
