@@ -42,8 +42,10 @@ def dynamic_config(topo: Topology, dc: Datacenter) -> dict[str, Any]:
                 "archive_command": ARCHIVE_PUSH,
                 "archive_timeout": 60,
                 "hot_standby_feedback": "on",
-                # A standby DC re-connects to its new upstream within a second after a switchover.
-                "wal_retrieve_retry_interval": "1s",
+                # How soon a standby retries streaming after a failed attempt: the old primary DC streams
+                # from the new one at most this long after its promotion. Lower retries the archive more
+                # often too, while the upstream is away (one pgBackRest run each).
+                "wal_retrieve_retry_interval": "500ms",
                 "max_connections": 100,
             },
         },
