@@ -19,7 +19,7 @@ import yaml
 
 from federation.errors import LabError
 from federation.gate import gate_config
-from federation.lab import agents, dcs_servers, haproxy
+from federation.lab import agents, dcs_servers, follower, haproxy, pgbouncer
 from federation.lab.health import dc_ready, wait_until
 from federation.lab.layout import LabLayout
 from federation.lab.patroni_conf import member_config
@@ -199,6 +199,9 @@ def lab_up(topo: Topology, progress: Progress) -> None:
                 agents.start_agents(lab, dc)
     with progress.step("start HAProxy, the client entrypoint (its read-write check needs the agents)"):
         haproxy.start_haproxy(lab)
+    with progress.step("start PgBouncer and the entrypoint follower that points it at the primary DC"):
+        pgbouncer.start_pgbouncer(lab)
+        follower.start_follower(lab)
 
 
 def _wait_all(lab: Lab, dcs: list[Datacenter] | None = None) -> None:
@@ -279,7 +282,9 @@ def stop_dc(lab: Lab, dc: Datacenter, *, stop_dcs: bool = True) -> None:
 
 def lab_down(topo: Topology, progress: Progress, wipe: bool = False) -> None:
     lab = Lab.of(topo)
-    with progress.step("stop HAProxy"):
+    with progress.step("stop the entrypoint follower, PgBouncer and HAProxy"):
+        follower.stop_follower(lab.layout)
+        pgbouncer.stop_pgbouncer(lab.layout)
         haproxy.stop_haproxy(lab.layout)
     with progress.step("stop the fedctl agents"):
         for dc in topo.datacenters:
@@ -358,4 +363,5 @@ def lab_processes(topo: Topology) -> list[list[str]]:
             rows.append([dc.name, f"patroni {member.name}", f"{member.host}:{member.port} api {member.api}",
                          str(paths.patroni.pid() or "-")])
         rows.extend(agents.agent_rows(layout, dc))
-    return rows + haproxy.haproxy_rows(layout)
+    return (rows + haproxy.haproxy_rows(layout) + pgbouncer.pgbouncer_rows(layout)
+            + follower.follower_rows(layout))
