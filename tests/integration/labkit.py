@@ -111,6 +111,8 @@ class Writer:
         from federation.lab.lab import lab_dsn
 
         self.dsn = lab_dsn(handle.topo).replace("connect_timeout=2", "connect_timeout=1")
+        # Extra psycopg.connect arguments, e.g. prepare_threshold=None behind PgBouncer's transaction pooling.
+        self.connect_kwargs: dict[str, Any] = {}
         self.table = table
         self.acked: list[tuple[int, float]] = []
         self.lsn_of: dict[int, int] = {}
@@ -134,7 +136,7 @@ class Writer:
         while not self._stop.is_set():
             try:
                 if conn is None:
-                    conn = psycopg.connect(self.dsn)
+                    conn = psycopg.connect(self.dsn, **self.connect_kwargs)
                 conn.execute(f"INSERT INTO {self.table} (id) VALUES (%s)", (next_id,))
                 row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
                 conn.commit()
@@ -158,8 +160,10 @@ class Writer:
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
     def missing_on(self, handle: LabHandle, member: Member) -> list[int]:
+        """Acknowledged ids absent on `member`; a running writer's later commits are not counted."""
+        acked = list(self.acked)
         present = {row[0] for row in handle.sql(member, f"SELECT id FROM {self.table}")}
-        return [i for i, _ in self.acked if i not in present]
+        return [i for i, _ in acked if i not in present]
 
 
 def fedctl(handle: LabHandle, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

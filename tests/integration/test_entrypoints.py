@@ -1,38 +1,88 @@
-"""Scenario: an application connected only through HAProxy keeps writing through `switchover-dc dc2`.
+"""Scenario: applications connected only through HAProxy or only through PgBouncer keep writing through
+`switchover-dc dc2`, then through the loss of dc2 and `promote-dc dc1`, and never write to dc2 when it
+comes back believing it is still the primary DC.
 
-Runs on its own lab (entry-two-dc: 127.0.51.x / 127.0.52.x). The lab starts HAProxy but not the
-agents yet, so the test starts them (their GET /primary is HAProxy's read-write check).
+Runs on its own lab (entry-two-dc: 127.0.51.x / 127.0.52.x). `lab up` starts everything the
+entrypoints need: the agents (HAProxy checks their GET /primary), HAProxy, PgBouncer and the
+entrypoint follower that keeps PgBouncer's databases file pointed at the primary DC's leader.
+The three phases run in order on one lab and share two writers.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from federation.entrypoints import default_binds
-from federation.lab.agents import start_agents, stop_agents
 from federation.lab.haproxy import stats_socket
+from federation.lab.lab import lab_kill, lab_start
+from federation.lab.pgbouncer import databases_path
+from federation.lsn import parse_lsn
+from federation.progress import Progress
+from federation.topology import Member
 from tests.integration.labkit import LabHandle, Writer, bug_lines, eventually, fedctl, start_lab, stop_lab
 
 pytestmark = pytest.mark.integration
 
 
+@dataclass
+class Scenario:
+    lab: LabHandle
+    via_haproxy: Writer
+    via_pgbouncer: Writer
+    notes: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def writers(self) -> tuple[Writer, Writer]:
+        return self.via_haproxy, self.via_pgbouncer
+
+
+def _dsn(lab: LabHandle, bind: str) -> str:
+    host, port = bind.rsplit(":", 1)
+    return f"host={host} port={port} user=postgres password={lab.password()} dbname=postgres connect_timeout=1"
+
+
+def keep_logs(lab: LabHandle) -> Path:
+    """Copy the entrypoints' logs out of the lab (which the fixture wipes) after a failed scenario."""
+    kept = Path(tempfile.mkdtemp(prefix="fedctl-entry-logs-"))
+    for part in ("pgbouncer", "haproxy"):
+        for log in (lab.lab.layout.root / part).glob("*.log"):
+            shutil.copy(log, kept / f"{part}-{log.name}")
+    for where, text in lab.patroni_logs().items():
+        (kept / f"patroni-{where.replace('/', '-')}.log").write_text(text)
+    return kept
+
+
 @pytest.fixture(scope="module")
-def entry_lab() -> Iterator[LabHandle]:
+def scenario(request: pytest.FixtureRequest) -> Iterator[Scenario]:
+    failed_before = request.session.testsfailed
     handle = start_lab("entry-two-dc")
+    writers: list[Writer] = []
     try:
-        for dc in handle.topo.datacenters:
-            start_agents(handle.lab, dc)
-        yield handle
+        binds = default_binds(handle.topo)
+        via_haproxy = Writer(handle, table="entry_haproxy")
+        via_haproxy.dsn = _dsn(handle, binds.read_write)
+        via_pgbouncer = Writer(handle, table="entry_pgbouncer")
+        via_pgbouncer.dsn = _dsn(handle, binds.pgbouncer)
+        # PgBouncer 1.18 in transaction pooling does not carry prepared statements between server connections.
+        via_pgbouncer.connect_kwargs = {"prepare_threshold": None}
+        writers = [via_haproxy, via_pgbouncer]
+        yield Scenario(handle, via_haproxy, via_pgbouncer)
     finally:
-        for dc in handle.topo.datacenters:
-            stop_agents(handle.lab, dc)
+        for writer in writers:
+            writer.stop()
+        if request.session.testsfailed > failed_before:
+            print(f"\nentrypoint scenario failed: logs kept in {keep_logs(handle)}")
         bugs = bug_lines(handle)
         stop_lab(handle)
     assert not bugs, "Patroni reported a BUG:\n" + "\n".join(bugs)
@@ -56,23 +106,37 @@ def up_servers(sock_path: Path, backend: str = "fed_primary") -> set[str]:
     return up
 
 
-class UpSampler:
-    """Samples the read-write backend's UP servers every 50 ms, in the background."""
+def pgbouncer_host(lab: LabHandle) -> str | None:
+    """The host PgBouncer's databases file names now (None when it names none)."""
+    for line in databases_path(lab.lab.layout).read_text().splitlines():
+        if "host=" in line:
+            return line.split("host=", 1)[1].split()[0]
+    return None
 
-    def __init__(self, sock_path: Path) -> None:
-        self.sock_path = sock_path
-        self.samples: list[set[str]] = []
+
+class Sampler:
+    """Samples HAProxy's UP read-write servers and PgBouncer's target every 50 ms, in the background."""
+
+    def __init__(self, lab: LabHandle) -> None:
+        self.lab = lab
+        self.haproxy: list[set[str]] = []
+        self.pgbouncer: list[str | None] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        sock_path = stats_socket(self.lab.lab.layout)
         while not self._stop.wait(0.05):
             try:
-                self.samples.append(up_servers(self.sock_path))
+                self.haproxy.append(up_servers(sock_path))
+            except OSError:
+                pass
+            try:
+                self.pgbouncer.append(pgbouncer_host(self.lab))
             except OSError:
                 pass
 
-    def __enter__(self) -> UpSampler:
+    def __enter__(self) -> Sampler:
         self._thread.start()
         return self
 
@@ -81,61 +145,142 @@ class UpSampler:
         self._thread.join(timeout=5)
 
 
-def test_a_client_through_haproxy_keeps_writing_through_a_dc_switchover(entry_lab: LabHandle) -> None:
-    lab = entry_lab
+def outage_since(writer: Writer, before: int) -> float:
+    """The longest gap between two acknowledged commits from the `before`-th one on."""
+    acked = writer.acked[max(0, before - 1):]
+    return max((b[1] - a[1] for a, b in itertools.pairwise(acked)), default=0.0)
+
+
+def counts(s: Scenario) -> list[int]:
+    return [len(w.acked) for w in s.writers]
+
+
+def resume_both(s: Scenario, what: str, since: list[int], timeout: float = 60) -> tuple[float, float]:
+    """Wait until both writers have committed 20 more rows from now on; returns their outages (HAProxy,
+    PgBouncer) since they had acknowledged `since` rows."""
+    for writer, name, n in zip(s.writers, ("HAProxy", "PgBouncer"), counts(s), strict=True):
+        eventually(f"the writer through {name} commits again after {what}",
+                   lambda w=writer, b=n: len(w.acked) >= b + 20, timeout=timeout)
+    return outage_since(s.via_haproxy, since[0]), outage_since(s.via_pgbouncer, since[1])
+
+
+def _acked_after(writer: Writer, moment: float) -> list[int]:
+    return [i for i, t in writer.acked if t > moment]
+
+
+def test_a_dc_switchover_moves_both_entrypoints_without_losing_a_commit(scenario: Scenario) -> None:
+    s, lab = scenario, scenario.lab
     sock_path = stats_socket(lab.lab.layout)
     dc1_leader, dc2_leader = lab.leader_of(lab.dc("dc1")), lab.leader_of(lab.dc("dc2"))
     eventually("HAProxy sends writes only to dc1's leader",
                lambda: up_servers(sock_path) == {f"dc1_{dc1_leader.name}"}, timeout=60)
+    assert pgbouncer_host(lab) == dc1_leader.host
 
     status = json.loads(fedctl(lab, "status", "--format", "json").stdout)
     binds = default_binds(lab.topo)
-    assert status["entrypoints"] == {"read_write": binds.read_write, "read_only": binds.read_only}
+    assert status["entrypoints"] == {"read_write": binds.read_write, "read_only": binds.read_only,
+                                     "pgbouncer": binds.pgbouncer}
 
-    writer = Writer(lab, table="entry_rows")
-    host, port = binds.read_write.rsplit(":", 1)
-    writer.dsn = (f"host={host} port={port} user=postgres password={lab.password()} dbname=postgres "
-                  "connect_timeout=1")
-    with UpSampler(sock_path) as sampler:
+    for writer in s.writers:
         writer.start()
-        eventually("the writer commits through HAProxy", lambda: len(writer.acked) >= 20)
+    for writer in s.writers:
+        eventually(f"{writer.table} commits through its entrypoint", lambda w=writer: len(w.acked) >= 20)
+    before = counts(s)
+    with Sampler(lab) as sampler:
         started = time.monotonic()
         done = fedctl(lab, "switchover-dc", "dc2", "--yes")
         switch_seconds = time.monotonic() - started
         assert done.returncode == 0, done.stdout + done.stderr
-        before = len(writer.acked)
-        eventually("the writer commits again after the switchover", lambda: len(writer.acked) >= before + 20,
-                   timeout=60)
-        writer.stop()
+        haproxy_outage, pgbouncer_outage = resume_both(s, "switchover-dc", before)
         eventually("HAProxy sends writes only to dc2's leader",
                    lambda: up_servers(sock_path) == {f"dc2_{dc2_leader.name}"}, timeout=30)
+    print(f"\nswitchover-dc dc2 took {switch_seconds:.2f} s; write outage through HAProxy {haproxy_outage:.2f} s, "
+          f"through PgBouncer {pgbouncer_outage:.2f} s ({s.via_haproxy.errors} / {s.via_pgbouncer.errors} "
+          "failed attempts so far)")
+    for writer in s.writers:
+        assert writer.acked[-1][1] > started + switch_seconds  # it wrote after the switchover
+        assert writer.missing_on(lab, dc2_leader) == [], f"{writer.table} lost acknowledged commits"
+    assert pgbouncer_host(lab) == dc2_leader.host
 
-    outage = writer.longest_gap()
-    print(f"\nentrypoint: {len(writer.acked)} commits acknowledged, {writer.errors} failed attempts; "
-          f"switchover-dc took {switch_seconds:.2f} s; client-visible write outage through HAProxy {outage:.2f} s")
-    assert writer.acked[-1][1] > started + switch_seconds  # it wrote after the switchover, through HAProxy
-    assert writer.missing_on(lab, dc2_leader) == []
-
-    # The check passed on one member at a time, only on each DC's leader while it was the primary DC's,
-    # and never went back to dc1 once dc2 had taken over.
-    assert sampler.samples and all(len(up) <= 1 for up in sampler.samples)
-    seen = [next(iter(up)) for up in sampler.samples if up]
-    assert set(seen) <= {f"dc1_{dc1_leader.name}", f"dc2_{dc2_leader.name}"}
+    # HAProxy passed one member at a time and never went back to dc1 once dc2 had taken over; PgBouncer
+    # pointed at dc1's leader, then at nothing or dc2's leader, and never back.
+    assert sampler.haproxy and all(len(up) <= 1 for up in sampler.haproxy)
+    seen = [next(iter(up)) for up in sampler.haproxy if up]
     first_dc2 = seen.index(f"dc2_{dc2_leader.name}")
-    assert all(name.startswith("dc2_") for name in seen[first_dc2:])
-    for dc, member in lab.topo.members():
-        if dc.name == "dc1":  # now the standby DC: its agents must refuse the read-write check
-            code = _agent_primary_code(member.host, member.api.port + 100)
-            assert code == 503, f"/primary on standby-DC member {member.name} answered {code}"
+    assert all(name == f"dc2_{dc2_leader.name}" for name in seen[first_dc2:])
+    targets = [h for h, _ in itertools.groupby(sampler.pgbouncer)]
+    assert set(targets) <= {dc1_leader.host, None, dc2_leader.host} and targets[-1] == dc2_leader.host
+    assert dc1_leader.host not in targets[targets.index(dc2_leader.host):]
 
 
-def _agent_primary_code(host: str, port: int) -> int:
-    import urllib.error
-    import urllib.request
+def test_after_losing_dc2_promote_dc1_and_both_entrypoints_write_there(scenario: Scenario) -> None:
+    s, lab = scenario, scenario.lab
+    old_primary = lab.leader_of(lab.dc("dc2"))
+    before = counts(s)
+    lab_kill(lab.topo, "dc2")
+    started = time.monotonic()
+    done = fedctl(lab, "promote-dc", "dc1", "--yes", "--format", "json")
+    promote_seconds = time.monotonic() - started
+    assert done.returncode == 0, done.stdout + done.stderr
+    s.notes["promoted_at"] = time.monotonic()
+    report = json.loads(done.stdout)
+    haproxy_outage, pgbouncer_outage = resume_both(s, "promote-dc", before)
+    new_primary = lab.leader_of(lab.dc("dc1"))
+    assert lab.sql_one(new_primary, "SELECT pg_is_in_recovery()") is False
+    assert pgbouncer_host(lab) == new_primary.host
 
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    # Losses are the commits dc1 had not received when dc2 died: each lies past the received LSN, and
+    # together they fit in the estimate (a commit's WAL ends shortly after the insert position it read).
+    received = parse_lsn(report["received_lsn"])
+    estimate = report["data_loss_estimate_bytes"]
+    lost = {w.table: w.missing_on(lab, new_primary) for w in s.writers}
+    lost_bytes = max((w.lsn_of[i] + 512 - received for w in s.writers for i in lost[w.table] if i in w.lsn_of),
+                     default=0)
+    print(f"\npromote-dc dc1 took {promote_seconds:.2f} s (old primary {old_primary.name}); write outage through "
+          f"HAProxy {haproxy_outage:.2f} s, through PgBouncer {pgbouncer_outage:.2f} s; estimate {estimate} bytes, "
+          f"commits lost: {sum(len(v) for v in lost.values())} ({lost_bytes} bytes past {report['received_lsn']})")
+    assert estimate is not None, "no LSN sample of dc2: the agents should have sampled it"
+    for writer in s.writers:
+        assert all(writer.lsn_of[i] >= received - 512 for i in lost[writer.table] if i in writer.lsn_of)
+    assert lost_bytes <= estimate + 512, f"{lost} lost ({lost_bytes} bytes), estimate {estimate}"
+
+
+def test_a_returning_dc2_that_believes_it_is_primary_receives_no_write(scenario: Scenario) -> None:
+    s, lab = scenario, scenario.lab
+    promoted_at = s.notes["promoted_at"]
+    dc2_hosts = {m.host for m in lab.dc("dc2").members}
+    lab_start(lab.topo, "dc2", Progress(quiet=True))
+    answered: set[str] = set()
+    first_answer: float | None = None
+    # Watch for 15 s from the moment a dc2 member accepts SQL (crash recovery after the SIGKILL can take
+    # a while on a loaded machine), and never longer than 120 s in all.
+    with Sampler(lab) as sampler:
+        give_up = time.monotonic() + 120
+        while time.monotonic() < min(give_up, (first_answer or give_up) + 15):
+            for member in lab.dc("dc2").members:
+                recovering = _in_recovery(lab, member)
+                assert recovering is not False, f"{member.name} of the replaced dc2 accepts writes"
+                if recovering:
+                    answered.add(member.name)
+                    first_answer = first_answer or time.monotonic()
+            time.sleep(0.5)
+    resume_both(s, "dc2 came back", counts(s), timeout=30)
+    assert answered, "no dc2 member answered SQL within 120 s: the scenario proved nothing"
+    assert sampler.haproxy and not any(name.startswith("dc2_") for up in sampler.haproxy for name in up)
+    assert sampler.pgbouncer and not dc2_hosts & set(sampler.pgbouncer)
+    new_primary = lab.leader_of(lab.dc("dc1"))
+    for writer in s.writers:
+        after = _acked_after(writer, promoted_at)
+        assert after, f"{writer.table} acknowledged nothing after the promotion"
+        present = {row[0] for row in lab.sql(new_primary, f"SELECT id FROM {writer.table}")}
+        assert [i for i in after if i not in present] == [], f"{writer.table} rows missing on dc1's leader"
+    print(f"\ndc2 back, watched 15 s after it answered SQL: {sorted(answered)} all in recovery; no dc2 "
+          f"server UP in HAProxy in {len(sampler.haproxy)} samples, PgBouncer never named dc2 in "
+          f"{len(sampler.pgbouncer)}")
+
+
+def _in_recovery(lab: LabHandle, member: Member) -> bool | None:
     try:
-        with opener.open(f"http://{host}:{port}/primary", timeout=3) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
+        return bool(lab.sql_one(member, "SELECT pg_is_in_recovery()"))
+    except Exception:
+        return None  # not accepting connections yet
