@@ -41,6 +41,7 @@ POSITION_QUERY = """
                 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END
 """
 REINIT_GRACE = 40.0
+CONFIG_WRITE_ATTEMPTS = 5
 
 
 def divergence(fork_lsn: int, fork_timeline: int, member_timeline: int | None,
@@ -123,15 +124,20 @@ def _write_standby_config(topo: Topology, dc: Datacenter, upstreams: dict[str, s
             pass
     with connect(dc) as dcs:
         key = config_key(dc)
-        found = dcs.get(key)
-        if found is None:
-            raise OperationRefused(f"{dc.name}'s DCS holds no Patroni configuration", hint="is this DC initialised?")
-        config = json.loads(found.value)
-        patch = role_patch(topo, dc, upstreams, config)
-        merged = _merge(config, patch)
-        if not dcs.replace(key, json.dumps(merged), found.version):
-            raise OperationFailed(f"{dc.name}'s configuration changed while we wrote it; run rejoin-dc again")
-    return "written straight into the DCS (no member answered)"
+        # The DC's agent fences it the same way at the same time; when its write wins ours, read again.
+        for _attempt in range(CONFIG_WRITE_ATTEMPTS):
+            found = dcs.get(key)
+            if found is None:
+                raise OperationRefused(f"{dc.name}'s DCS holds no Patroni configuration",
+                                       hint="is this DC initialised?")
+            config = json.loads(found.value)
+            merged = _merge(config, role_patch(topo, dc, upstreams, config))
+            if merged == config:
+                return "already pointing there"
+            if dcs.replace(key, json.dumps(merged), found.version):
+                return "written straight into the DCS (no member answered)"
+    raise OperationFailed(f"{dc.name}'s configuration kept changing while we wrote it ({CONFIG_WRITE_ATTEMPTS} "
+                          "tries); run rejoin-dc again")
 
 
 def _merge(config: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
