@@ -12,6 +12,7 @@ changes anything.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -207,3 +208,16 @@ def update(topo: Topology, change: Callable[[FederationState], FederationState],
     new = change(base).model_copy(update={"updated": utc_now()})
     commit(topo, base, new, copies, require=require)
     return new
+
+
+def append_history(topo: Topology, entry: HistoryEntry, attempts: int = 5) -> FederationState:
+    """Add `entry` to the newest record. An append raises no epoch, so when another writer commits first
+    (a DC's agent recording its own rejoin at the same moment, say) read again and append to that."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return update(topo, lambda s: s.with_history(entry))
+        except OperationRefused:
+            if attempt == attempts:
+                raise
+            time.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")

@@ -108,7 +108,7 @@ def rejoin_dc(topo: Topology, dc_name: str, progress: Progress, *, dry_run: bool
                          target=dc.name, outcome="succeeded",
                          seconds=round(sum(s.seconds for s in progress.steps), 3),
                          details={"fork": report.facts["fork"], "diverged_wal": diverged})
-    state.update(topo, lambda s: s.with_history(entry))
+    state.append_history(topo, entry)
     return report
 
 
