@@ -42,11 +42,13 @@ PATRONI_TIMEOUT = 0.5
 
 @dataclass(frozen=True)
 class Target:
-    """Where PgBouncer points: a member of the record's primary DC, or nowhere (`member` None)."""
+    """Where PgBouncer points: always a member of the record's primary DC (None only when the topology
+    does not list that DC), and whether it is that DC's writable primary yet."""
 
     epoch: int
     primary_dc: str
     member: Member | None
+    writable: bool
     reason: str
 
     @property
@@ -64,24 +66,33 @@ def choose_target(topo: Topology, record: FederationState, roles: Mapping[str, s
     epoch, dc_name = record.epoch, record.primary_dc
     dc = next((d for d in topo.datacenters if d.name == dc_name), None)
     if dc is None:
-        return Target(epoch, dc_name, None, f"epoch {epoch} names {dc_name}, which the topology does not list")
+        return Target(epoch, dc_name, None, False, f"epoch {epoch} names {dc_name}, which the topology does not list")
     primaries = [m for m in dc.members if roles.get(m.name) in PRIMARY_ROLES]
     if len(primaries) == 1:
-        return Target(epoch, dc_name, primaries[0], f"Patroni primary of {dc_name}, the primary DC of epoch {epoch}")
-    # No single writable leader in the primary DC (a switchover between demote and promote, a Patroni
-    # failover inside the DC, a DC that lost power). Inside the primary DC we keep the old target: the
-    # DC will elect a leader we then follow within one interval, and the old one may be it again, so
-    # clients lose nothing by waiting there. A target in any other DC is dropped at once (the database is
-    # disabled): that DC was demoted (it refuses writes anyway) or replaced (its old leader may still
-    # accept writes: that is the fence). A disabled database fails a client's connection at once, so it
-    # retries and reaches the new leader the moment we write it, which is as short an outage as PgBouncer
-    # allows; PAUSE would hold clients instead, but it waits for every in-flight transaction, which on a
-    # dead DC can take a TCP timeout.
+        return Target(epoch, dc_name, primaries[0], True, f"Patroni primary of {dc_name}, the primary DC")
+    # No single writable leader in the primary DC: a switchover between the epoch raise and the
+    # promotion, promote-dc before its promotion, a Patroni failover inside the DC. PgBouncer still points
+    # into the primary DC, never elsewhere: another DC was demoted (it refuses writes) or replaced (its old
+    # leader may still accept them: that is the fence). Inside the DC we keep the old target if it is
+    # there (a failover elects a leader we follow within one interval, and it may be the old one), else
+    # the DC's standby leader, which is about to be promoted: clients fail read-only until it is, and then
+    # write at once, on server connections PgBouncer already holds, without waiting for our next look and
+    # a RELOAD. That is the shortest outage PgBouncer allows. Disabling the database instead (dropping
+    # it from the file) would add that wait, and PgBouncer 1.18 crashes when a RELOAD drops a database
+    # while clients are logging in to it; PAUSE would wait for in-flight transactions on a dying DC.
     found = "two Patroni primaries" if primaries else "no writable leader"
-    kept = current is not None and current.member is not None and current.primary_dc == dc_name
-    if kept and current is not None and (not primaries or current.member in primaries):
-        return Target(epoch, dc_name, current.member, f"{dc_name} has {found} yet: keeping its old leader")
-    return Target(epoch, dc_name, None, f"epoch {epoch} names {dc_name}, which has {found} yet")
+    kept = current.member if current is not None else None
+    if kept is not None and kept in dc.members and (not primaries or kept in primaries):
+        return Target(epoch, dc_name, kept, False, f"{dc_name} has {found} yet: keeping {kept.name}")
+    standby_leaders = [m for m in dc.members if roles.get(m.name) == "standby_leader"]
+    if standby_leaders:
+        return Target(epoch, dc_name, standby_leaders[0], False,
+                      f"{dc_name} has {found} yet: its standby leader {standby_leaders[0].name} is promoted next")
+    others = [m for m in dc.members if m not in primaries]
+    answering = [m for m in others if roles.get(m.name) is not None]
+    member = (answering or others or dc.members)[0]
+    return Target(epoch, dc_name, member, False, f"{dc_name} has {found} and no standby leader: parked on "
+                  f"{member.name} so that no client reaches another DC")
 
 
 def primary_dc_roles(topo: Topology, record: FederationState, timeout: float = PATRONI_TIMEOUT
@@ -117,7 +128,9 @@ class PgBouncerTarget:
     def apply(self, topo: Topology, record: FederationState, target: Target) -> None:
         """Write the file for `target` (when its text changed) and RELOAD; raises FedError when PgBouncer
         did not take it (retried by `retry`)."""
-        text = render_pgbouncer(topo, record, target.member, self.dbnames, followed=True, why_none=target.reason)
+        if target.member is None:
+            raise FedError(f"{target.reason}; PgBouncer left as it is (fix the topology)")
+        text = render_pgbouncer(topo, record, target.member, self.dbnames, followed=True)
         try:
             same = self.databases.read_text() == text
         except OSError:
@@ -188,15 +201,19 @@ class EntrypointFollower:
         if record is None:
             raise FedError("no DC's DCS answers: the federation record is unknown; PgBouncer left as it is")
         target = choose_target(self.topo, record, primary_dc_roles(self.topo, record), self.target)
-        if self.target is not None and target.where == self.target.where:
+        previous = self.target
+        if previous is not None and target.where == previous.where:
             self.pgbouncer.retry()
+            self.target = target
+            if target.writable and not previous.writable:
+                log.info("PgBouncer's target %s is writable now (epoch %d)", target.describe(), target.epoch)
             return
         self.pgbouncer.apply(self.topo, record, target)
         self.target = target
-        if target.member is not None:
+        if target.writable:
             log.info("pointing PgBouncer at %s (epoch %d)", target.describe(), target.epoch)
         else:
-            log.warning("PgBouncer points at nothing: %s (clients are refused until it has a leader)",
+            log.warning("pointing PgBouncer at %s (epoch %d), not writable yet: %s", target.describe(), target.epoch,
                         target.reason)
 
     def _guarded(self, phase: str, step: Callable[[], None]) -> None:

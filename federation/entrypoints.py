@@ -87,20 +87,17 @@ def render_libpq(topo: Topology, dbname: str = "postgres") -> str:
     return f"postgresql://{user}@{hosts}/{dbname}?target_session_attrs=read-write&connect_timeout=2"
 
 
-def render_pgbouncer(topo: Topology, record: FederationState, leader: Member | None,
-                     dbname: str | Sequence[str] = "*", *, followed: bool = False, why_none: str = "") -> str:
+def render_pgbouncer(topo: Topology, record: FederationState, leader: Member,
+                     dbname: str | Sequence[str] = "*", *, followed: bool = False) -> str:
     """A PgBouncer [databases] section pointing at the current primary DC's leader.
 
-    With no leader the section is empty: PgBouncer drops the databases on RELOAD and refuses new
-    clients ("no such database") until a leader is written again. `followed` says the file is kept
-    current by `fedctl entrypoint follow` rather than being a snapshot to re-render by hand."""
+    `followed` says the file is kept current by `fedctl entrypoint follow` rather than being a snapshot
+    to re-render by hand."""
     names = [dbname] if isinstance(dbname, str) else list(dbname)
-    target = f"leader {leader.name}" if leader else f"no leader ({why_none or 'none known'})"
     lines = [f"; Rendered by `fedctl entrypoint {'follow' if followed else 'pgbouncer'}` for federation "
-             f"{topo.federation}: epoch {record.epoch}, primary DC {record.primary_dc}, {target}.",
+             f"{topo.federation}: epoch {record.epoch}, primary DC {record.primary_dc}, leader {leader.name}.",
              "; Kept current by the entrypoint follower: do not edit." if followed
              else "; Re-render and RELOAD after every switchover-dc / promote-dc.",
              "[databases]"]
-    if leader is not None:
-        lines += [f"{name} = host={leader.host} port={leader.port}" for name in names]
+    lines += [f"{name} = host={leader.host} port={leader.port}" for name in names]
     return "\n".join(lines) + "\n"

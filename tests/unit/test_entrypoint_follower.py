@@ -11,7 +11,7 @@ from agent.entrypoint_follower import EntrypointFollower, PgBouncerTarget, Targe
 from agent.haproxy_sync import HAProxySync, ReloadFailed, TopologyWatch
 from agent.pgbouncer_admin import admin_conninfo
 from federation.entrypoints import default_binds
-from federation.errors import BadInput
+from federation.errors import BadInput, FedError
 from federation.lab.layout import LabLayout
 from federation.lab.pgbouncer import render_config
 from federation.state import FederationState
@@ -30,8 +30,8 @@ def record(epoch: int, primary: str) -> FederationState:
     return FederationState(federation="test-entry", epoch=epoch, primary_dc=primary, upstreams=upstreams)
 
 
-def target(topo: Topology, dc: str, member: str | None, epoch: int = 1) -> Target:
-    return Target(epoch, dc, topo.dc(dc).member(member) if member else None, "test")
+def target(topo: Topology, dc: str, member: str | None, epoch: int = 1, writable: bool = True) -> Target:
+    return Target(epoch, dc, topo.dc(dc).member(member) if member else None, writable, "test")
 
 
 # ---- target choice
@@ -39,36 +39,47 @@ def target(topo: Topology, dc: str, member: str | None, epoch: int = 1) -> Targe
 
 def test_the_target_is_the_patroni_primary_of_the_record_primary_dc(topo: Topology) -> None:
     chosen = choose_target(topo, record(2, "dc2"), {"n3": "replica", "n4": "primary"}, None)
-    assert chosen.describe() == "dc2/n4" and chosen.epoch == 2
+    assert chosen.describe() == "dc2/n4" and chosen.writable and chosen.epoch == 2
 
 
-def test_a_standby_leader_is_no_target_and_the_old_dc_is_dropped(topo: Topology) -> None:
+def test_before_the_promotion_the_standby_leader_of_the_new_primary_dc_is_chosen_never_the_old_dc(
+        topo: Topology) -> None:
     # switchover-dc raised the epoch to dc2 but has not promoted it yet: never keep dc1's member.
     chosen = choose_target(topo, record(2, "dc2"), {"n3": "standby_leader", "n4": "replica"},
                            target(topo, "dc1", "n1"))
-    assert chosen.member is None and "dc2" in chosen.reason
+    assert chosen.describe() == "dc2/n3" and not chosen.writable and "n3" in chosen.reason
+    promoted = choose_target(topo, record(2, "dc2"), {"n3": "primary", "n4": "replica"}, chosen)
+    assert promoted.where == chosen.where and promoted.writable  # no re-point once it is promoted
 
 
 def test_without_a_leader_inside_the_primary_dc_the_old_target_is_kept(topo: Topology) -> None:
     # Demotion in progress, or a Patroni failover inside dc1: the record still names dc1.
     current = target(topo, "dc1", "n1")
     chosen = choose_target(topo, record(1, "dc1"), {"n1": None, "n2": "replica"}, current)
-    assert chosen.member == current.member and chosen.where == current.where
+    assert chosen.member == current.member and not chosen.writable
+
+
+def test_with_no_leader_at_all_it_parks_in_the_primary_dc(topo: Topology) -> None:
+    answering = choose_target(topo, record(3, "dc2"), {"n3": None, "n4": "replica"}, target(topo, "dc1", "n1"))
+    assert answering.describe() == "dc2/n4" and not answering.writable
+    silent = choose_target(topo, record(3, "dc2"), {}, target(topo, "dc1", "n1"))
+    assert silent.describe() == "dc2/n3"
 
 
 def test_a_fenced_dc_that_believes_it_is_primary_is_never_chosen(topo: Topology) -> None:
-    # dc2 came back after promote-dc dc1 with its old leader still primary: only dc1 is asked, and
-    # even a primary reported for a dc2 member name is not a dc1 member.
+    # dc2 came back after promote-dc dc1 with its old leader still primary: only dc1's members count,
+    # even when a role is reported under a dc2 member's name.
     chosen = choose_target(topo, record(5, "dc1"), {"n3": "primary", "n1": "primary"}, target(topo, "dc2", "n3"))
     assert chosen.describe() == "dc1/n1"
-    nothing = choose_target(topo, record(5, "dc1"), {"n3": "primary"}, target(topo, "dc2", "n3"))
-    assert nothing.member is None
+    for roles in ({"n3": "primary"}, {"n3": "primary", "n1": "standby_leader"}):
+        assert choose_target(topo, record(5, "dc1"), roles, target(topo, "dc2", "n3")).primary_dc == "dc1"
+        assert choose_target(topo, record(5, "dc1"), roles, target(topo, "dc2", "n3")).member in topo.dc("dc1").members
 
 
-def test_two_primaries_keep_the_current_one_or_none(topo: Topology) -> None:
+def test_two_primaries_keep_the_current_one_or_park_on_another_member(topo: Topology) -> None:
     roles = {"n1": "primary", "n2": "primary"}
     assert choose_target(topo, record(1, "dc1"), roles, target(topo, "dc1", "n2")).describe() == "dc1/n2"
-    assert choose_target(topo, record(1, "dc1"), roles, None).member is None
+    assert not choose_target(topo, record(1, "dc1"), roles, None).writable
 
 
 def test_an_unknown_primary_dc_gives_no_target(topo: Topology) -> None:
@@ -98,8 +109,11 @@ def test_pgbouncer_file_is_written_once_per_target_and_a_failed_reload_is_retrie
     part.retry()
     part.apply(topo, record(2, "dc2"), target(topo, "dc2", "n3", 2))  # same text: no reload
     assert calls == [("host=127.0.0.1 port=7002", "secret")] * 2
-    part.apply(topo, record(2, "dc2"), Target(2, "dc2", None, "no leader"))
-    assert "host=" not in path.read_text() and len(calls) == 3
+    part.apply(topo, record(3, "dc1"), target(topo, "dc1", "n2", 3))
+    assert "postgres = host=127.0.51.12 port=5432" in path.read_text() and len(calls) == 3
+    with pytest.raises(FedError):  # a DC the topology does not list: the file stays as it is
+        part.apply(topo, record(4, "dc9"), Target(4, "dc9", None, False, "not listed"))
+    assert "host=127.0.51.12" in path.read_text() and len(calls) == 3
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
 
 

@@ -84,12 +84,10 @@ def test_pgbouncer_points_at_the_primary_dc_leader(topo: Topology) -> None:
     assert "[databases]\n* = host=127.0.52.12 port=5432\n" in out and "epoch 3" in out
 
 
-def test_pgbouncer_for_the_follower_lists_each_database_or_none_without_a_leader(topo: Topology) -> None:
+def test_pgbouncer_for_the_follower_lists_each_database(topo: Topology) -> None:
     out = render_pgbouncer(topo, record(3, "dc2"), topo.dc("dc2").member("n3"), ["app", "postgres"], followed=True)
     assert out.endswith("[databases]\napp = host=127.0.52.11 port=5432\npostgres = host=127.0.52.11 port=5432\n")
     assert "do not edit" in out
-    empty = render_pgbouncer(topo, record(4, "dc1"), None, ["postgres"], followed=True, why_none="dc1 has none")
-    assert empty.endswith("[databases]\n") and "host=" not in empty and "dc1 has none" in empty
 
 
 @pytest.mark.parametrize(("dc", "role", "rec", "ok"), [
