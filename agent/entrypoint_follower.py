@@ -3,10 +3,10 @@
 PgBouncer has no health checks, so something must tell it where the primary is. Every `interval`
 seconds the follower reads the federation record from every DC's DCS (highest epoch wins, never going
 backwards: agent.observe.merge_record) and asks the Patroni REST API of each member of the record's
-primary DC for its role. The target is the one member that is Patroni's primary AND in that DC. When
-the target changes, the `[databases]` include file is rewritten atomically and PgBouncer RELOADed
-through its admin console: client connections stay open, and their next transaction goes to the new
-host (pool_mode = transaction).
+primary DC for its role. The target is the one member that is Patroni's primary AND in that DC (while
+there is none, another member of that DC: see choose_target). When the target changes, the
+`[databases]` include file is rewritten atomically and PgBouncer RELOADed through its admin console:
+client connections stay open, and their next transaction goes to the new host (pool_mode = transaction).
 
 HAProxy follows the primary by itself (GET /primary checks); the follower only re-renders its
 configuration when the topology file changes (agent/haproxy_sync.py).
