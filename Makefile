@@ -26,6 +26,7 @@ demo: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 unit: install
 	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
@@ -35,6 +36,7 @@ integration: install
 
 test: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
 
 bench: install

@@ -83,6 +83,7 @@ def loss_from_sample(old_primary: str, sample: LsnSample, received: int, replaye
     rate = max(sample.bytes_per_second, since_sample)
     unseen = rate * min(age, sample.interval_seconds)
     lost = max(0, sample.lsn - received) + math.ceil(unseen)
+    seconds: float | None
     if lost == 0:
         seconds = 0.0
     elif rate > 0:
