@@ -209,6 +209,8 @@ def _switch(topo: Topology, st: FederationState, op: PendingOperation, ups: dict
             rec.detail = f"PATCH standby_cluster on {source_leader.name}"
         else:
             rec.detail = "already a standby DC"
+        # Safe to go on once it answers in recovery: its last record was the shutdown checkpoint, which the
+        # walsenders shipped before it stopped, and a standby writes no WAL of its own.
         source_session = sessions.enter_context(SqlSession(topo, source_leader))
         poll(f"{source.name}'s leader {source_leader.name} to restart as standby leader accepting SQL",
              lambda: _in_recovery(source_session), DEMOTE_TIMEOUT, 0.02)
@@ -248,6 +250,7 @@ def _switch(topo: Topology, st: FederationState, op: PendingOperation, ups: dict
     with progress.step(f"promote {target.name}") as rec:
         if not writable_quiet(target_session):
             apply_role(topo, target, target_leader, ups)
+        # The epoch already names the target, so its promotion gate lets Patroni promote it.
         poll(f"{target.name} ({target_leader.name}) to accept writes",
              lambda: writable(topo, target_leader, target_session), PROMOTE_TIMEOUT, 0.02)
         rec.detail = f"{target_leader.name} accepts writes"
@@ -292,8 +295,9 @@ def _prepare(topo: Topology, source_leader: Member, target: Datacenter, target_l
     """Work done before the demotion, so that less of it falls into the time without a writer."""
     done = []
     # Promoting, PostgreSQL asks restore_command for the last segment and two history files (three
-    # pgBackRest runs); the target already has that WAL by streaming. Without a standby_cluster at all
-    # after the promotion, and with the full section again after a rollback, nothing needs restoring.
+    # pgBackRest runs); the target already has that WAL by streaming. Where WAL comes from changes nothing
+    # about which WAL it is: the catch-up check guards the tail. The promotion removes standby_cluster
+    # anyway, and a rollback's re-point step gives the target its full section back.
     section = patroni_api.get_config(target_leader).get("standby_cluster") or {}
     if section.get("restore_command"):
         patroni_api.patch_config(target_leader, {"standby_cluster": {"restore_command": None}})
@@ -312,6 +316,7 @@ def _streaming_only(section: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _wait_for_token(target: Datacenter, session: SqlSession, token: DemotionToken) -> int:
+    """Until the target has replayed at least the token; the caller refuses anything but exactly the token."""
     leader = session.member
     what = f"{target.name} ({leader.name}) to replay {lsn_text(token.lsn)}"
     try:
