@@ -121,8 +121,9 @@ def _check_user_can_run_patroni(lab: Lab) -> None:
 
 def start_member(lab: Lab, dc: Datacenter, member: Member) -> None:
     paths = lab.layout.member(dc, member)
-    paths.patroni.start(lab.user, [str(lab.bin / "patroni"), str(paths.patroni_config)],
-                        env=lab.patroni_env(dc, member), cwd=paths.root)
+    # Under federation/lab/reaper.py, which reaps the postmasters Patroni leaves orphaned (see there why).
+    argv = [str(lab.bin / "python"), "-m", "federation.lab.reaper", str(lab.bin / "patroni"), str(paths.patroni_config)]
+    paths.patroni.start(lab.user, argv, env=lab.patroni_env(dc, member), cwd=paths.root)
 
 
 def start_dc_members(lab: Lab, dc: Datacenter) -> None:

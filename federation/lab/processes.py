@@ -195,7 +195,7 @@ def _wait_exited(pid: int, timeout: float) -> bool:
 
 
 LAB_PROGRAMS = frozenset({"etcd", "java", "patroni", "postgres", "pgbackrest", "haproxy", "pgbouncer", "fedctl",
-                          "fedctl-gate"})
+                          "fedctl-gate", "python", "python3"})
 
 
 def stray_processes(root: Path, uid: int) -> list[tuple[int, str]]:
