@@ -91,8 +91,11 @@ def test_one_agent_per_dc_is_active_and_every_agent_serves_the_api(lab: LabHandl
         eventually(f"{active.name}'s agent says it is active",
                    lambda a=active: metrics_of(a)["fedctl_agent_active"] == 1, timeout=15)
         for member in dc.members:
-            code, body = eventually(f"{member.name}'s agent to answer /health",
-                                    lambda m=member: agent_get(m, "/health"), timeout=15)
+            # A standby agent reports its DCS down until its first DCS answer (a ZooKeeper session takes
+            # a moment on a loaded machine), so wait for 200 rather than take the first answer.
+            eventually(f"{member.name}'s agent to answer /health with 200",
+                       lambda m=member: agent_get(m, "/health")[0] == 200, timeout=20)
+            code, body = agent_get(member, "/health")
             assert code == 200, body
             values = metrics_of(member)
             assert values["fedctl_agent_active"] == (1 if member == active else 0)
@@ -249,7 +252,10 @@ def test_an_unreachable_own_dcs_changes_nothing_and_health_says_so(lab: LabHandl
         for action in ("repoint", "fence"):
             key = f"fedctl_agent_actions_total{{action={action}}}"
             assert after[key] == before[member.name][key], f"{member.name} acted while its DCS was down"
-    assert patroni_api.get_config(lab.leader_of(dc2))["standby_cluster"] == config["standby_cluster"]
+    # Right after its etcd is back, Patroni may take a few seconds to answer GET /config (it reads the DCS).
+    after_config = eventually("dc2's leader to answer GET /config",
+                              lambda: patroni_api.get_config(lab.leader_of(dc2)), timeout=20)
+    assert after_config["standby_cluster"] == config["standby_cluster"]
     dc1_leader = lab.leader_of(lab.dc("dc1"))
     eventually("dc2 streams from dc1's leader", lambda: _sender_host(lab, lab.leader_of(dc2)) == dc1_leader.host,
                timeout=30)

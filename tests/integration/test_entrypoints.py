@@ -29,6 +29,7 @@ from federation.lab.lab import lab_kill, lab_start
 from federation.lab.pgbouncer import databases_path
 from federation.lsn import parse_lsn
 from federation.progress import Progress
+from federation.samples import newest_sample
 from federation.topology import Member
 from tests.integration.labkit import LabHandle, Writer, bug_lines, eventually, fedctl, start_lab, stop_lab
 
@@ -216,6 +217,10 @@ def test_a_dc_switchover_moves_both_entrypoints_without_losing_a_commit(scenario
 def test_after_losing_dc2_promote_dc1_and_both_entrypoints_write_there(scenario: Scenario) -> None:
     s, lab = scenario, scenario.lab
     old_primary = lab.leader_of(lab.dc("dc2"))
+    # The loss estimate rests on the agents' LSN samples of the primary DC; dc2 became primary in the
+    # previous scenario, and dc1's agent samples it from its next cycle on.
+    eventually("dc1's agent to have sampled dc2, the new primary DC", lambda: newest_sample(lab.topo, "dc2"),
+               timeout=20)
     before = counts(s)
     lab_kill(lab.topo, "dc2")
     started = time.monotonic()
