@@ -21,7 +21,6 @@ from federation.samples import LsnSample
 from federation.state import FederationState
 from federation.topology import Topology
 
-PRIMARY_ROLES = ("primary", "master")
 # The agent copies a newer record into its own DC only after seeing its copy behind this many cycles
 # in a row, so it never races an operator who is committing the copies one DC at a time.
 SYNC_AFTER_CYCLES = 2

@@ -2,7 +2,7 @@
 
 PgBouncer has no health checks, so something must tell it where the primary is. Every `interval`
 seconds the follower reads the federation record from every DC's DCS (highest epoch wins, never going
-backwards: agent.observe.merge_record) and asks the Patroni REST API of each member of the record's
+backwards: agent.observe.refresh_record) and asks the Patroni REST API of each member of the record's
 primary DC for its role. The target is the one member that is Patroni's primary AND in that DC (while
 there is none, another member of that DC: see choose_target). When the target changes, the
 `[databases]` include file is rewritten atomically and PgBouncer RELOADed through its admin console:
@@ -25,16 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import pgbouncer_admin
-from agent.haproxy_sync import HAProxySync, TopologyWatch, atomic_write, reload_topology
-from agent.observe import KnownRecord, merge_record
+from agent.haproxy_sync import HAProxySync, TopologyWatch, reload_topology, write_if_changed
+from agent.observe import KnownRecord, refresh_record
 from federation import patroni_api
 from federation.entrypoints import render_pgbouncer
 from federation.errors import FedError
-from federation.state import FederationState, read_copies
+from federation.state import FederationState
 from federation.topology import Member, Topology
 
 log = logging.getLogger("agent.entrypoint")
-PRIMARY_ROLES = ("primary", "master")
 DEFAULT_INTERVAL = 0.5
 DCS_TIMEOUT = 1.0
 PATRONI_TIMEOUT = 0.5
@@ -67,7 +66,7 @@ def choose_target(topo: Topology, record: FederationState, roles: Mapping[str, s
     dc = next((d for d in topo.datacenters if d.name == dc_name), None)
     if dc is None:
         return Target(epoch, dc_name, None, False, f"epoch {epoch} names {dc_name}, which the topology does not list")
-    primaries = [m for m in dc.members if roles.get(m.name) in PRIMARY_ROLES]
+    primaries = [m for m in dc.members if roles.get(m.name) in patroni_api.PRIMARY_ROLES]
     if len(primaries) == 1:
         return Target(epoch, dc_name, primaries[0], True, f"Patroni primary of {dc_name}, the primary DC")
     # No single writable leader in the primary DC: a switchover between the epoch raise and the
@@ -131,12 +130,7 @@ class PgBouncerTarget:
         if target.member is None:
             raise FedError(f"{target.reason}; PgBouncer left as it is (fix the topology)")
         text = render_pgbouncer(topo, record, target.member, self.dbnames, followed=True)
-        try:
-            same = self.databases.read_text() == text
-        except OSError:
-            same = False
-        if not same:
-            atomic_write(self.databases, text)
+        if write_if_changed(self.databases, text):
             self._reload_pending = True
         self.retry()
 
@@ -190,9 +184,7 @@ class EntrypointFollower:
             log.info("HAProxy configuration %s rewritten for the new topology and reloaded", self.haproxy.config)
 
     def read_record(self) -> FederationState | None:
-        copies = read_copies(self.topo, None, DCS_TIMEOUT)
-        if any(c.reachable for c in copies):
-            self._known = merge_record(self.topo, copies, self._known)
+        self._known = refresh_record(self.topo, self._known, DCS_TIMEOUT)
         return self._known.state if self._known else None
 
     def follow_primary(self) -> None:

@@ -49,6 +49,17 @@ def atomic_write(path: Path, text: str, *, check: Callable[[Path], None] | None 
         tmp.unlink(missing_ok=True)
 
 
+def write_if_changed(path: Path, text: str, *, check: Callable[[Path], None] | None = None) -> bool:
+    """atomic_write `text` unless `path` holds it already; True when it was written."""
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    atomic_write(path, text, check=check)
+    return True
+
+
 class HAProxyReloader:
     """The real thing: `haproxy -c -q -f FILE`, then SIGUSR2 to the master pid read from `pidfile`."""
 
@@ -121,13 +132,7 @@ class HAProxySync:
         """Returns True when a new configuration was installed and HAProxy reloaded. Raises FedError
         (the old configuration stays in place) when HAProxy rejects it or cannot be signalled; a
         failed signal is retried at the next call."""
-        text = self.render(topo)
-        try:
-            same = self.config.read_text() == text
-        except OSError:
-            same = False
-        if not same:
-            atomic_write(self.config, text, check=self.reloader.check)
+        if write_if_changed(self.config, self.render(topo), check=self.reloader.check):
             self._reload_pending = True
         if not self._reload_pending:
             return False

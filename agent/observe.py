@@ -53,6 +53,13 @@ def merge_record(topo: Topology, copies: list[StateCopy], known: KnownRecord | N
     return current
 
 
+def refresh_record(topo: Topology, known: KnownRecord | None, timeout: float = DCS_TIMEOUT) -> KnownRecord | None:
+    """Every DC's copy read and merged into `known` (highest epoch wins, never going backwards); `known`
+    unchanged when no DC answers."""
+    copies = read_copies(topo, None, timeout)
+    return merge_record(topo, copies, known) if any(c.reachable for c in copies) else known
+
+
 def observe(topo: Topology, dc: Datacenter, known: KnownRecord | None) -> tuple[Observation, KnownRecord | None]:
     """One cycle's observation and the record to remember for the next one."""
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="agent-observe") as pool:

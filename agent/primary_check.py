@@ -15,14 +15,13 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from agent.observe import KnownRecord, merge_record
+from agent.observe import KnownRecord, refresh_record
 from agent.settings import AgentSettings
 from federation import patroni_api
 from federation.errors import FedError
-from federation.state import FederationState, read_copies
+from federation.state import FederationState
 
 log = logging.getLogger("agent.primary")
-PRIMARY_ROLES = ("primary", "master")
 REFRESH_SECONDS = 0.5
 DCS_TIMEOUT = 1.0
 PATRONI_TIMEOUT = 0.4
@@ -39,7 +38,7 @@ def primary_verdict(dc: str, member: str, role: str | None, record: FederationSt
     """Pure: may `member` of `dc`, whose Patroni reports `role`, take writes under `record`?"""
     if record is None:
         return Verdict(False, "no federation record read yet")
-    if role not in PRIMARY_ROLES:
+    if role not in patroni_api.PRIMARY_ROLES:
         return Verdict(False, f"{member} is not Patroni's primary (role {role or 'unknown'})", record.epoch)
     if record.primary_dc != dc:
         return Verdict(False, f"{member} is Patroni's primary but epoch {record.epoch} names {record.primary_dc} "
@@ -63,11 +62,11 @@ class PrimaryCheck:
             return self._known.state if self._known else None
 
     def read_record(self) -> None:
-        copies = read_copies(self.settings.topo, None, DCS_TIMEOUT)
-        if all(not c.reachable for c in copies):
-            return
         with self._lock:
-            self._known = merge_record(self.settings.topo, copies, self._known)
+            known = self._known
+        known = refresh_record(self.settings.topo, known, DCS_TIMEOUT)
+        with self._lock:
+            self._known = known
 
     def _watch(self) -> None:
         while not self._stop.wait(self.refresh):

@@ -9,10 +9,8 @@ import psycopg
 
 from federation.errors import OperationFailed, OperationRefused
 from federation.lab.health import connect, member_state
+from federation.patroni_api import LEADER_ROLES, PRIMARY_ROLES
 from federation.topology import Datacenter, Member, Topology
-
-PRIMARY_ROLES = ("primary", "master")
-LEADER_ROLES = (*PRIMARY_ROLES, "standby_leader")
 
 
 @dataclass(frozen=True)

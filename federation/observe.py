@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from federation.dcs.patroni_keys import DCSMember, PatroniClusterView
 from federation.errors import FedError
 from federation.lsn import lag_behind
-from federation.patroni_api import NodeStatus
+from federation.patroni_api import PRIMARY_ROLES, NodeStatus
 from federation.status_model import HEALTHY_STATES, DCStatus, FederationStatus, MemberStatus
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from federation.topology import Datacenter, Member, Topology
 
 DEFAULT_TIMEOUT = 2.0
-PRIMARY_ROLES = frozenset({"primary", "master"})
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,10 @@ from urllib.parse import urlsplit
 from federation.errors import FedError
 from federation.lsn import lsn_or_none
 
+# Patroni >= 3 says "primary"; older members still say "master".
+PRIMARY_ROLES = frozenset({"primary", "master"})
+LEADER_ROLES = PRIMARY_ROLES | {"standby_leader"}
+
 if TYPE_CHECKING:
     from federation.topology import Member
 

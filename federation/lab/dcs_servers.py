@@ -104,7 +104,8 @@ def wait_dcs(layout: LabLayout, dc: Datacenter, user: LabUser, timeout: float = 
         for _, proc, _d in server_processes(layout, dc):
             if not proc.running():
                 if restarts < 2:
-                    # Seen rarely right after a SIGKILL drill: the new server exits silently at once.
+                    # One more chance for a server that really exited (e.g. its port was still held); the
+                    # 'silent exits' once seen here were the mid-exec misreading fixed in processes.py.
                     restarts += 1
                     start_dcs(layout, dc, user)
                     continue

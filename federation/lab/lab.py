@@ -26,6 +26,7 @@ from federation.lab.patroni_conf import member_config
 from federation.lab.pgbackrest_conf import member_env, render_config, repo_dirs
 from federation.lab.processes import LabUser, chown_tree, ensure_lab_user, kill_postmaster, kill_strays, run_as
 from federation.lab.runtime import runtime_bin
+from federation.patroni_api import PRIMARY_ROLES
 from federation.progress import Progress
 from federation.topology import Datacenter, Member, SecretRef, Topology
 
@@ -266,7 +267,7 @@ def _leader_member(lab: Lab, dc: Datacenter) -> Member:
 
     for member in dc.members:
         state = member_state(member)
-        if state and state.get("role") in ("primary", "master"):
+        if state and state.get("role") in PRIMARY_ROLES:
             return member
     raise LabError(f"{dc.name} has no primary yet")
 

@@ -18,7 +18,6 @@ from federation.patroni_dynamic import role_patch
 from federation.topology import Datacenter, Member, Topology
 
 T = TypeVar("T")
-LEADER_ROLES = ("primary", "master", "standby_leader")
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class DCLook:
     def leader(self) -> Member | None:
         for member in self.dc.members:
             status = self.statuses.get(member.name)
-            if status is not None and status.role in LEADER_ROLES:
+            if status is not None and status.role in patroni_api.LEADER_ROLES:
                 return member
         return None
 
@@ -44,7 +43,7 @@ class DCLook:
     @property
     def is_primary(self) -> bool:
         status = self.leader_status
-        return status is not None and status.role in ("primary", "master")
+        return status is not None and status.role in patroni_api.PRIMARY_ROLES
 
     @property
     def answering(self) -> bool:
