@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from federation.dcs.patroni_keys import DCSMember, PatroniClusterView
 from federation.errors import FedError
@@ -338,6 +338,11 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
         record_problems.append(f"the federation record (epoch {record['epoch']}) names {record['primary_dc']} the "
                                f"primary DC but {status.primary_dc}'s leader is the primary")
     binds = default_binds(topo)
-    return replace(status, problems=(*status.problems, *record_problems), extra={
+    extra: dict[str, Any] = {
         "federation_record": record,
-        "entrypoints": {"read_write": binds.read_write, "read_only": binds.read_only, "pgbouncer": binds.pgbouncer}})
+        "entrypoints": {"read_write": binds.read_write, "read_only": binds.read_only, "pgbouncer": binds.pgbouncer}}
+    if topo.lab.network == "namespaces":
+        from federation.lab_network import read_cuts
+
+        extra["lab_cuts"] = [cut.describe() for cut in read_cuts(topo.lab_cuts_file)]
+    return replace(status, problems=(*status.problems, *record_problems), extra=extra)

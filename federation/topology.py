@@ -232,9 +232,33 @@ class FencingPolicy(StrEnum):
     STRICT = "strict"
 
 
+class LabNetwork(StrEnum):
+    LOOPBACK = "loopback"
+    NAMESPACES = "namespaces"
+
+
+SiteName = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
 class LabSettings(Model):
     dir: str | None = None
     user: str = "postgres"
+    # `namespaces`: every site (each DC, plus any extra site such as a witness) runs in its own Linux
+    # network namespace with the addresses of `sites`, so the lab can cut the WAN between them.
+    network: LabNetwork = LabNetwork.LOOPBACK
+    sites: dict[SiteName, str] = Field(default_factory=dict)
+
+    @field_validator("sites")
+    @classmethod
+    def _subnets(cls, value: dict[str, str]) -> dict[str, str]:
+        for site, subnet in value.items():
+            try:
+                net = ipaddress.ip_network(subnet, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"site {site}: {subnet!r} is not a subnet such as 10.250.1.0/24 ({exc})") from None
+            if net.version != 4 or net.prefixlen > 28:
+                raise ValueError(f"site {site}: {subnet} must be an IPv4 subnet of /28 or larger")
+        return value
 
 
 class Topology(Model):
@@ -265,6 +289,11 @@ class Topology(Model):
         chosen = os.environ.get("FEDCTL_LAB_DIR") or self.lab.dir or f"{DEFAULT_LAB_ROOT}/{self.federation}"
         return Path(chosen)
 
+    @property
+    def lab_cuts_file(self) -> Path:
+        """Where the namespace lab records the network cuts in place (written by `fedctl lab partition`)."""
+        return self.lab_dir / "network" / "cuts.json"
+
     def members(self) -> Iterator[tuple[Datacenter, Member]]:
         for dc in self.datacenters:
             for member in dc.members:
@@ -277,7 +306,7 @@ Problem = tuple[FieldPath, str]
 
 def federation_problems(topo: Topology) -> list[Problem]:
     """Rules that span several fields. Returns (field path, message) pairs; empty when valid."""
-    return [*_duplicates(topo), *_per_datacenter(topo), *_upstreams(topo)]
+    return [*_duplicates(topo), *_per_datacenter(topo), *_upstreams(topo), *_lab_sites(topo)]
 
 
 def _duplicates(topo: Topology) -> list[Problem]:
@@ -376,6 +405,54 @@ def _upstreams(topo: Topology) -> list[Problem]:
                     problems.append((("datacenters", i, "upstream"), f"upstream cycle: {cycle}"))
                 break
             chain.append(current.name)
+    return problems
+
+
+def dc_addresses(dc: Datacenter) -> list[tuple[FieldPath, str]]:
+    """Every address a DC's processes listen on (members, their REST APIs, its DCS servers), with its field."""
+    out: list[tuple[FieldPath, str]] = []
+    for j, m in enumerate(dc.members):
+        out += [(("members", j, "host"), m.host), (("members", j, "api"), m.api.host)]
+    out += [(("dcs", dc.dcs.kind, "hosts", k), h.host) for k, h in enumerate(dc.dcs.hosts)]
+    return out
+
+
+def _lab_sites(topo: Topology) -> list[Problem]:
+    """A namespace lab: every DC is a site, every address of a DC lies in its site's subnet (not its first
+    address, which the lab gives the WAN side of the site's link), and no two sites overlap."""
+    lab = topo.lab
+    if lab.network is not LabNetwork.NAMESPACES:
+        if lab.sites:
+            return [(("lab", "sites"), "sites are used only with 'network: namespaces'")]
+        return []
+    problems: list[Problem] = []
+    nets = {name: ipaddress.ip_network(subnet) for name, subnet in lab.sites.items()}
+    names = list(nets)
+    for a, first in enumerate(names):
+        for second in names[a + 1:]:
+            if nets[first].overlaps(nets[second]):
+                problems.append((("lab", "sites", second), f"subnet {nets[second]} of site {second} overlaps "
+                                 f"{nets[first]} of site {first}"))
+    for i, dc in enumerate(topo.datacenters):
+        net = nets.get(dc.name)
+        if net is None:
+            problems.append((("lab", "sites"), f"datacenter {dc.name} needs a site: add '{dc.name}: <subnet>' "
+                             "(each DC runs in its own network namespace)"))
+            continue
+        gateway = next(net.hosts())
+        for path, host in dc_addresses(dc):
+            try:
+                addr = ipaddress.ip_address(host)
+            except ValueError:
+                problems.append((("datacenters", i, *path), f"{host} is not an IP address: the namespace lab "
+                                 "needs addresses, not names"))
+                continue
+            if addr not in net or addr in (net.network_address, net.broadcast_address):
+                problems.append((("datacenters", i, *path), f"{host} is not a host address of {dc.name}'s site "
+                                 f"subnet {net}"))
+            elif addr == gateway:
+                problems.append((("datacenters", i, *path), f"{host} is the WAN side of {dc.name}'s link "
+                                 f"(the first address of {net}): use another address"))
     return problems
 
 

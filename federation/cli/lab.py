@@ -90,3 +90,43 @@ def lab_start_cmd(topology_path: str, dc_name: str, wait: bool) -> None:
     from federation.lab.lab import lab_start
 
     lab_start(load(topology_path), dc_name, Progress(), wait=wait)
+
+
+@lab.command("partition")
+@topology_option
+@click.argument("site_name", metavar="SITE")
+@click.option("--from", "peer", metavar="SITE2", help="Cut SITE off from SITE2 only (default: from every site "
+              "and from this admin host).")
+@reports_errors
+def lab_partition_cmd(topology_path: str, site_name: str, peer: str | None) -> None:
+    """Cut a site of the namespace lab off the WAN, both ways, as a real WAN cut: processes keep running,
+    connections across the cut stall."""
+    from federation.lab.cuts import partition
+
+    cut = partition(load(topology_path), site_name, peer)
+    click.echo(f"cut in place: {cut.describe()} (undo: fedctl lab heal {site_name})")
+
+
+@lab.command("heal")
+@topology_option
+@click.argument("site_name", metavar="[SITE]", required=False)
+@reports_errors
+def lab_heal_cmd(topology_path: str, site_name: str | None) -> None:
+    """Remove every cut of the namespace lab, or only those of SITE."""
+    from federation.lab.cuts import heal
+
+    removed = heal(load(topology_path), site_name)
+    click.echo("healed: " + ("; ".join(c.describe() for c in removed) if removed else "no cut was in place"))
+
+
+@lab.command("exec", context_settings={"ignore_unknown_options": True})
+@topology_option
+@click.argument("site_name", metavar="SITE")
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="-- CMD...")
+@reports_errors
+def lab_exec_cmd(topology_path: str, site_name: str, argv: tuple[str, ...]) -> None:
+    """Run CMD inside a site's network namespace, as a client or an operator standing in that DC would,
+    e.g. `fedctl lab exec dc1 -- fedctl status` (CMD gets FEDCTL_TOPOLOGY set to this topology)."""
+    from federation.lab.netns import exec_in_site
+
+    exec_in_site(load(topology_path), site_name, list(argv))

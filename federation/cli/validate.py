@@ -17,6 +17,13 @@ def validate(topology_file: str | None, topology_opt: str | None) -> None:
     from federation.cli.app import default_topology_path
 
     topo = load(topology_file or topology_opt or default_topology_path())
+    if topo.lab.network == "namespaces":
+        from federation.errors import BadInput
+        from federation.lab_network import site_conflicts
+
+        if conflicts := site_conflicts(topo):
+            raise BadInput(f"{topo.source}: lab.sites: " + "; ".join(conflicts),
+                           hint="the namespace lab would take over that traffic: choose subnets this host does not use")
     rows = []
     for dc in topo.datacenters:
         rows.append([dc.name, dc.role.value, dc.upstream or "-", dc.patroni_scope,

@@ -28,7 +28,7 @@ def agent_process(layout: LabLayout, dc: Datacenter, member: Member) -> ManagedP
     # The member argument comes last, so the marker's trailing space (from the NUL that ends
     # /proc/<pid>/cmdline) tells n1 from n10.
     marker = f"{topology_copy(layout)} --dc {dc.name} --member {member.name} "
-    return ManagedProcess("agent", root / "agent.pid", root / "agent.log", marker)
+    return ManagedProcess("agent", root / "agent.pid", root / "agent.log", marker, netns=layout.netns(dc))
 
 
 def agent_argv(lab: Lab, dc: Datacenter, member: Member) -> list[str]:

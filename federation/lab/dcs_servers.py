@@ -25,7 +25,8 @@ def server_processes(layout: LabLayout, dc: Datacenter) -> list[tuple[Address, M
     out = []
     for i, host in enumerate(dc.dcs.hosts, start=1):
         d = base / f"s{i}"
-        out.append((host, ManagedProcess(dc.dcs.kind, d / "server.pid", d / "server.log", f"{d}/"), d))
+        proc = ManagedProcess(dc.dcs.kind, d / "server.pid", d / "server.log", f"{d}/", netns=layout.netns(dc))
+        out.append((host, proc, d))
     return out
 
 

@@ -19,7 +19,7 @@ import yaml
 
 from federation.errors import LabError
 from federation.gate import gate_config
-from federation.lab import agents, dcs_servers, follower, haproxy, pgbouncer
+from federation.lab import agents, cuts, dcs_servers, follower, haproxy, netns, pgbouncer
 from federation.lab.health import dc_ready, wait_until
 from federation.lab.layout import LabLayout
 from federation.lab.patroni_conf import member_config
@@ -177,6 +177,9 @@ def has_backup(lab: Lab, dc: Datacenter, member: Member) -> bool:
 def lab_up(topo: Topology, progress: Progress) -> None:
     lab = Lab.of(topo)
     primary = topo.initial_primary
+    if netns.uses_namespaces(topo):
+        with progress.step(f"create the sites' network namespaces ({', '.join(s.name for s in netns.sites(topo))})"):
+            netns.create_sites(topo, lab.layout.network_dir)
     with progress.step("prepare directories, secrets and configuration"):
         ensure_secret_files(topo)
         prepare(lab)
@@ -302,6 +305,12 @@ def lab_down(topo: Topology, progress: Progress, wipe: bool = False) -> None:
     if strays:
         progress.warn(f"stopped {len(strays)} lab process(es) that had lost their pid file:\n     "
                      + "\n     ".join(strays))
+    if netns.uses_namespaces(topo):
+        with progress.step("heal every cut and remove the sites' namespaces and links"):
+            cuts.remove_tables(topo)
+            leftovers = [r for r in netns.remove_sites(topo, lab.layout.network_dir) if r.startswith("process")]
+        if leftovers:
+            progress.warn(f"killed {len(leftovers)} process(es) still running in a site: {', '.join(leftovers)}")
     if wipe:
         with progress.step(f"remove {lab.layout.root}"):
             for d in repo_dirs(lab.layout):
@@ -365,5 +374,10 @@ def lab_processes(topo: Topology) -> list[list[str]]:
             rows.append([dc.name, f"patroni {member.name}", f"{member.host}:{member.port} api {member.api}",
                          str(paths.patroni.pid() or "-")])
         rows.extend(agents.agent_rows(layout, dc))
+    for s in netns.sites(topo):
+        up = "up" if s.netns_path.exists() else "-"
+        rows.append([s.name, f"namespace {s.netns}", str(s.subnet), up])
+    for cut in cuts.current(topo):
+        rows.append([cut.site, "cut", cut.describe(), "in place"])
     return (rows + haproxy.haproxy_rows(layout) + pgbouncer.pgbouncer_rows(layout)
             + follower.follower_rows(layout))

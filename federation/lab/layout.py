@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from federation.lab.netns import netns_of
 from federation.lab.processes import ManagedProcess
 from federation.topology import Datacenter, Member, Topology
 
@@ -14,6 +15,7 @@ PG_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
 @dataclass(frozen=True)
 class MemberPaths:
     root: Path
+    netns: str | None = None  # the member's site in a namespace lab
 
     @property
     def data(self) -> Path:
@@ -34,7 +36,7 @@ class MemberPaths:
     @property
     def patroni(self) -> ManagedProcess:
         return ManagedProcess("patroni", self.root / "patroni.pid", self.root / "patroni.log",
-                              str(self.patroni_config))
+                              str(self.patroni_config), netns=self.netns)
 
 
 @dataclass(frozen=True)
@@ -59,5 +61,13 @@ class LabLayout:
     def dcs_data(self, dc: Datacenter) -> Path:
         return self.dc_dir(dc) / dc.dcs.kind
 
+    @property
+    def network_dir(self) -> Path:
+        return self.root / "network"
+
+    def netns(self, dc: Datacenter) -> str | None:
+        """The network namespace a DC's processes run in (None in a loopback lab)."""
+        return netns_of(self.topo, dc.name)
+
     def member(self, dc: Datacenter, member: Member) -> MemberPaths:
-        return MemberPaths(self.dc_dir(dc) / member.name)
+        return MemberPaths(self.dc_dir(dc) / member.name, self.netns(dc))

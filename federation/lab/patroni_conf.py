@@ -61,6 +61,12 @@ def dynamic_config(topo: Topology, dc: Datacenter) -> dict[str, Any]:
     return config
 
 
+def client_networks(topo: Topology) -> list[str]:
+    """Where the lab's clients connect from: loopback, and in a namespace lab every site's subnet (peers in
+    other sites, and the admin host, whose address on a site's link is that subnet's first address)."""
+    return ["127.0.0.0/8", *topo.lab.sites.values()]
+
+
 def member_config(layout: LabLayout, dc: Datacenter, member: Member, passwords: dict[str, str],
                   pre_promote: str | None = None) -> dict[str, Any]:
     topo = layout.topo
@@ -81,8 +87,9 @@ def member_config(layout: LabLayout, dc: Datacenter, member: Member, passwords: 
         "parameters": {"unix_socket_directories": str(paths.socket_dir), "shared_buffers": "64MB"},
         "pg_hba": [
             "local all all trust",
-            f"host replication {creds.replication.username} 127.0.0.0/8 scram-sha-256",
-            "host all all 127.0.0.0/8 scram-sha-256",
+            *(rule for net in client_networks(topo) for rule in (
+                f"host replication {creds.replication.username} {net} scram-sha-256",
+                f"host all all {net} scram-sha-256")),
         ],
         "create_replica_methods": ["pgbackrest", "basebackup"],
         "pgbackrest": {"command": REPLICA_RESTORE, "keep_data": True, "no_params": True},

@@ -48,10 +48,11 @@ def ensure_lab_user(name: str) -> LabUser:
     return LabUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
 
 
-def as_user_argv(user: LabUser, argv: Sequence[str]) -> list[str]:
-    if user.is_self:
-        return list(argv)
-    return ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--init-groups", *argv]
+def as_user_argv(user: LabUser, argv: Sequence[str], netns: str | None = None) -> list[str]:
+    """`argv` run as `user` (setpriv) inside the network namespace `netns` (nsenter); both exec in place."""
+    full = list(argv) if user.is_self else ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}",
+                                             "--init-groups", *argv]
+    return ["nsenter", f"--net=/run/netns/{netns}", *full] if netns else full
 
 
 def user_env(user: LabUser, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -71,9 +72,9 @@ def chown_tree(path: Path, user: LabUser) -> None:
 
 
 def run_as(user: LabUser, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
-           timeout: float = 120) -> subprocess.CompletedProcess[str]:
+           timeout: float = 120, netns: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run a short command as the lab user and return it; raises LabError with its output on failure."""
-    full = as_user_argv(user, argv)
+    full = as_user_argv(user, argv, netns)
     try:
         done = subprocess.run(full, env=user_env(user, env), cwd=cwd or "/", capture_output=True, text=True,
                               timeout=timeout)
@@ -93,6 +94,7 @@ class ManagedProcess:
     pidfile: Path
     logfile: Path
     marker: str
+    netns: str | None = None  # the network namespace it runs in (a namespace lab's site), None for the root one
 
     def pid(self) -> int | None:
         try:
@@ -110,10 +112,11 @@ class ManagedProcess:
             return pid
         self.logfile.parent.mkdir(parents=True, exist_ok=True)
         with open(self.logfile, "ab") as log:
-            proc = subprocess.Popen(as_user_argv(user, argv), env=user_env(user, env), cwd=cwd or "/", stdout=log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(as_user_argv(user, argv, self.netns), env=user_env(user, env), cwd=cwd or "/",
+                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
         self.pidfile.write_text(f"{proc.pid}\n")
-        # setpriv execs the program in place: until it has, the command line is setpriv's.
+        # setpriv (and nsenter) exec the program in place: until they have, the command line is theirs.
         deadline = time.monotonic() + 5
         while argv[0] not in _leading_args(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
