@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.labkit import LabHandle, bug_lines, start_lab, stop_lab
+from tests.integration.labkit import LabHandle, assert_nothing_left, bug_lines, start_lab, stop_lab
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +63,34 @@ def backup_lab() -> Iterator[LabHandle]:
     bugs = bug_lines(handle)
     stop_lab(handle)
     assert not bugs, "Patroni reported a BUG:\n" + "\n".join(bugs)
+
+
+@pytest.fixture(scope="session")
+def partition_lab() -> Iterator[LabHandle]:
+    """The namespace lab of the partition drills: dc1, dc2 and a witness site, each in its own network."""
+    handle = start_lab("partition")
+    handle.name = "partition"  # type: ignore[attr-defined]
+    handle.dirty = False  # type: ignore[attr-defined]
+    yield handle
+    bugs = bug_lines(handle)
+    stop_lab(handle)
+    assert not bugs, "Patroni reported a BUG:\n" + "\n".join(bugs)
+    assert_nothing_left(handle)
+
+
+@pytest.fixture
+def clean_partition(partition_lab: LabHandle) -> Iterator[LabHandle]:
+    """The partition lab in its initial state, for drills that must change no role."""
+    if getattr(partition_lab, "dirty", False):
+        partition_lab.topo = start_lab("partition").topo
+        partition_lab.dirty = False  # type: ignore[attr-defined]
+    yield partition_lab
+
+
+@pytest.fixture
+def fresh_partition(partition_lab: LabHandle) -> Iterator[LabHandle]:
+    """The partition lab in its initial state; the drill may promote, fence and rejoin."""
+    if getattr(partition_lab, "dirty", False):
+        partition_lab.topo = start_lab("partition").topo
+    partition_lab.dirty = True  # type: ignore[attr-defined]
+    yield partition_lab

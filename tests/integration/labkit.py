@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import itertools
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from federation.progress import Progress
 from federation.topology import Datacenter, Member, Topology, load_topology
 
 TOPOLOGIES = Path(__file__).parent / "topologies"
+CLONE_NEWNET = 0x40000000
 T = TypeVar("T")
 
 
@@ -79,6 +82,23 @@ def stop_lab(handle: LabHandle) -> None:
     lab_down(handle.topo, Progress(quiet=True), wipe=True)
 
 
+def assert_nothing_left(handle: LabHandle) -> None:
+    """After `lab down`: no namespace, link, nftables table or process of the lab is left on the host."""
+    from federation.lab.cuts import table_name
+    from federation.lab.netns import sites
+    from federation.lab.processes import stray_processes
+
+    topo = handle.topo
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout
+    for site in sites(topo):
+        assert site.netns not in namespaces, f"namespace {site.netns} left behind"
+        assert site.wan_link not in links, f"link {site.wan_link} left behind"
+    assert table_name(topo) not in tables, f"nftables table {table_name(topo)} left behind"
+    assert stray_processes(topo.lab_dir, handle.lab.user.uid) == []
+
+
 def bug_lines(handle: LabHandle) -> list[str]:
     """Lines where Patroni says it hit a bug: a test run must never produce one."""
     return [f"{where}: {line}" for where, text in handle.patroni_logs().items() for line in text.splitlines()
@@ -101,26 +121,58 @@ def eventually(what: str, probe: Callable[[], T | None], timeout: float = 30.0, 
     raise AssertionError(f"not true after {timeout:.0f} s: {what} (last: {last!r})")
 
 
+def enter_netns(netns: str) -> None:
+    """Move the calling thread (only it: network namespaces are per thread) into a lab site's namespace,
+    so the sockets it opens from now on are a client's standing in that site."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns into {netns}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def dc_dsn(topo: Topology, dc: Datacenter, connect_timeout: int = 1) -> str:
+    """A libpq DSN reaching the writable member of one DC only, as a client inside that DC would use."""
+    password = topo.credentials.superuser.password.resolve()
+    return (f"host={','.join(m.host for m in dc.members)} port={','.join(str(m.port) for m in dc.members)} "
+            f"user={topo.credentials.superuser.username} password={password} dbname=postgres "
+            f"target_session_attrs=read-write connect_timeout={connect_timeout}")
+
+
 class Writer:
     """Commits one row at a time through the lab's multi-host DSN, as an application would, and
-    remembers every commit the server acknowledged (id, time)."""
+    remembers every commit the server acknowledged (id, time).
 
-    def __init__(self, handle: LabHandle, table: str = "writer_rows") -> None:
+    `dsn` overrides the DSN; `netns` runs the client inside a lab site (its thread enters the namespace);
+    `create=False` leaves the table to another writer (one on a standby cannot create it)."""
+
+    def __init__(self, handle: LabHandle, table: str = "writer_rows", *, dsn: str | None = None,
+                 netns: str | None = None, create: bool = True, first_id: int = 1,
+                 error_pause: float = 0.02) -> None:
         import threading
 
         from federation.lab.lab import lab_dsn
 
-        self.dsn = lab_dsn(handle.topo).replace("connect_timeout=2", "connect_timeout=1")
+        self.dsn = dsn or lab_dsn(handle.topo).replace("connect_timeout=2", "connect_timeout=1")
         # Extra psycopg.connect arguments, e.g. prepare_threshold=None behind PgBouncer's transaction pooling.
         self.connect_kwargs: dict[str, Any] = {}
         self.table = table
+        self.netns = netns
+        self.first_id = first_id
+        self.error_pause = error_pause
         self.acked: list[tuple[int, float]] = []
         self.lsn_of: dict[int, int] = {}
         self.errors = 0
+        self.answers = 0  # errors the server itself sent (it answered, e.g. "read-only"), not timeouts
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+        if create:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (id bigint PRIMARY KEY, "
+                             "at timestamptz DEFAULT now())")
 
     def start(self) -> Writer:
         self._thread.start()
@@ -131,7 +183,9 @@ class Writer:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        next_id = 1
+        if self.netns is not None:
+            enter_netns(self.netns)
+        next_id = self.first_id
         conn = None
         while not self._stop.is_set():
             try:
@@ -144,13 +198,15 @@ class Writer:
                 if row:
                     self.lsn_of[next_id] = parse_lsn(row[0])
                 next_id += 1
-            except psycopg.Error:
+            except psycopg.Error as exc:
                 self.errors += 1
+                if getattr(exc, "sqlstate", None) or "read-only" in str(exc) or "hot standby" in str(exc):
+                    self.answers += 1
                 if conn is not None:
                     conn.close()
                 conn = None
                 next_id += 1  # the outcome of that id is unknown: never reuse it
-                time.sleep(0.02)
+                time.sleep(self.error_pause)
         if conn is not None:
             conn.close()
 
@@ -172,3 +228,12 @@ def fedctl(handle: LabHandle, *args: str, timeout: float = 180) -> subprocess.Co
 
     return subprocess.run([sys.executable, "-m", "federation", *args, "-t", str(handle.path)],
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def fedctl_in(handle: LabHandle, site: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI as an operator standing inside a site of the namespace lab (`fedctl lab exec`)."""
+    import sys
+
+    inner = [sys.executable, "-m", "federation", *args, "-t", str(handle.path)]
+    return subprocess.run([sys.executable, "-m", "federation", "lab", "exec", site, "-t", str(handle.path), "--",
+                           *inner], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
