@@ -173,3 +173,87 @@ def start_zookeeper(directory: str | os.PathLike[str], host: str, port: int) -> 
     # `ruok` answers before the server takes sessions; `srvr` reports a Mode only once it serves.
     _wait_ready(handle, lambda: "Mode: standalone" in _four_letter(host, port, "srvr"), "srvr reports a Mode")
     return handle
+
+
+@dataclass
+class EtcdCluster:
+    """A multi-member etcd cluster on loopback addresses; `members[i]` can be stopped and restarted."""
+
+    directory: Path
+    members: list[ServerHandle]
+    argv: list[list[str]]
+
+    @property
+    def addresses(self) -> list[str]:
+        return [m.address for m in self.members]
+
+    def stop_member(self, index: int) -> None:
+        self.members[index].stop()
+
+    def restart_member(self, index: int) -> None:
+        """Start member `index` again on its data directory (it rejoins; readiness is its TCP port)."""
+        old = self.members[index]
+        if old.running():
+            return
+        process, log_path = _spawn("etcd", self.argv[index], old.log_path.parent)
+        handle = ServerHandle("etcd", old.host, old.port, process, log_path, old.extra)
+        self.members[index] = handle
+
+        def listening() -> bool:
+            try:
+                with socket.create_connection((old.host, old.port), timeout=0.5):
+                    return True
+            except OSError:
+                return False
+
+        _wait_ready(handle, listening, "client port accepts connections")
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def __enter__(self) -> EtcdCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_etcd_cluster(directory: str | os.PathLike[str], hosts: list[str], client_port: int,
+                       peer_port: int) -> EtcdCluster:
+    """An etcd 3.4 cluster of one member per host (clients on client_port, peers on peer_port), returned
+    once every member reports healthy (which etcd does only when the cluster has a leader)."""
+    directory = Path(directory)
+    names = [f"s{i}" for i in range(len(hosts))]
+    initial = ",".join(f"{n}=http://{h}:{peer_port}" for n, h in zip(names, hosts, strict=True))
+    argvs: list[list[str]] = []
+    processes: list[ServerHandle] = []
+    for name, host in zip(names, hosts, strict=True):
+        member_dir = directory / name
+        member_dir.mkdir(parents=True, exist_ok=True)
+        client_url, peer_url = f"http://{host}:{client_port}", f"http://{host}:{peer_port}"
+        argv = [ETCD_BIN, "--name", name, "--data-dir", str(member_dir / "data"),
+                "--listen-client-urls", client_url, "--advertise-client-urls", client_url,
+                "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+                "--initial-cluster", initial, "--initial-cluster-state", "new",
+                "--initial-cluster-token", f"store-{client_port}", "--listen-metrics-urls", "",
+                "--log-outputs", "stderr", "--logger", "zap"]
+        argvs.append(argv)
+        process, log_path = _spawn("etcd", argv, member_dir)
+        processes.append(ServerHandle("etcd", host, client_port, process, log_path, {"peer_port": peer_port}))
+    cluster = EtcdCluster(directory, processes, argvs)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for handle in processes:
+        def healthy(url: str = f"http://{handle.address}/health") -> bool:
+            try:
+                with opener.open(url, timeout=1) as response:
+                    return bool(json.loads(response.read()).get("health") == "true")
+            except (OSError, ValueError):
+                return False
+
+        try:
+            _wait_ready(handle, healthy, "GET /health")
+        except RuntimeError:
+            cluster.stop()
+            raise
+    return cluster

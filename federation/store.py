@@ -1,0 +1,252 @@
+"""The federation store: the record and the primary-DC lease on a consensus cluster (etcd or ZooKeeper).
+
+The store is an existing consensus engine reached through the DCS adapters; fedctl builds no
+quorum of its own. Every operation has one overall deadline and starts by probing each member on
+its own (store_quorum): without a serving majority it raises `NoQuorum` ("1 of 3 members answer")
+and sends nothing, so a refused commit can never take effect later. Requests then go to one member
+that answered, and are never re-sent to another: a write that times out has an unknown outcome
+(the member may have proposed it) and says so, instead of being retried into a false "lost race".
+
+Keys, below the section's namespace: `<ns><federation>/record` (the FederationState JSON) and
+`<ns><federation>/primary_lease` ({"holder": <dc>, "agent": <identity>}, attached to an etcd lease or
+an ephemeral znode of a session whose timeout is the TTL).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from federation.dcs.base import DCS, Versioned
+from federation.dcs.txn import Check, Delete, Put, Write, transact
+from federation.errors import DCSError, OperationRefused
+from federation.store_config import StoreConfig, StoreHost
+from federation.store_quorum import QuorumView, probe_members
+
+if TYPE_CHECKING:
+    from federation.store_lease import PrimaryLease
+
+DEFAULT_DEADLINE = 4.0
+PROBE_TIMEOUT = 0.5
+
+
+class StoreError(DCSError):
+    """The federation store could not be read or written (its majority answered, the request failed)."""
+
+
+class NoQuorum(StoreError):
+    """Fewer than a majority of the store's members serve from here: nothing was read or written."""
+
+    def __init__(self, view: QuorumView) -> None:
+        self.view = view
+        super().__init__(
+            f"the federation store has no quorum from here: {len(view.serving)} of {view.total} members answer "
+            f"(a majority is {view.majority}): {view.describe()}",
+            hint="nothing was changed; from this side of a cut no commit is possible — run the command where "
+                 "the store's majority is reachable, or restore the store members that are down")
+
+
+class StoreNotInitialised(OperationRefused):
+    def __init__(self, federation: str) -> None:
+        super().__init__(f"the federation store holds no record of federation {federation} yet",
+                         hint="run `fedctl store init` once: it copies the newest per-DC record into the store")
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    """The primary-DC lease as the store holds it now. `remaining` is what the store says is left of the
+    TTL (etcd; None on ZooKeeper, whose sessions do not tell); `version` moves at each ZooKeeper renewal."""
+
+    holder: str | None
+    agent: str | None = None
+    remaining: float | None = None
+    version: int | None = None
+    lease_id: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.holder is not None
+
+
+NO_LEASE = LeaseView(None)
+
+
+def lease_value(dc: str, agent: str, renewals: int = 0) -> str:
+    return json.dumps({"holder": dc, "agent": agent, "renewals": renewals})
+
+
+def parse_lease(value: str) -> tuple[str | None, str | None]:
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    holder, agent = data.get("holder"), data.get("agent")
+    return (holder if isinstance(holder, str) else None), (agent if isinstance(agent, str) else None)
+
+
+class FederationStore:
+    """One federation's record and lease in the store. Cheap to create: it connects per operation."""
+
+    def __init__(self, config: StoreConfig, federation: str, *, deadline: float = DEFAULT_DEADLINE,
+                 probe_timeout: float = PROBE_TIMEOUT, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.federation = federation
+        self.deadline = deadline
+        self.probe_timeout = min(probe_timeout, deadline / 3)
+        self.clock = clock
+        self.record_key = f"{config.namespace}{federation}/record"
+        self.lease_key = f"{config.namespace}{federation}/primary_lease"
+
+    def describe(self) -> str:
+        return f"the federation store ({self.config.kind} at {', '.join(h.address for h in self.config.hosts)})"
+
+    def quorum(self) -> QuorumView:
+        return probe_members(self.config.kind, self.config.hosts, self.probe_timeout)
+
+    def _serving(self) -> tuple[list[StoreHost], float]:
+        """The members that serve, and the seconds left of the deadline; NoQuorum without a majority."""
+        started = self.clock()
+        view = self.quorum()
+        if not view.has_majority:
+            raise NoQuorum(view)
+        return view.serving, max(0.1, self.deadline - (self.clock() - started))
+
+    @contextmanager
+    def _session(self, *, session_timeout: float | None = None) -> Iterator[DCS]:
+        serving, left = self._serving()
+        dcs = open_member(self.config.kind, serving[0], timeout=left, session_timeout=session_timeout)
+        try:
+            yield dcs
+        finally:
+            dcs.close()
+
+    # --- the record ------------------------------------------------------------------------------------
+
+    def read_record(self) -> Versioned | None:
+        """The record as the store's majority holds it (a linearizable read), None when never written."""
+        try:
+            with self._session() as dcs:
+                _sync(dcs, self.record_key)
+                return dcs.get(self.record_key)
+        except NoQuorum:
+            raise
+        except DCSError as exc:
+            raise StoreError(f"{self.describe()} could not be read: {exc.message}", hint=exc.hint) from None
+
+    def commit_record(self, value: str, version: int | None, *, lease_absent: bool = False,
+                      revoke: LeaseView | None = None) -> bool:
+        """Write the record with one compare-and-set against `version` (None: the store holds none yet).
+
+        `lease_absent`: commit only while nobody holds the primary-DC lease (promote-dc). `revoke`: delete
+        that lease in the same commit (promote-dc --force); its etcd lease is then revoked too, so the
+        holder's next renewal fails at once. False when the record (or the lease) moved since it was read.
+        """
+        checks = [Check(self.record_key, version)]
+        writes: list[Write] = [Put(self.record_key, value, create=version is None)]
+        if lease_absent:
+            checks.append(Check(self.lease_key, None))
+        if revoke is not None and revoke.held:
+            checks.append(Check(self.lease_key, revoke.version))
+            writes.append(Delete(self.lease_key))
+        won = self._transact(checks, writes, "commit the federation record")
+        if won and revoke is not None and revoke.lease_id is not None:
+            self._revoke_etcd_lease(revoke.lease_id)
+        return won
+
+    def _transact(self, checks: Sequence[Check], writes: Sequence[Write], what: str,
+                  dcs: DCS | None = None) -> bool:
+        try:
+            if dcs is not None:
+                return transact(dcs, checks, writes, what)
+            with self._session() as opened:
+                return transact(opened, checks, writes, what)
+        except NoQuorum:
+            raise
+        except DCSError as exc:
+            raise StoreError(f"{self.describe()} did not confirm the request to {what} within "
+                             f"{self.deadline:g} s: {exc.message}",
+                             hint="its outcome is unknown: the member may still apply it; read the record again "
+                                  "(fedctl status) before retrying") from None
+
+    # --- the primary-DC lease --------------------------------------------------------------------------
+
+    def read_lease(self) -> LeaseView:
+        try:
+            with self._session() as dcs:
+                _sync(dcs, self.lease_key)
+                found = dcs.get(self.lease_key)
+                if found is None:
+                    return NO_LEASE
+                holder, agent = parse_lease(found.value)
+                lease_id, remaining = _etcd_time_to_live(dcs, self.lease_key)
+                return LeaseView(holder, agent, remaining, found.version, lease_id)
+        except NoQuorum:
+            raise
+        except DCSError as exc:
+            raise StoreError(f"{self.describe()} could not read the primary-DC lease: {exc.message}",
+                             hint=exc.hint) from None
+
+    def revoke_lease(self, seen: LeaseView) -> bool:
+        """Delete the lease `seen` (only if unchanged) and revoke its etcd lease. False when it moved."""
+        if not seen.held:
+            return True
+        won = self._transact([Check(self.lease_key, seen.version)], [Delete(self.lease_key)],
+                             "revoke the primary-DC lease")
+        if won and seen.lease_id is not None:
+            self._revoke_etcd_lease(seen.lease_id)
+        return won
+
+    def _revoke_etcd_lease(self, lease_id: int) -> None:
+        from federation.dcs.etcd3 import EtcdDCS
+
+        try:
+            with self._session() as dcs:
+                if isinstance(dcs, EtcdDCS):
+                    dcs.post("revoke the primary-DC lease", "/kv/lease/revoke", {"ID": lease_id})
+        except DCSError:
+            pass  # the key is gone already, which is what fences; the lease then just expires
+
+    def primary_lease(self, dc: str, agent: str) -> PrimaryLease:
+        from federation.store_lease import open_primary_lease
+
+        return open_primary_lease(self, dc, agent)
+
+
+def _sync(dcs: DCS, key: str) -> None:
+    from federation.dcs.zookeeper import ZooKeeperDCS
+
+    if isinstance(dcs, ZooKeeperDCS):
+        dcs.sync(key)
+
+
+def _etcd_time_to_live(dcs: DCS, key: str) -> tuple[int | None, float | None]:
+    """(lease id, seconds left) of an etcd key attached to a lease; (None, None) on ZooKeeper."""
+    from federation.dcs.etcd3 import EtcdDCS, _b64
+
+    if not isinstance(dcs, EtcdDCS):
+        return None, None
+    kvs = dcs.post(f"read {key}", "/kv/range", {"key": _b64(key)}).get("kvs") or []
+    lease_id = int(kvs[0].get("lease", 0)) if kvs else 0
+    if not lease_id:
+        return None, None
+    ttl = int(dcs.post("read the lease's TTL", "/kv/lease/timetolive", {"ID": lease_id}).get("TTL", -1))
+    return lease_id, float(max(ttl, 0))
+
+
+def open_member(kind: str, host: StoreHost, *, timeout: float, session_timeout: float | None = None) -> DCS:
+    """A DCS adapter on one store member (requests are never re-sent to another)."""
+    if kind == "etcd3":
+        from federation.dcs.etcd3 import EtcdDCS
+
+        return EtcdDCS([(host.host, host.port)], label="federation store", timeout=timeout)
+    from federation.dcs.zookeeper import SESSION_TIMEOUT, ZooKeeperDCS
+
+    return ZooKeeperDCS([(host.host, host.port)], label="federation store", timeout=timeout,
+                        session_timeout=session_timeout or SESSION_TIMEOUT)
+
