@@ -15,6 +15,7 @@ has left.
 
 from __future__ import annotations
 
+import json
 import logging
 from abc import ABC, abstractmethod
 
@@ -52,7 +53,18 @@ class PrimaryLease(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Drop connections; the lease itself is left to expire (use release() to end it now)."""
+        """Drop connections. etcd: the lease is left to expire. ZooKeeper: closing the session ends it."""
+
+    def _record_names_us(self, dcs: DCS, record_version: int) -> bool:
+        """The record is still at `record_version` and names this DC: only then may it hold the lease."""
+        found = dcs.get(self.store.record_key)
+        if found is None or found.version != record_version:
+            return False
+        try:
+            primary = json.loads(found.value).get("primary_dc")
+        except (ValueError, AttributeError):
+            return False
+        return bool(primary == self.dc)
 
 
 class EtcdPrimaryLease(PrimaryLease):
@@ -73,6 +85,8 @@ class EtcdPrimaryLease(PrimaryLease):
                 if self._lease_id is None or self._time_left(dcs) <= 0:
                     granted = dcs.post("grant the primary-DC lease", "/lease/grant", {"TTL": self.ttl, "ID": 0})
                     self._lease_id = int(granted["ID"])
+                if not self._record_names_us(dcs, record_version):
+                    return None
                 found = self._key(dcs)
                 if found is not None:
                     lease_id, value, revision = found
@@ -156,6 +170,8 @@ class ZooKeeperPrimaryLease(PrimaryLease):
         try:
             dcs = self._session_dcs()
             dcs.sync(key)
+            if not self._record_names_us(dcs, record_version):
+                return None
             found = dcs.get(key)
             checks = [Check(self.store.record_key, record_version)]
             writes: list[Write] = [Put(key, lease_value(self.dc, self.agent), create=True, lease=1)]
