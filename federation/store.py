@@ -110,17 +110,17 @@ class FederationStore:
         return probe_members(self.config.kind, self.config.hosts, self.probe_timeout)
 
     def _serving(self) -> tuple[list[StoreHost], float]:
-        """The members that serve, and the seconds left of the deadline; NoQuorum without a majority."""
-        started = self.clock()
+        """The members that serve, and when the operation's deadline ends; NoQuorum without a majority."""
+        deadline_at = self.clock() + self.deadline
         view = self.quorum()
         if not view.has_majority:
             raise NoQuorum(view)
-        return view.serving, max(0.1, self.deadline - (self.clock() - started))
+        return view.serving, deadline_at
 
     @contextmanager
-    def _session(self, *, session_timeout: float | None = None) -> Iterator[DCS]:
-        serving, left = self._serving()
-        dcs = open_member(self.config.kind, serving[0], timeout=left, session_timeout=session_timeout)
+    def _session(self) -> Iterator[DCS]:
+        serving, deadline_at = self._serving()
+        dcs = open_member(self.config.kind, serving[0], deadline_at=deadline_at)
         try:
             yield dcs
         finally:
@@ -239,14 +239,8 @@ def _etcd_time_to_live(dcs: DCS, key: str) -> tuple[int | None, float | None]:
     return lease_id, float(max(ttl, 0))
 
 
-def open_member(kind: str, host: StoreHost, *, timeout: float, session_timeout: float | None = None) -> DCS:
-    """A DCS adapter on one store member (requests are never re-sent to another)."""
-    if kind == "etcd3":
-        from federation.dcs.etcd3 import EtcdDCS
+def open_member(kind: str, host: StoreHost, *, deadline_at: float) -> DCS:
+    """A DCS adapter on one store member, bound to the deadline (requests are never re-sent elsewhere)."""
+    from federation.dcs.deadline import open_with_deadline
 
-        return EtcdDCS([(host.host, host.port)], label="federation store", timeout=timeout)
-    from federation.dcs.zookeeper import SESSION_TIMEOUT, ZooKeeperDCS
-
-    return ZooKeeperDCS([(host.host, host.port)], label="federation store", timeout=timeout,
-                        session_timeout=session_timeout or SESSION_TIMEOUT)
-
+    return open_with_deadline(kind, [(host.host, host.port)], label="federation store", deadline_at=deadline_at)

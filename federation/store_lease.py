@@ -155,9 +155,11 @@ class ZooKeeperPrimaryLease(PrimaryLease):
 
     def _session_dcs(self) -> ZooKeeperDCS:
         if self._dcs is None:
-            serving, left = self.store._serving()
+            # The session outlives one operation (it is the lease), so it gets the plain per-call timeout.
+            serving, deadline_at = self.store._serving()
             self._dcs = ZooKeeperDCS([(h.host, h.port) for h in serving], label="federation store",
-                                     timeout=left, session_timeout=float(self.ttl))
+                                     timeout=max(0.1, deadline_at - self.store.clock()),
+                                     session_timeout=float(self.ttl))
         return self._dcs
 
     def _lost(self) -> None:

@@ -153,6 +153,53 @@ def test_without_a_majority_a_commit_is_refused_within_the_deadline_and_writes_n
         assert record == base  # the refused commit left nothing behind
 
 
+@pytest.mark.timeout(90)
+def test_frozen_members_count_as_cut_off_and_a_hanging_store_still_answers_within_the_deadline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGSTOP makes a member accept TCP and then say nothing, like a member behind a cut."""
+    import signal
+
+    from federation import store as store_module
+    from federation.store import StoreError
+    from federation.store_quorum import MemberProbe, QuorumView
+
+    with start_etcd_cluster(tmp_path, HOSTS, 23921, 23922) as cluster:
+        topo = topology(store_section("etcd3", cluster.addresses))
+        assert topo.federation_store is not None
+        store = FederationStore(topo.federation_store, topo.federation)
+        assert store.commit_record(state.initial_state(topo).model_dump_json(), None)
+        found = store.read_record()
+        assert found is not None
+        frozen = [cluster.members[1], cluster.members[2]]
+        for member in frozen:
+            member.process.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(NoQuorum, match="1 of 3 members answer") as caught:
+                store.commit_record('{"x": 1}', found.version)
+            assert "no answer within 0.5 s" in caught.value.message
+            assert time.monotonic() - started < 1.5
+            # The first seconds after a cut, the survivor still believes in its leader: pretend the probe
+            # passed, and the request itself must still end at the deadline (etcd alone takes ~7 s).
+            monkeypatch.setattr(store_module.FederationStore, "quorum", lambda self: QuorumView(
+                tuple(MemberProbe(h, True, "serving") for h in self.config.hosts)))
+            started = time.monotonic()
+            with pytest.raises(StoreError, match="did not confirm") as unknown:
+                store.commit_record('{"x": 2}', found.version)
+            took = time.monotonic() - started
+            assert took < DEFAULT_DEADLINE + 0.5, f"took {took:.2f} s"
+            assert unknown.value.hint and "outcome is unknown" in unknown.value.hint
+            monkeypatch.undo()
+        finally:
+            for member in frozen:
+                member.process.send_signal(signal.SIGCONT)
+        until("the store serves again", lambda: store.quorum().has_majority, 30)
+        # Unknown means unknown: the proposal waited in a socket buffer and may be applied after the thaw.
+        after = store.read_record()
+        assert after is not None and after.value in (found.value, '{"x": 2}')
+        print(f"after the thaw the record is {after.value!r}")
+
+
 HOLDER_SCRIPT = """
 import json, sys, time
 from federation.store import FederationStore
