@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from federation.dcs.base import DCS, Versioned
 from federation.dcs.txn import Check, Delete, Put, Write, transact
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 DEFAULT_DEADLINE = 4.0
 PROBE_TIMEOUT = 0.5
+RETRY_PAUSE = 0.1
+STORE_HINT = ("check the store's members (fedctl store status; etcdctl endpoint status / echo srvr | nc) and "
+              "the federation_store section of the topology")
+T = TypeVar("T")
 
 
 class StoreError(DCSError):
@@ -109,17 +113,17 @@ class FederationStore:
     def quorum(self) -> QuorumView:
         return probe_members(self.config.kind, self.config.hosts, self.probe_timeout)
 
-    def _serving(self) -> tuple[list[StoreHost], float]:
+    def _serving(self, deadline_at: float | None = None) -> tuple[list[StoreHost], float]:
         """The members that serve, and when the operation's deadline ends; NoQuorum without a majority."""
-        deadline_at = self.clock() + self.deadline
+        deadline_at = deadline_at if deadline_at is not None else self.clock() + self.deadline
         view = self.quorum()
         if not view.has_majority:
             raise NoQuorum(view)
         return view.serving, deadline_at
 
     @contextmanager
-    def _session(self) -> Iterator[DCS]:
-        serving, deadline_at = self._serving()
+    def _session(self, deadline_at: float | None = None) -> Iterator[DCS]:
+        serving, deadline_at = self._serving(deadline_at)
         dcs = open_member(self.config.kind, serving[0], deadline_at=deadline_at)
         try:
             yield dcs
@@ -128,16 +132,29 @@ class FederationStore:
 
     # --- the record ------------------------------------------------------------------------------------
 
+    def _read(self, what: str, read: Callable[[DCS], T]) -> T:
+        """Run a read, again while the deadline allows when it fails: a read is safe to repeat, and etcd
+        answers "leader changed" or "no leader" for a moment around every election."""
+        deadline_at = self.clock() + self.deadline
+        while True:
+            try:
+                with self._session(deadline_at) as dcs:
+                    return read(dcs)
+            except NoQuorum:
+                raise
+            except DCSError as exc:
+                if deadline_at - self.clock() < RETRY_PAUSE * 2:
+                    raise StoreError(f"{self.describe()} could not {what} within {self.deadline:g} s: "
+                                     f"{exc.message}", hint=STORE_HINT) from None
+            time.sleep(RETRY_PAUSE)
+
     def read_record(self) -> Versioned | None:
         """The record as the store's majority holds it (a linearizable read), None when never written."""
-        try:
-            with self._session() as dcs:
-                _sync(dcs, self.record_key)
-                return dcs.get(self.record_key)
-        except NoQuorum:
-            raise
-        except DCSError as exc:
-            raise StoreError(f"{self.describe()} could not be read: {exc.message}", hint=exc.hint) from None
+        def read(dcs: DCS) -> Versioned | None:
+            _sync(dcs, self.record_key)
+            return dcs.get(self.record_key)
+
+        return self._read("read the federation record", read)
 
     def commit_record(self, value: str, version: int | None, *, lease_absent: bool = False,
                       revoke: LeaseView | None = None) -> bool:
@@ -177,20 +194,16 @@ class FederationStore:
     # --- the primary-DC lease --------------------------------------------------------------------------
 
     def read_lease(self) -> LeaseView:
-        try:
-            with self._session() as dcs:
-                _sync(dcs, self.lease_key)
-                found = dcs.get(self.lease_key)
-                if found is None:
-                    return NO_LEASE
-                holder, agent = parse_lease(found.value)
-                lease_id, remaining = _etcd_time_to_live(dcs, self.lease_key)
-                return LeaseView(holder, agent, remaining, found.version, lease_id)
-        except NoQuorum:
-            raise
-        except DCSError as exc:
-            raise StoreError(f"{self.describe()} could not read the primary-DC lease: {exc.message}",
-                             hint=exc.hint) from None
+        def read(dcs: DCS) -> LeaseView:
+            _sync(dcs, self.lease_key)
+            found = dcs.get(self.lease_key)
+            if found is None:
+                return NO_LEASE
+            holder, agent = parse_lease(found.value)
+            lease_id, remaining = _etcd_time_to_live(dcs, self.lease_key)
+            return LeaseView(holder, agent, remaining, found.version, lease_id)
+
+        return self._read("read the primary-DC lease", read)
 
     def revoke_lease(self, seen: LeaseView) -> bool:
         """Delete the lease `seen` (only if unchanged) and revoke its etcd lease. False when it moved."""

@@ -24,7 +24,7 @@ from federation.dcs.etcd3 import EtcdDCS, _b64, _unb64
 from federation.dcs.txn import Check, Delete, Put, Write, transact
 from federation.dcs.zookeeper import ZooKeeperDCS
 from federation.errors import DCSError
-from federation.store import FederationStore, LeaseView, StoreError, lease_value, parse_lease
+from federation.store import STORE_HINT, FederationStore, LeaseView, StoreError, lease_value, parse_lease
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class EtcdPrimaryLease(PrimaryLease):
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"{self.store.describe()} could not grant the primary-DC lease: {exc.message}",
-                             hint=exc.hint) from None
+                             hint=STORE_HINT) from None
 
     def _time_left(self, dcs: EtcdDCS) -> int:
         result = dcs.post("renew the primary-DC lease", "/lease/keepalive", {"ID": self._lease_id})
@@ -125,7 +125,7 @@ class EtcdPrimaryLease(PrimaryLease):
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"{self.store.describe()} did not renew the primary-DC lease: {exc.message}",
-                             hint=exc.hint) from None
+                             hint=STORE_HINT) from None
         if found is None or found[0] != self._lease_id:
             self._lease_id = None
             return None
@@ -198,7 +198,7 @@ class ZooKeeperPrimaryLease(PrimaryLease):
             if isinstance(exc, StoreError):
                 raise
             raise StoreError(f"{self.store.describe()} could not take the primary-DC lease: {exc.message}",
-                             hint=exc.hint) from None
+                             hint=STORE_HINT) from None
 
     def renew(self) -> LeaseView | None:
         if self._dcs is None or self._version is None:
@@ -212,7 +212,7 @@ class ZooKeeperPrimaryLease(PrimaryLease):
                 return None
         except DCSError as exc:
             raise StoreError(f"{self.store.describe()} did not renew the primary-DC lease: {exc.message}",
-                             hint=exc.hint) from None
+                             hint=STORE_HINT) from None
         self._version += 1
         return LeaseView(self.dc, self.agent, None, self._version)
 

@@ -237,6 +237,9 @@ def start_etcd_cluster(directory: str | os.PathLike[str], hosts: list[str], clie
                 "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
                 "--initial-cluster", initial, "--initial-cluster-state", "new",
                 "--initial-cluster-token", f"store-{client_port}", "--listen-metrics-urls", "",
+                # Pre-vote (default from etcd 3.5 on): a member that starts or rejoins late does not force
+                # an election, which answers requests in flight with "leader changed".
+                "--pre-vote",
                 "--log-outputs", "stderr", "--logger", "zap"]
         argvs.append(argv)
         process, log_path = _spawn("etcd", argv, member_dir)
