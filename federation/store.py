@@ -171,6 +171,8 @@ class FederationStore:
         that lease in the same commit (promote-dc --force); its etcd lease is then revoked too, so the
         holder's next renewal fails at once. False when the record (or the lease) moved since it was read.
         """
+        if revoke is not None and revoke.held and revoke.version is None:
+            raise ValueError("revoke needs the lease as read_lease() returned it (with its version)")
         checks = [Check(self.record_key, version)]
         writes: list[Write] = [Put(self.record_key, value, create=version is None)]
         if lease_absent:
@@ -213,9 +215,12 @@ class FederationStore:
         return self._read("read the primary-DC lease", read)
 
     def revoke_lease(self, seen: LeaseView) -> bool:
-        """Delete the lease `seen` (only if unchanged) and revoke its etcd lease. False when it moved."""
+        """Delete the lease `seen` (from read_lease; only if unchanged) and revoke its etcd lease. False when
+        it moved."""
         if not seen.held:
             return True
+        if seen.version is None:
+            raise ValueError("revoke_lease needs the lease as read_lease() returned it (with its version)")
         won = self._transact([Check(self.lease_key, seen.version)], [Delete(self.lease_key)],
                              "revoke the primary-DC lease")
         if won and seen.lease_id is not None:
