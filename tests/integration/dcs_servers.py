@@ -260,3 +260,77 @@ def start_etcd_cluster(directory: str | os.PathLike[str], hosts: list[str], clie
             cluster.stop()
             raise
     return cluster
+
+
+@dataclass
+class ZooKeeperEnsemble:
+    """A ZooKeeper ensemble on loopback addresses, one server per host; servers can be stopped and restarted."""
+
+    members: list[ServerHandle]
+    argv: list[list[str]]
+
+    @property
+    def addresses(self) -> list[str]:
+        return [m.address for m in self.members]
+
+    def stop_member(self, index: int) -> None:
+        self.members[index].stop()
+
+    def restart_member(self, index: int) -> None:
+        old = self.members[index]
+        if old.running():
+            return
+        process, log_path = _spawn("zookeeper", self.argv[index], old.log_path.parent)
+        self.members[index] = ServerHandle("zookeeper", old.host, old.port, process, log_path)
+
+    def serving(self, index: int) -> bool:
+        member = self.members[index]
+        return "Mode: " in _four_letter(member.host, member.port, "srvr")
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def __enter__(self) -> ZooKeeperEnsemble:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_zookeeper_ensemble(directory: str | os.PathLike[str], hosts: list[str], client_port: int,
+                             quorum_port: int, election_port: int) -> ZooKeeperEnsemble:
+    """A ZooKeeper 3.8 ensemble of one server per host, returned once every server serves (leader elected)."""
+    directory = Path(directory)
+    servers = "".join(f"server.{i}={h}:{quorum_port}:{election_port}\n" for i, h in enumerate(hosts, start=1))
+    jars = [j for j in ZOOKEEPER_JARS if os.path.exists(j)] or glob.glob("/usr/share/java/zookeeper*.jar")
+    handles: list[ServerHandle] = []
+    argvs: list[list[str]] = []
+    for i, host in enumerate(hosts, start=1):
+        conf, data = directory / f"zk{i}" / "conf", directory / f"zk{i}" / "data"
+        conf.mkdir(parents=True, exist_ok=True)
+        data.mkdir(exist_ok=True)
+        (data / "myid").write_text(f"{i}\n")
+        (conf / "zoo.cfg").write_text(
+            f"tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={data}\nclientPort={client_port}\n"
+            f"clientPortAddress={host}\nadmin.enableServer=false\n4lw.commands.whitelist=ruok,srvr\n"
+            f"maxClientCnxns=200\nquorumListenOnAllIPs=false\n{servers}")
+        (conf / "log4j.properties").write_text(
+            "log4j.rootLogger=INFO, CONSOLE\nlog4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} %-5p [%t] %c{1}: %m%n\n")
+        argv = [JAVA_BIN, "-Xmx256m", "-XX:+UseSerialGC", f"-Dzookeeper.log.dir={conf.parent}",
+                f"-Dlog4j.configuration=file:{conf / 'log4j.properties'}",
+                "-cp", ":".join([str(conf), *jars]), "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                str(conf / "zoo.cfg")]
+        argvs.append(argv)
+        process, log_path = _spawn("zookeeper", argv, conf.parent)
+        handles.append(ServerHandle("zookeeper", host, client_port, process, log_path))
+    ensemble = ZooKeeperEnsemble(handles, argvs)
+    try:
+        for index, handle in enumerate(handles):
+            _wait_ready(handle, lambda index=index: ensemble.serving(index), "srvr reports a Mode")
+    except RuntimeError:
+        ensemble.stop()
+        raise
+    return ensemble

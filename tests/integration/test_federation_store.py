@@ -23,7 +23,13 @@ from federation.errors import OperationRefused
 from federation.store import DEFAULT_DEADLINE, FederationStore, NoQuorum
 from federation.store_config import StoreConfig
 from federation.topology import Topology, parse_topology
-from tests.integration.dcs_servers import EtcdCluster, ServerHandle, start_etcd_cluster, start_zookeeper
+from tests.integration.dcs_servers import (
+    EtcdCluster,
+    ServerHandle,
+    start_etcd_cluster,
+    start_zookeeper,
+    start_zookeeper_ensemble,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -241,6 +247,28 @@ def test_a_frozen_holders_lease_expires_one_ttl_after_it_stopped(
     finally:
         holder.kill()
         holder.wait(5)
+
+
+@pytest.mark.timeout(120)
+def test_zookeeper_without_a_majority_refuses_within_the_deadline_and_writes_nothing(tmp_path: Path) -> None:
+    with start_zookeeper_ensemble(tmp_path, ["127.0.9.5", "127.0.9.6", "127.0.9.7"], 23931, 23932, 23933) as zk:
+        topo = topology(store_section("zookeeper", zk.addresses))
+        assert topo.federation_store is not None
+        store = FederationStore(topo.federation_store, topo.federation)
+        assert store.commit_record(state.initial_state(topo).model_dump_json(), None)
+        base, copies = state.current_state(topo)
+        zk.stop_member(1)
+        zk.stop_member(2)
+        # The survivor says "not currently serving" once it notices its quorum is gone (about a tick).
+        until("the survivor stops serving", lambda: not zk.serving(0), 15)
+        started = time.monotonic()
+        with pytest.raises(NoQuorum, match="0 of 3 members answer") as caught:
+            state.commit(topo, base, base.model_copy(update={"epoch": 1, "primary_dc": "dc2"}), copies)
+        assert time.monotonic() - started < DEFAULT_DEADLINE
+        assert "not serving" in caught.value.message
+        zk.restart_member(1)
+        until("the ensemble serves again", lambda: store.quorum().has_majority, 60, 0.2)
+        assert state.current_state(topo)[0] == base
 
 
 @pytest.mark.timeout(60)
