@@ -185,11 +185,8 @@ class FederationStore:
             self._revoke_etcd_lease(revoke.lease_id)
         return won
 
-    def _transact(self, checks: Sequence[Check], writes: Sequence[Write], what: str,
-                  dcs: DCS | None = None) -> bool:
+    def _transact(self, checks: Sequence[Check], writes: Sequence[Write], what: str) -> bool:
         try:
-            if dcs is not None:
-                return transact(dcs, checks, writes, what)
             with self._session() as opened:
                 return transact(opened, checks, writes, what)
         except NoQuorum:
