@@ -1,5 +1,9 @@
 """The federation record: epoch, primary DC, the upstream of every DC, the operation in flight, history.
 
+When the topology has a `federation_store:` section, the store holds the record and every commit is one
+compare-and-set on it (federation.record_store); the per-DC copies below are then read caches only.
+Without one, what follows holds (it is not consensus: see docs and `fedctl validate`'s warning).
+
 A copy lives in every DC's own DCS at `<namespace>_fedctl/<federation>/state`, written with
 compare-and-set. Copies may disagree (a DC was down during an operation): the highest epoch wins.
 
@@ -17,13 +21,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from federation.dcs import DCS, connect
 from federation.errors import DCSError, OperationRefused
 from federation.topology import Datacenter, DCRole, Topology
+
+if TYPE_CHECKING:
+    from federation.store import LeaseView
 
 HISTORY_LIMIT = 50
 STATE_TIMEOUT = 1.5
@@ -140,6 +147,12 @@ def newest(topo: Topology, copies: Sequence[StateCopy]) -> FederationState:
 
 
 def current_state(topo: Topology) -> tuple[FederationState, list[StateCopy]]:
+    """The newest record and every DC's copy. With a store, the store's record (StoreNotInitialised when
+    it holds none yet, NoQuorum when its majority cannot be reached from here)."""
+    if topo.federation_store is not None:
+        from federation import record_store
+
+        return record_store.current_state(topo)
     copies = read_copies(topo)
     return newest(topo, copies), copies
 
@@ -152,13 +165,23 @@ def _write_copy(dcs: DCS, key: str, new: FederationState, seen: StateCopy) -> bo
 
 
 def commit(topo: Topology, base: FederationState, new: FederationState, copies: Sequence[StateCopy],
-           *, require: Sequence[str] = ()) -> list[str]:
+           *, require: Sequence[str] = (), lease_absent: bool = False, revoke: LeaseView | None = None) -> list[str]:
     """Write `new` (derived from `base`) into every reachable DC, in topology order, with compare-and-set.
+
+    With a federation store: one compare-and-set on the store, then the copies (record_store.commit;
+    `lease_absent` and `revoke` condition that commit on the primary-DC lease and need a store).
 
     Refuses (OperationRefused, nothing written) when the first reachable DC no longer holds what
     `base` was read from, i.e. another operator committed first. DCs named in `require` must take the
     write. Returns the names of the DCs that hold the new record.
     """
+    if topo.federation_store is not None:
+        from federation import record_store
+
+        return record_store.commit(topo, base, new, copies, require=require, lease_absent=lease_absent,
+                                   revoke=revoke)
+    if lease_absent or revoke is not None:
+        raise ValueError("lease conditions need a federation_store in the topology")
     by_dc = {c.dc: c for c in copies}
     written: list[str] = []
     for dc in topo.datacenters:

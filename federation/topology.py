@@ -28,6 +28,7 @@ from pydantic import (
 from backup.jobs import JobList
 from federation.errors import BadInput, TopologyError
 from federation.secret_ref import SecretRef as SecretRef  # re-exported: part of the topology API
+from federation.store_config import StoreConfig, store_problems
 from federation.yaml_lines import LineMap, dotted_path, load_yaml_with_lines
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"
@@ -267,6 +268,7 @@ class Topology(Model):
     fencing: FencingPolicy = FencingPolicy.PERMISSIVE
     pgbackrest: PgBackRestConfig | None = None
     lab: LabSettings = Field(default_factory=LabSettings)
+    federation_store: StoreConfig | None = None
     datacenters: list[Datacenter] = Field(min_length=1)
     source: str = Field(default="<memory>", exclude=True)
 
@@ -306,7 +308,7 @@ Problem = tuple[FieldPath, str]
 
 def federation_problems(topo: Topology) -> list[Problem]:
     """Rules that span several fields. Returns (field path, message) pairs; empty when valid."""
-    return [*_duplicates(topo), *_per_datacenter(topo), *_upstreams(topo), *_lab_sites(topo)]
+    return [*_duplicates(topo), *_per_datacenter(topo), *_upstreams(topo), *_lab_sites(topo), *store_problems(topo)]
 
 
 def _duplicates(topo: Topology) -> list[Problem]:

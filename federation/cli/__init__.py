@@ -8,6 +8,7 @@ from federation.cli import jobs as _jobs  # noqa: F401
 from federation.cli import lab as _lab  # noqa: F401
 from federation.cli import operations as _operations  # noqa: F401
 from federation.cli import status as _status  # noqa: F401
+from federation.cli import store as _store  # noqa: F401
 from federation.cli import validate as _validate  # noqa: F401
 from federation.cli.app import cli
 

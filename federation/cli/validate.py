@@ -15,6 +15,7 @@ from federation.render import render_table
 def validate(topology_file: str | None, topology_opt: str | None) -> None:
     """Validate a topology file (default: $FEDCTL_TOPOLOGY or the lab default)."""
     from federation.cli.app import default_topology_path
+    from federation.store_config import store_warnings
 
     topo = load(topology_file or topology_opt or default_topology_path())
     if topo.lab.network == "namespaces":
@@ -31,3 +32,9 @@ def validate(topology_file: str | None, topology_opt: str | None) -> None:
                      ", ".join(f"{m.name}@{m.host}:{m.port}" for m in dc.members), dc.synchronous.value])
     click.echo(render_table(["DC", "Role", "Upstream", "Scope", "DCS", "Members", "Sync"], rows,
                             title=f"Federation {topo.federation} ({topo.source}): valid"))
+    store = topo.federation_store
+    if store is not None:
+        click.echo(f"Federation store: {store.kind} " + ", ".join(f"{h.address} ({h.site})" for h in store.hosts)
+                   + f"; lease_ttl {store.lease_ttl} s, fencing_margin {store.fencing_margin:g} s")
+    for warning in store_warnings(topo):
+        click.secho(f"Warning: {warning}", fg="yellow", err=True)

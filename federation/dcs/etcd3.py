@@ -220,6 +220,11 @@ class EtcdDCS(DCS):
         found = self._range(f"read {prefix}", prefix, prefix_range_end(prefix))
         return {v.key: v for v in found}
 
+    def post(self, what: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST `payload` to the gateway's `/v3<path>` (a transaction, a lease call), host by host."""
+        result = self._each_host(what, lambda i: self._gateway_post(i, path, payload))
+        return dict(result) if isinstance(result, dict) else {}
+
     def _txn(self, client: Etcd3Client, compare: dict[str, Any], success: dict[str, Any]) -> dict[str, Any]:
         return dict(client.transaction({"compare": [compare], "success": [success], "failure": []}))
 

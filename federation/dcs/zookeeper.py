@@ -48,7 +48,7 @@ class ZooKeeperDCS(DCS):
     kind = "zookeeper"
 
     def __init__(self, hosts: Sequence[tuple[str, int]], *, label: str = "",
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, session_timeout: float = SESSION_TIMEOUT) -> None:
         if not hosts:
             raise ValueError("ZooKeeperDCS needs at least one host")
 
@@ -58,7 +58,7 @@ class ZooKeeperDCS(DCS):
         self._probe()
         kz = _kazoo()
         self._zk: Any = kz.client.KazooClient(
-            hosts=",".join(f"{h}:{p}" for h, p in self.hosts), timeout=SESSION_TIMEOUT,
+            hosts=",".join(f"{h}:{p}" for h, p in self.hosts), timeout=session_timeout,
             connection_retry={"max_tries": -1, "max_delay": 1.0}, logger=_kazoo_log)
         try:
             self._zk.start(timeout=timeout)
@@ -172,6 +172,26 @@ class ZooKeeperDCS(DCS):
             raise DCSError(f"{self.describe()}: cannot delete {key}: it has child keys",
                            hint="delete the keys below it first") from None
         return True
+
+    @property
+    def session_id(self) -> int | None:
+        """This connection's ZooKeeper session (the owner of the ephemeral nodes it creates)."""
+        client_id = self._zk.client_id
+        return int(client_id[0]) if client_id else None
+
+    def owner_of(self, key: str) -> int | None:
+        """The session owning the ephemeral node `key` (None when absent or not ephemeral)."""
+        errors = _kazoo().exceptions
+        try:
+            stat = self._wait(f"read {key}", self._zk.exists_async(self._path(key)))
+        except errors.NoNodeError:
+            return None
+        return int(stat.ephemeralOwner) or None if stat is not None else None
+
+    def sync(self, key: str) -> None:
+        """Make the next read of `key` see every write committed before this call (ZooKeeper reads are
+        served by whichever server this session talks to, which may lag the leader)."""
+        self._wait(f"sync {key}", self._zk.sync_async(self._path(key)))
 
     def close(self) -> None:
         try:

@@ -1,0 +1,268 @@
+"""The federation store: the record and the primary-DC lease on a consensus cluster (etcd or ZooKeeper).
+
+The store is an existing consensus engine reached through the DCS adapters; fedctl builds no
+quorum of its own. Every operation has one overall deadline and starts by probing each member on
+its own (store_quorum): without a serving majority it raises `NoQuorum` ("1 of 3 members answer")
+and sends nothing, so a refused commit can never take effect later. Requests then go to one member
+that answered, and are never re-sent to another: a write that times out has an unknown outcome
+(the member may have proposed it) and says so, instead of being retried into a false "lost race".
+
+Measured on etcd 3.4 (3 members on loopback, default election timeout): a member cut off from its peers
+keeps reporting its old leader for about 1.8 s; after that `/v3/maintenance/status` says leader 0. A
+read or write sent to a member without quorum is not refused: it hangs until etcd's own request
+timeout, about 7 s, and then fails ("context deadline exceeded", HTTP 503). A write that reached the old
+leader in those first seconds failed for the client and was nevertheless applied once the peers
+returned. Hence the probe first, the one deadline, and "outcome unknown" rather than "refused".
+
+Keys, below the section's namespace: `<ns><federation>/record` (the FederationState JSON) and
+`<ns><federation>/primary_lease` ({"holder": <dc>, "agent": <identity>}, attached to an etcd lease or
+an ephemeral znode of a session whose timeout is the TTL).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from federation.dcs.base import DCS, Versioned
+from federation.dcs.txn import Check, Delete, Put, Write, transact
+from federation.errors import DCSError, OperationRefused
+from federation.store_config import StoreConfig, StoreHost
+from federation.store_quorum import QuorumView, probe_members
+
+if TYPE_CHECKING:
+    from federation.store_lease import PrimaryLease
+
+DEFAULT_DEADLINE = 4.0
+PROBE_TIMEOUT = 0.5
+RETRY_PAUSE = 0.1
+STORE_HINT = ("check the store's members (fedctl store status; etcdctl endpoint status / echo srvr | nc) and "
+              "the federation_store section of the topology")
+T = TypeVar("T")
+
+
+class StoreError(DCSError):
+    """The federation store could not be read or written (its majority answered, the request failed)."""
+
+
+class NoQuorum(StoreError):
+    """Fewer than a majority of the store's members serve from here: nothing was read or written."""
+
+    def __init__(self, view: QuorumView) -> None:
+        self.view = view
+        super().__init__(
+            f"the federation store has no quorum from here: {len(view.serving)} of {view.total} members answer "
+            f"(a majority is {view.majority}): {view.describe()}",
+            hint="nothing was changed; from this side of a cut no commit is possible — run the command where "
+                 "the store's majority is reachable, or restore the store members that are down")
+
+
+class StoreNotInitialised(OperationRefused):
+    def __init__(self, federation: str) -> None:
+        super().__init__(f"the federation store holds no record of federation {federation} yet",
+                         hint="run `fedctl store init` once: it copies the newest per-DC record into the store")
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    """The primary-DC lease as the store holds it now. `remaining` is what the store says is left of the
+    TTL (etcd; None on ZooKeeper, whose sessions do not tell); `version` moves at each ZooKeeper renewal."""
+
+    holder: str | None
+    agent: str | None = None
+    remaining: float | None = None
+    version: int | None = None
+    lease_id: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.holder is not None
+
+
+NO_LEASE = LeaseView(None)
+
+
+def lease_value(dc: str, agent: str, renewals: int = 0) -> str:
+    return json.dumps({"holder": dc, "agent": agent, "renewals": renewals})
+
+
+def parse_lease(value: str) -> tuple[str | None, str | None]:
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    holder, agent = data.get("holder"), data.get("agent")
+    return (holder if isinstance(holder, str) else None), (agent if isinstance(agent, str) else None)
+
+
+class FederationStore:
+    """One federation's record and lease in the store. Cheap to create: it connects per operation."""
+
+    def __init__(self, config: StoreConfig, federation: str, *, deadline: float = DEFAULT_DEADLINE,
+                 probe_timeout: float = PROBE_TIMEOUT, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.federation = federation
+        self.deadline = deadline
+        self.probe_timeout = min(probe_timeout, deadline / 3)
+        self.clock = clock
+        self.record_key = f"{config.namespace}{federation}/record"
+        self.lease_key = f"{config.namespace}{federation}/primary_lease"
+
+    def describe(self) -> str:
+        return f"the federation store ({self.config.kind} at {', '.join(h.address for h in self.config.hosts)})"
+
+    def quorum(self) -> QuorumView:
+        return probe_members(self.config.kind, self.config.hosts, self.probe_timeout)
+
+    def _serving(self, deadline_at: float | None = None) -> tuple[list[StoreHost], float]:
+        """The members that serve, and when the operation's deadline ends; NoQuorum without a majority."""
+        deadline_at = deadline_at if deadline_at is not None else self.clock() + self.deadline
+        view = self.quorum()
+        if not view.has_majority:
+            raise NoQuorum(view)
+        return view.serving, deadline_at
+
+    @contextmanager
+    def _session(self, deadline_at: float | None = None) -> Iterator[DCS]:
+        serving, deadline_at = self._serving(deadline_at)
+        dcs = open_member(self.config.kind, serving[0], deadline_at=deadline_at)
+        try:
+            yield dcs
+        finally:
+            dcs.close()
+
+    # --- the record ------------------------------------------------------------------------------------
+
+    def _read(self, what: str, read: Callable[[DCS], T]) -> T:
+        """Run a read, again while the deadline allows when it fails: a read is safe to repeat, and etcd
+        answers "leader changed" or "no leader" for a moment around every election."""
+        deadline_at = self.clock() + self.deadline
+        while True:
+            try:
+                with self._session(deadline_at) as dcs:
+                    return read(dcs)
+            except NoQuorum:
+                raise
+            except DCSError as exc:
+                if deadline_at - self.clock() < RETRY_PAUSE * 2:
+                    raise StoreError(f"{self.describe()} could not {what} within {self.deadline:g} s: "
+                                     f"{exc.message}", hint=STORE_HINT) from None
+            time.sleep(RETRY_PAUSE)
+
+    def read_record(self) -> Versioned | None:
+        """The record as the store's majority holds it (a linearizable read), None when never written."""
+        def read(dcs: DCS) -> Versioned | None:
+            _sync(dcs, self.record_key)
+            return dcs.get(self.record_key)
+
+        return self._read("read the federation record", read)
+
+    def commit_record(self, value: str, version: int | None, *, lease_absent: bool = False,
+                      revoke: LeaseView | None = None) -> bool:
+        """Write the record with one compare-and-set against `version` (None: the store holds none yet).
+
+        `lease_absent`: commit only while nobody holds the primary-DC lease (promote-dc). `revoke`: delete
+        that lease in the same commit (promote-dc --force); its etcd lease is then revoked too, so the
+        holder's next renewal fails at once. False when the record (or the lease) moved since it was read.
+        """
+        if revoke is not None and revoke.held and revoke.version is None:
+            raise ValueError("revoke needs the lease as read_lease() returned it (with its version)")
+        checks = [Check(self.record_key, version)]
+        writes: list[Write] = [Put(self.record_key, value, create=version is None)]
+        if lease_absent:
+            checks.append(Check(self.lease_key, None))
+        if revoke is not None and revoke.held:
+            checks.append(Check(self.lease_key, revoke.version))
+            writes.append(Delete(self.lease_key))
+        won = self._transact(checks, writes, "commit the federation record")
+        if won and revoke is not None and revoke.lease_id is not None:
+            self._revoke_etcd_lease(revoke.lease_id)
+        return won
+
+    def _transact(self, checks: Sequence[Check], writes: Sequence[Write], what: str) -> bool:
+        try:
+            with self._session() as opened:
+                return transact(opened, checks, writes, what)
+        except NoQuorum:
+            raise
+        except DCSError as exc:
+            raise StoreError(f"{self.describe()} did not confirm the request to {what} within "
+                             f"{self.deadline:g} s: {exc.message}",
+                             hint="its outcome is unknown: the member may still apply it; read the record again "
+                                  "(fedctl status) before retrying") from None
+
+    # --- the primary-DC lease --------------------------------------------------------------------------
+
+    def read_lease(self) -> LeaseView:
+        def read(dcs: DCS) -> LeaseView:
+            _sync(dcs, self.lease_key)
+            found = dcs.get(self.lease_key)
+            if found is None:
+                return NO_LEASE
+            holder, agent = parse_lease(found.value)
+            lease_id, remaining = _etcd_time_to_live(dcs, self.lease_key)
+            return LeaseView(holder, agent, remaining, found.version, lease_id)
+
+        return self._read("read the primary-DC lease", read)
+
+    def revoke_lease(self, seen: LeaseView) -> bool:
+        """Delete the lease `seen` (from read_lease; only if unchanged) and revoke its etcd lease. False when
+        it moved."""
+        if not seen.held:
+            return True
+        if seen.version is None:
+            raise ValueError("revoke_lease needs the lease as read_lease() returned it (with its version)")
+        won = self._transact([Check(self.lease_key, seen.version)], [Delete(self.lease_key)],
+                             "revoke the primary-DC lease")
+        if won and seen.lease_id is not None:
+            self._revoke_etcd_lease(seen.lease_id)
+        return won
+
+    def _revoke_etcd_lease(self, lease_id: int) -> None:
+        from federation.dcs.etcd3 import EtcdDCS
+
+        try:
+            with self._session() as dcs:
+                if isinstance(dcs, EtcdDCS):
+                    dcs.post("revoke the primary-DC lease", "/kv/lease/revoke", {"ID": lease_id})
+        except DCSError:
+            pass  # the key is gone already, which is what fences; the lease then just expires
+
+    def primary_lease(self, dc: str, agent: str) -> PrimaryLease:
+        from federation.store_lease import open_primary_lease
+
+        return open_primary_lease(self, dc, agent)
+
+
+def _sync(dcs: DCS, key: str) -> None:
+    from federation.dcs.zookeeper import ZooKeeperDCS
+
+    if isinstance(dcs, ZooKeeperDCS):
+        dcs.sync(key)
+
+
+def _etcd_time_to_live(dcs: DCS, key: str) -> tuple[int | None, float | None]:
+    """(lease id, seconds left) of an etcd key attached to a lease; (None, None) on ZooKeeper."""
+    from federation.dcs.etcd3 import EtcdDCS, _b64
+
+    if not isinstance(dcs, EtcdDCS):
+        return None, None
+    kvs = dcs.post(f"read {key}", "/kv/range", {"key": _b64(key)}).get("kvs") or []
+    lease_id = int(kvs[0].get("lease", 0)) if kvs else 0
+    if not lease_id:
+        return None, None
+    ttl = int(dcs.post("read the lease's TTL", "/kv/lease/timetolive", {"ID": lease_id}).get("TTL", -1))
+    return lease_id, float(max(ttl, 0))
+
+
+def open_member(kind: str, host: StoreHost, *, deadline_at: float) -> DCS:
+    """A DCS adapter on one store member, bound to the deadline (requests are never re-sent elsewhere)."""
+    from federation.dcs.deadline import open_with_deadline
+
+    return open_with_deadline(kind, [(host.host, host.port)], label="federation store", deadline_at=deadline_at)

@@ -1,0 +1,102 @@
+"""Which members of the federation store answer from here, each probed on its own with a short deadline.
+
+The count is what an operator needs when the store refuses ("1 of 3 members answer"), and the store
+sends its requests only to members that answered, so that a member behind a cut costs one probe
+deadline instead of one request timeout per attempt. A member answers when it serves: an etcd member
+that reports a raft leader (`/v3/maintenance/status`), a ZooKeeper server whose `srvr` reports a Mode
+(one cut off from its quorum says it is "not currently serving requests").
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http.client import HTTPConnection, HTTPException
+
+from federation.store_config import StoreHost
+
+
+@dataclass(frozen=True)
+class MemberProbe:
+    host: StoreHost
+    serving: bool
+    reason: str  # "leader 8e9e05c52164694d", "no answer within 0.5 s", "no leader", ...
+
+
+@dataclass(frozen=True)
+class QuorumView:
+    probes: tuple[MemberProbe, ...]
+
+    @property
+    def serving(self) -> list[StoreHost]:
+        return [p.host for p in self.probes if p.serving]
+
+    @property
+    def total(self) -> int:
+        return len(self.probes)
+
+    @property
+    def majority(self) -> int:
+        return self.total // 2 + 1
+
+    @property
+    def has_majority(self) -> bool:
+        return len(self.serving) >= self.majority
+
+    def describe(self) -> str:
+        return "; ".join(f"{p.host.address} ({p.host.site}): {p.reason}" for p in self.probes)
+
+
+def probe_etcd(host: StoreHost, timeout: float) -> MemberProbe:
+    conn = HTTPConnection(host.host, host.port, timeout=timeout)
+    try:
+        conn.request("POST", "/v3/maintenance/status", body=b"{}", headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        raw = response.read()
+    except TimeoutError:
+        return MemberProbe(host, False, f"no answer within {timeout:g} s")
+    except (OSError, HTTPException) as exc:
+        return MemberProbe(host, False, (getattr(exc, "strerror", None) or type(exc).__name__).lower())
+    finally:
+        conn.close()
+    if response.status != 200:
+        return MemberProbe(host, False, f"HTTP {response.status}")
+    try:
+        status = json.loads(raw)
+    except ValueError:
+        return MemberProbe(host, False, "not an etcd answer")
+    leader = str(status.get("leader") or "0")
+    if leader == "0":
+        return MemberProbe(host, False, "answers, but has no leader (cut off from its peers)")
+    return MemberProbe(host, True, "serving")
+
+
+def probe_zookeeper(host: StoreHost, timeout: float) -> MemberProbe:
+    try:
+        with socket.create_connection((host.host, host.port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(b"srvr")
+            chunks = []
+            while chunk := sock.recv(4096):
+                chunks.append(chunk)
+    except TimeoutError:
+        return MemberProbe(host, False, f"no answer within {timeout:g} s")
+    except OSError as exc:
+        return MemberProbe(host, False, (exc.strerror or type(exc).__name__).lower())
+    text = b"".join(chunks).decode(errors="replace")
+    if "Mode:" in text:
+        return MemberProbe(host, True, "serving")
+    if "not currently serving" in text:
+        return MemberProbe(host, False, "answers, but is not serving (cut off from its quorum)")
+    # `srvr` is not on the server's 4lw.commands.whitelist: it accepted TCP, which is all we can tell.
+    return MemberProbe(host, True, "accepts connections (srvr not allowed)")
+
+
+def probe_members(kind: str, hosts: Sequence[StoreHost], timeout: float) -> QuorumView:
+    """Probe every member in parallel; returns after at most about `timeout` seconds."""
+    probe = probe_etcd if kind == "etcd3" else probe_zookeeper
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        return QuorumView(tuple(pool.map(lambda h: probe(h, timeout), hosts)))
