@@ -37,6 +37,13 @@ if TYPE_CHECKING:
 SITE_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"
 DEFAULT_LEASE_TTL = 10
 DEFAULT_FENCING_MARGIN = 3.0
+# How long after the lease's expiry the old primary DC has certainly stopped acknowledging writes: its
+# agents decide to fence at (expiry - margin) by their own clock and check every LEASE_CHECK_SECONDS;
+# the bound covers that check, the PATCH to the DC's own Patroni leader and Patroni's fast shutdown.
+# promote-dc waits this long after it saw the lease gone (unless the old DC's fence_command succeeded).
+FENCING_BOUND_SECONDS = 5.0
+# Every agent of the primary DC looks at the lease this often (the active one renews it as often).
+LEASE_CHECK_SECONDS = 1.0
 
 
 class _Model(BaseModel):
