@@ -435,26 +435,34 @@ def _lab_sites(topo: Topology) -> list[Problem]:
             if nets[first].overlaps(nets[second]):
                 problems.append((("lab", "sites", second), f"subnet {nets[second]} of site {second} overlaps "
                                  f"{nets[first]} of site {first}"))
+    placed: list[tuple[FieldPath, str, str]] = []
     for i, dc in enumerate(topo.datacenters):
-        net = nets.get(dc.name)
-        if net is None:
+        if dc.name not in nets:
             problems.append((("lab", "sites"), f"datacenter {dc.name} needs a site: add '{dc.name}: <subnet>' "
                              "(each DC runs in its own network namespace)"))
             continue
+        placed += [(("datacenters", i, *path), dc.name, host) for path, host in dc_addresses(dc)]
+    store = topo.federation_store
+    for k, h in enumerate(store.hosts if store else []):
+        at: FieldPath = ("federation_store", store.kind if store else "", "hosts", k, "address")
+        if h.site not in nets:
+            problems.append((at, f"store member {h.address} stands in site {h.site}, which lab.sites does not "
+                             f"name (sites: {', '.join(nets)})"))
+        else:
+            placed.append((at, h.site, h.host))
+    for at, site_name, host in placed:
+        net = nets[site_name]
         gateway = next(net.hosts())
-        for path, host in dc_addresses(dc):
-            try:
-                addr = ipaddress.ip_address(host)
-            except ValueError:
-                problems.append((("datacenters", i, *path), f"{host} is not an IP address: the namespace lab "
-                                 "needs addresses, not names"))
-                continue
-            if addr not in net or addr in (net.network_address, net.broadcast_address):
-                problems.append((("datacenters", i, *path), f"{host} is not a host address of {dc.name}'s site "
-                                 f"subnet {net}"))
-            elif addr == gateway:
-                problems.append((("datacenters", i, *path), f"{host} is the WAN side of {dc.name}'s link "
-                                 f"(the first address of {net}): use another address"))
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            problems.append((at, f"{host} is not an IP address: the namespace lab needs addresses, not names"))
+            continue
+        if addr not in net or addr in (net.network_address, net.broadcast_address):
+            problems.append((at, f"{host} is not a host address of {site_name}'s site subnet {net}"))
+        elif addr == gateway:
+            problems.append((at, f"{host} is the WAN side of {site_name}'s link (the first address of {net}): "
+                             "use another address"))
     return problems
 
 

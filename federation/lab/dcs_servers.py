@@ -9,10 +9,12 @@ from __future__ import annotations
 import socket
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from federation.errors import LabError
 from federation.lab.layout import LabLayout
+from federation.lab.netns import netns_of
 from federation.lab.processes import LabUser, ManagedProcess, chown_tree
 from federation.topology import Address, Datacenter
 
@@ -20,51 +22,95 @@ ETCD_BIN = "/usr/bin/etcd"
 ZOOKEEPER_JARS = ["/etc/zookeeper/conf", "/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-simple.jar"]
 
 
-def server_processes(layout: LabLayout, dc: Datacenter) -> list[tuple[Address, ManagedProcess, Path]]:
-    base = layout.dcs_data(dc)
+@dataclass(frozen=True)
+class ServerGroup:
+    """One ensemble the lab runs: a DC's own DCS, or the federation store (one member per site)."""
+
+    name: str  # the DC's name, or "store"
+    kind: str  # etcd3 or zookeeper
+    hosts: tuple[Address, ...]
+    data_dir: Path
+    netns: tuple[str | None, ...]  # each member's network namespace (namespace labs)
+
+
+def dc_group(layout: LabLayout, dc: Datacenter) -> ServerGroup:
+    return ServerGroup(dc.name, dc.dcs.kind, tuple(dc.dcs.hosts), layout.dcs_data(dc),
+                       tuple(layout.netns(dc) for _ in dc.dcs.hosts))
+
+
+def store_group(layout: LabLayout) -> ServerGroup | None:
+    """The federation store's members, each in its own site (None when the topology names no store)."""
+    store = layout.topo.federation_store
+    if store is None:
+        return None
+    hosts = tuple(Address.model_validate(h.address) for h in store.hosts)
+    return ServerGroup("store", store.kind, hosts, layout.root / "store",
+                       tuple(netns_of(layout.topo, h.site) for h in store.hosts))
+
+
+def store_members_in(layout: LabLayout, site: str) -> set[int]:
+    """The numbers (from 1) of the store members standing in `site`."""
+    store = layout.topo.federation_store
+    return {i for i, h in enumerate(store.hosts, start=1) if h.site == site} if store else set()
+
+
+def group_processes(group: ServerGroup) -> list[tuple[Address, ManagedProcess, Path]]:
     out = []
-    for i, host in enumerate(dc.dcs.hosts, start=1):
-        d = base / f"s{i}"
-        proc = ManagedProcess(dc.dcs.kind, d / "server.pid", d / "server.log", f"{d}/", netns=layout.netns(dc))
+    for i, (host, netns) in enumerate(zip(group.hosts, group.netns, strict=True), start=1):
+        d = group.data_dir / f"s{i}"
+        proc = ManagedProcess(group.kind, d / "server.pid", d / "server.log", f"{d}/", netns=netns)
         out.append((host, proc, d))
     return out
 
 
+def server_processes(layout: LabLayout, dc: Datacenter) -> list[tuple[Address, ManagedProcess, Path]]:
+    return group_processes(dc_group(layout, dc))
+
+
 def start_dcs(layout: LabLayout, dc: Datacenter, user: LabUser) -> None:
-    for i, (host, proc, d) in enumerate(server_processes(layout, dc), start=1):
+    start_group(dc_group(layout, dc), user)
+
+
+def start_group(group: ServerGroup, user: LabUser, only: set[int] | None = None) -> None:
+    """Start the members of `group` that do not run (only those numbered in `only`, from 1, when given)."""
+    for i, (host, proc, d) in enumerate(group_processes(group), start=1):
+        if only is not None and i not in only:
+            continue
         if not proc.running() and _accepts_connections(host):
-            raise LabError(f"{host}, the {dc.dcs.kind} address of {dc.name}, is already in use by a process this "
+            raise LabError(f"{host}, the {group.kind} address of {group.name}, is already in use by a process this "
                            "lab did not start", hint="stop whatever listens there (`ss -ltnp` names it), or run "
                            "`fedctl lab down` for the lab that started it")
         (d / "data").mkdir(parents=True, exist_ok=True, mode=0o700)
-        if dc.dcs.kind == "etcd3":
-            argv = etcd_argv(dc, i, host, d / "data")
+        if group.kind == "etcd3":
+            argv = etcd_argv(group, i, d / "data")
         else:
-            argv = zookeeper_argv(dc, i, d)
+            argv = zookeeper_argv(group, i, d)
         chown_tree(d, user)
         proc.start(user, argv, cwd=d)
 
 
-def etcd_argv(dc: Datacenter, index: int, host: Address, data: Path) -> list[str]:
-    cluster = ",".join(f"{dc.name}-{i}=http://{h.host}:{h.port + 1}" for i, h in enumerate(dc.dcs.hosts, start=1))
+def etcd_argv(group: ServerGroup, index: int, data: Path) -> list[str]:
+    host = group.hosts[index - 1]
+    cluster = ",".join(f"{group.name}-{i}=http://{h.host}:{h.port + 1}" for i, h in enumerate(group.hosts, start=1))
     return [
-        ETCD_BIN, "--name", f"{dc.name}-{index}", "--data-dir", str(data),
+        ETCD_BIN, "--name", f"{group.name}-{index}", "--data-dir", str(data),
         "--listen-client-urls", f"http://{host}", "--advertise-client-urls", f"http://{host}",
         "--listen-peer-urls", f"http://{host.host}:{host.port + 1}",
         "--initial-advertise-peer-urls", f"http://{host.host}:{host.port + 1}",
         "--initial-cluster", cluster, "--initial-cluster-state", "new",
-        "--initial-cluster-token", f"fedlab-{dc.name}", "--listen-metrics-urls", "",
+        "--initial-cluster-token", f"fedlab-{group.name}", "--listen-metrics-urls", "",
         "--heartbeat-interval", "100", "--election-timeout", "1000", "--logger", "zap",
+        *(["--pre-vote"] if len(group.hosts) > 1 else []),
     ]
 
 
-def zookeeper_argv(dc: Datacenter, index: int, d: Path) -> list[str]:
-    host = dc.dcs.hosts[index - 1]
+def zookeeper_argv(group: ServerGroup, index: int, d: Path) -> list[str]:
+    host = group.hosts[index - 1]
     lines = ["tickTime=500", "initLimit=10", "syncLimit=5", f"dataDir={d / 'data'}",
              f"clientPort={host.port}", f"clientPortAddress={host.host}", "admin.enableServer=false",
              "4lw.commands.whitelist=ruok,srvr,mntr", "maxClientCnxns=200"]
-    if len(dc.dcs.hosts) > 1:
-        lines += [f"server.{i}={h.host}:{h.port + 1}:{h.port + 2}" for i, h in enumerate(dc.dcs.hosts, start=1)]
+    if len(group.hosts) > 1:
+        lines += [f"server.{i}={h.host}:{h.port + 1}:{h.port + 2}" for i, h in enumerate(group.hosts, start=1)]
         (d / "data" / "myid").write_text(f"{index}\n")
     (d / "zoo.cfg").write_text("\n".join(lines) + "\n")
     return ["/usr/bin/java", "-Xmx256m", "-Dzookeeper.root.logger=INFO,CONSOLE",
@@ -84,6 +130,10 @@ def dcs_healthy(dc: Datacenter, timeout: float = 1.0) -> bool:
     return all(_server_healthy(dc.dcs.kind, h, timeout) for h in dc.dcs.hosts)
 
 
+def group_healthy(group: ServerGroup, timeout: float = 1.0) -> bool:
+    return all(_server_healthy(group.kind, h, timeout) for h in group.hosts)
+
+
 def _server_healthy(kind: str, host: Address, timeout: float) -> bool:
     try:
         if kind == "etcd3":
@@ -97,24 +147,28 @@ def _server_healthy(kind: str, host: Address, timeout: float) -> bool:
 
 
 def wait_dcs(layout: LabLayout, dc: Datacenter, user: LabUser, timeout: float = 60.0) -> None:
+    wait_group(dc_group(layout, dc), user, timeout)
+
+
+def wait_group(group: ServerGroup, user: LabUser, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     restarts = 0
     while time.monotonic() < deadline:
-        if dcs_healthy(dc):
+        if group_healthy(group):
             return
-        for _, proc, _d in server_processes(layout, dc):
+        for _, proc, _d in group_processes(group):
             if not proc.running():
                 if restarts < 2:
                     # One more chance for a server that really exited (e.g. its port was still held); the
                     # 'silent exits' once seen here were the mid-exec misreading fixed in processes.py.
                     restarts += 1
-                    start_dcs(layout, dc, user)
+                    start_group(group, user)
                     continue
                 tail = _tail(proc.logfile)
-                raise LabError(f"{dc.dcs.kind} of {dc.name} exited during start-up; log {proc.logfile}:\n{tail}")
+                raise LabError(f"{group.kind} of {group.name} exited during start-up; log {proc.logfile}:\n{tail}")
         time.sleep(0.1)
-    raise LabError(f"{dc.dcs.kind} of {dc.name} is not healthy after {timeout:.0f} s",
-                   hint=f"see {layout.dcs_data(dc)}/s*/server.log")
+    raise LabError(f"{group.kind} of {group.name} is not healthy after {timeout:.0f} s",
+                   hint=f"see {group.data_dir}/s*/server.log")
 
 
 def dead_servers(layout: LabLayout, dc: Datacenter) -> list[str]:

@@ -24,11 +24,19 @@ from federation.lab.health import dc_ready, wait_until
 from federation.lab.layout import LabLayout
 from federation.lab.patroni_conf import member_config
 from federation.lab.pgbackrest_conf import member_env, render_config, repo_dirs
-from federation.lab.processes import LabUser, chown_tree, ensure_lab_user, kill_postmaster, kill_strays, run_as
+from federation.lab.processes import (
+    LabUser,
+    ManagedProcess,
+    chown_tree,
+    ensure_lab_user,
+    kill_postmaster,
+    kill_strays,
+    run_as,
+)
 from federation.lab.runtime import runtime_bin
 from federation.patroni_api import PRIMARY_ROLES
 from federation.progress import Progress
-from federation.topology import Datacenter, Member, SecretRef, Topology
+from federation.topology import Address, Datacenter, Member, SecretRef, Topology
 
 SECRET_NAMES = ("superuser", "replication", "rewind")
 
@@ -183,11 +191,20 @@ def lab_up(topo: Topology, progress: Progress) -> None:
     with progress.step("prepare directories, secrets and configuration"):
         ensure_secret_files(topo)
         prepare(lab)
-    with progress.step(f"start DCS for {', '.join(dc.name for dc in topo.datacenters)}"):
+    store = dcs_servers.store_group(lab.layout)
+    also = f" and the federation store ({len(store.hosts)} members)" if store else ""
+    with progress.step(f"start DCS for {', '.join(dc.name for dc in topo.datacenters)}{also}"):
         for dc in topo.datacenters:
             dcs_servers.start_dcs(lab.layout, dc, lab.user)
+        if store:
+            dcs_servers.start_group(store, lab.user)
         for dc in topo.datacenters:
             dcs_servers.wait_dcs(lab.layout, dc, lab.user)
+        if store:
+            dcs_servers.wait_group(store, lab.user)
+    if store:
+        with progress.step("initialise the federation store with the record (once)") as rec:
+            rec.detail = init_store_once(topo)
     if any((lab.layout.member(dc, m).data / "PG_VERSION").exists() for dc, m in topo.members()):
         # An existing lab: roles live in each DC's DCS now (a switchover may have moved them).
         with progress.step("start every member and agent of every DC and wait until each DC is healthy"):
@@ -207,6 +224,16 @@ def lab_up(topo: Topology, progress: Progress) -> None:
     with progress.step("start PgBouncer and the entrypoint follower that points it at the primary DC"):
         pgbouncer.start_pgbouncer(lab)
         follower.start_follower(lab)
+
+
+def init_store_once(topo: Topology) -> str:
+    """`fedctl store init` when the store holds no record yet (a new lab), as its operator would run it."""
+    from federation.record_store import init_store, open_store
+
+    if open_store(topo).read_record() is not None:
+        return "it holds the record already"
+    record, _copies = init_store(topo)
+    return f"epoch {record.epoch}, primary DC {record.primary_dc}"
 
 
 def _wait_all(lab: Lab, dcs: list[Datacenter] | None = None) -> None:
@@ -297,9 +324,12 @@ def lab_down(topo: Topology, progress: Progress, wipe: bool = False) -> None:
     with progress.step("stop Patroni and PostgreSQL of every DC"):
         with ThreadPoolExecutor(max_workers=len(topo.datacenters)) as pool:
             list(pool.map(lambda dc: stop_dc(lab, dc, stop_dcs=False), topo.datacenters))
-    with progress.step("stop the DCS servers"):
+    with progress.step("stop the DCS servers and the federation store"):
         for dc in topo.datacenters:
             for _, proc, _d in dcs_servers.server_processes(lab.layout, dc):
+                proc.stop(timeout=15)
+        if (store := dcs_servers.store_group(lab.layout)) is not None:
+            for _, proc, _d in dcs_servers.group_processes(store):
                 proc.stop(timeout=15)
     strays = kill_strays(lab.layout.root, lab.user.uid)
     if strays:
@@ -334,7 +364,20 @@ def lab_kill(topo: Topology, dc_name: str) -> list[str]:
         if proc.running():
             killed.append(f"{dc.dcs.kind} {host}")
         proc.kill()
+    for host, proc in _store_members_of(lab, dc.name):
+        if proc.running():
+            killed.append(f"federation store member {host}")
+        proc.kill()
     return killed
+
+
+def _store_members_of(lab: Lab, site: str) -> list[tuple[Address, ManagedProcess]]:
+    store = dcs_servers.store_group(lab.layout)
+    if store is None:
+        return []
+    wanted = dcs_servers.store_members_in(lab.layout, site)
+    return [(host, proc) for i, (host, proc, _d) in enumerate(dcs_servers.group_processes(store), start=1)
+            if i in wanted]
 
 
 def lab_start(topo: Topology, dc_name: str, progress: Progress, wait: bool = False) -> None:
@@ -343,6 +386,8 @@ def lab_start(topo: Topology, dc_name: str, progress: Progress, wait: bool = Fal
     dc = topo.dc(dc_name)
     with progress.step(f"start {dc.dcs.kind} of {dc.name}"):
         dcs_servers.start_dcs(lab.layout, dc, lab.user)
+        if (store := dcs_servers.store_group(lab.layout)) is not None:
+            dcs_servers.start_group(store, lab.user, only=dcs_servers.store_members_in(lab.layout, dc.name))
         dcs_servers.wait_dcs(lab.layout, dc, lab.user)
     with progress.step(f"start Patroni members of {dc.name}"):
         start_dc_members(lab, dc)
@@ -374,6 +419,10 @@ def lab_processes(topo: Topology) -> list[list[str]]:
             rows.append([dc.name, f"patroni {member.name}", f"{member.host}:{member.port} api {member.api}",
                          str(paths.patroni.pid() or "-")])
         rows.extend(agents.agent_rows(layout, dc))
+    if (store := dcs_servers.store_group(layout)) is not None:
+        assert topo.federation_store is not None
+        for h, (host, proc, _d) in zip(topo.federation_store.hosts, dcs_servers.group_processes(store), strict=True):
+            rows.append([h.site, f"store {store.kind}", str(host), str(proc.pid() or "-")])
     for s in netns.sites(topo):
         up = "up" if s.netns_path.exists() else "-"
         rows.append([s.name, f"namespace {s.netns}", str(s.subnet), up])

@@ -63,6 +63,8 @@ def sites(topo: Topology) -> list[Site]:
         net = ipaddress.IPv4Network(subnet)
         own = str(net.network_address + 2)
         found = [host for _path, host in dc_addresses(dcs[name])] if name in dcs else []
+        store = topo.federation_store
+        found += [h.host for h in (store.hosts if store else []) if h.site == name]
         addresses = tuple(dict.fromkeys([own, *found]))
         out.append(Site(name, net, f"fedlab-{topo.federation}-{name}", wan_link_name(topo.federation, name),
                         addresses))
