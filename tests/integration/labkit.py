@@ -237,3 +237,16 @@ def fedctl_in(handle: LabHandle, site: str, *args: str, timeout: float = 180) ->
     inner = [sys.executable, "-m", "federation", *args, "-t", str(handle.path)]
     return subprocess.run([sys.executable, "-m", "federation", "lab", "exec", site, "-t", str(handle.path), "--",
                            *inner], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def wait_for_no_lease(handle: LabHandle, timeout: float = 40.0) -> None:
+    """After the primary DC was lost: wait until its lease in the federation store has expired, since
+    promote-dc refuses while it lives (the DC might still reach the store's majority)."""
+    from federation.store import FederationStore
+
+    store = handle.topo.federation_store
+    if store is None:
+        return
+    eventually("the lost primary DC's lease to expire in the federation store",
+               lambda: FederationStore(store, handle.topo.federation).read_lease().holder is None, timeout=timeout,
+               interval=0.5)

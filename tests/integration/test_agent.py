@@ -33,7 +33,7 @@ from federation.progress import Progress
 from federation.samples import newest_sample
 from federation.state import current_state
 from federation.topology import Datacenter, Member
-from tests.integration.labkit import LabHandle, Writer, bug_lines, eventually, start_lab, stop_lab
+from tests.integration.labkit import LabHandle, Writer, bug_lines, eventually, start_lab, stop_lab, wait_for_no_lease
 
 pytestmark = pytest.mark.integration
 
@@ -312,6 +312,7 @@ def test_a_replaced_dc_started_with_its_old_config_is_fenced_by_its_agent(lab: L
         and s, timeout=10)
     assert metrics_of(dc2_agent)["fedctl_upstream_dc_reachable"] == 0
     print(f"dc1 down, dc2's agent: {sentence}")
+    wait_for_no_lease(lab)
     report = promote_dc(lab.topo, "dc2", Progress(quiet=True))
     assert report.outcome == "succeeded"
     assert report.facts["data_loss_estimate_bytes"] is not None, "no LSN sample of dc1 was available"

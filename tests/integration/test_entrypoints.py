@@ -31,7 +31,16 @@ from federation.lsn import parse_lsn
 from federation.progress import Progress
 from federation.samples import newest_sample
 from federation.topology import Member
-from tests.integration.labkit import LabHandle, Writer, bug_lines, eventually, fedctl, start_lab, stop_lab
+from tests.integration.labkit import (
+    LabHandle,
+    Writer,
+    bug_lines,
+    eventually,
+    fedctl,
+    start_lab,
+    stop_lab,
+    wait_for_no_lease,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -223,6 +232,7 @@ def test_after_losing_dc2_promote_dc1_and_both_entrypoints_write_there(scenario:
                timeout=20)
     before = counts(s)
     lab_kill(lab.topo, "dc2")
+    wait_for_no_lease(lab)
     started = time.monotonic()
     done = fedctl(lab, "promote-dc", "dc1", "--yes", "--format", "json")
     promote_seconds = time.monotonic() - started

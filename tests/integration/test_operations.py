@@ -13,7 +13,7 @@ from federation.lab.lab import lab_kill, lab_start
 from federation.lsn import parse_lsn
 from federation.progress import Progress
 from federation.state import PendingOperation, current_state, update, utc_now
-from tests.integration.labkit import LabHandle, Writer, eventually, fedctl
+from tests.integration.labkit import LabHandle, Writer, eventually, fedctl, wait_for_no_lease
 
 
 def _report(done: subprocess.CompletedProcess[str]) -> dict:
@@ -78,6 +78,7 @@ def test_disaster_promotion_fences_the_returning_dc_and_rejoin_brings_it_back(fr
     lab_kill(lab.topo, "dc1")
     switch_refused = fedctl(lab, "switchover-dc", "dc2", "--yes")
     assert switch_refused.returncode == 1 and "promote-dc" in switch_refused.stderr
+    wait_for_no_lease(lab)
     done = fedctl(lab, "promote-dc", "dc2", "--yes", "--format", "json")
     assert done.returncode == 0, done.stderr + done.stdout
     report = _report(done)
@@ -144,6 +145,7 @@ def test_bad_requests_are_refused_and_change_nothing(clean_two_dc: LabHandle) ->
 def test_two_concurrent_promotions_exactly_one_wins(fresh_two_dc: LabHandle) -> None:
     lab = fresh_two_dc
     lab_kill(lab.topo, "dc1")
+    wait_for_no_lease(lab)
     argv = [sys.executable, "-m", "federation", "promote-dc", "dc2", "--yes", "-t", str(lab.path)]
     with ThreadPoolExecutor(max_workers=2) as pool:
         runs = list(pool.map(lambda _: subprocess.run(argv, capture_output=True, text=True, timeout=120,

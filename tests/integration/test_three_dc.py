@@ -6,7 +6,7 @@ import json
 
 from federation.lab.lab import lab_kill
 from federation.state import current_state
-from tests.integration.labkit import LabHandle, Writer, eventually, fedctl
+from tests.integration.labkit import LabHandle, Writer, eventually, fedctl, wait_for_no_lease
 
 
 def test_switchover_to_the_middle_dc_then_promote_the_far_dc(three_dc_lab: LabHandle) -> None:
@@ -32,6 +32,7 @@ def test_switchover_to_the_middle_dc_then_promote_the_far_dc(three_dc_lab: LabHa
 
     lab_kill(lab.topo, "dc1")
     lab_kill(lab.topo, "dc2")
+    wait_for_no_lease(lab)
     promoted = fedctl(lab, "promote-dc", "dc3", "--yes", "--format", "json")
     assert promoted.returncode == 0, promoted.stderr + promoted.stdout
     dc3_leader = lab.leader_of(lab.dc("dc3"))
