@@ -1,9 +1,9 @@
 """Partition drills on the namespace lab: dc1, dc2 and a witness site, each in its own network.
 
-Each drill cuts the WAN with `fedctl lab partition` while clients commit, and asserts what a user must be
-able to rely on. Where fedctl is not partition-safe yet, the drill measures the damage, raises
-`NotYetPartitionSafe` with the figures, and is marked xfail(strict=True) for that exception only: any
-other failure fails the run, and the partition-safe federation issue turns these green.
+Each drill cuts the WAN with `fedctl lab partition` while clients inside the DCs commit, and asserts what a
+user must be able to rely on: a cut-off primary DC fences itself within the lease TTL plus a few seconds,
+promote-dc waits until it certainly has, an operator without the federation store's majority changes
+nothing, and a cut that leaves the store's majority with the primary DC changes nothing at all.
 """
 
 from __future__ import annotations
@@ -16,22 +16,21 @@ from typing import Any
 
 import pytest
 
+from federation.lab import agents, dcs_servers
+from federation.lab.agents import agent_process
 from federation.lab.netns import netns_of
+from federation.lab.processes import ManagedProcess
 from federation.lsn import parse_lsn
 from federation.samples import newest_sample
-from federation.state import read_copies
-from tests.integration.labkit import LabHandle, Writer, dc_dsn, eventually, fedctl, fedctl_in
+from federation.state import current_state, read_copies
+from federation.store import FederationStore
+from federation.topology import Datacenter, Member
+from tests.integration.labkit import LabHandle, Writer, dc_dsn, eventually, fedctl, fedctl_in, wait_for_no_lease
 
 pytestmark = pytest.mark.integration
 
-NOT_FENCED = ("issue 11: a primary DC cut off from the others keeps its Patroni leader and acknowledges its local "
-              "clients' writes until the cut heals; there is no primary-DC lease whose loss would fence it")
-SELF_JUDGED = ("issue 11: promote-dc judges 'the primary DC is gone' from the operator's own host, and the "
-               "record is committed to the first DC that answers there, which is not consensus")
-
-
-class NotYetPartitionSafe(AssertionError):
-    """A guarantee fedctl does not give yet under a partition (see the xfail reasons)."""
+class NotPartitionSafe(AssertionError):
+    """A partition guarantee was broken (split brain, a commit without the store's majority, ...)."""
 
 
 def _status(lab: LabHandle) -> dict[str, Any]:
@@ -138,12 +137,95 @@ def test_short_cut_of_the_primary_dc_changes_nothing(clean_partition: LabHandle)
         assert client.missing_on(lab, member) == []
 
 
-@pytest.mark.timeout(360)
-@pytest.mark.xfail(strict=True, raises=NotYetPartitionSafe, reason=NOT_FENCED)
-def test_cut_off_primary_dc_acknowledges_nothing_once_the_other_dc_is_promoted(fresh_partition: LabHandle) -> None:
-    """(b) dc1 cut off from everyone with a client inside dc1 and one inside dc2; `promote-dc dc2` from the
-    admin host. Counts dc1's acknowledged commits after dc2's first accepted write (the split-brain window,
-    which must be 0) and, after heal and rejoin-dc, the acknowledged commits lost against the estimate."""
+def _active_agent(lab: LabHandle, dc: Datacenter) -> Member | None:
+    """The member whose agent is its DC's active one (asked of each agent's API)."""
+    import urllib.request
+
+    from agent.settings import default_listen
+
+    for member in dc.members:
+        try:
+            with urllib.request.urlopen(f"http://{default_listen(member)}/status", timeout=5) as resp:
+                if json.loads(resp.read())["agent"]["active"]:
+                    return member
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
+
+
+def _ttl(lab: LabHandle) -> float:
+    assert lab.topo.federation_store is not None
+    return float(lab.topo.federation_store.lease_ttl)
+
+
+def _store_record_epoch(lab: LabHandle) -> int:
+    return current_state(lab.topo)[0].epoch
+
+
+def _lease_holder(lab: LabHandle) -> str | None:
+    store = lab.topo.federation_store
+    assert store is not None
+    return FederationStore(store, lab.topo.federation).read_lease().holder
+
+
+def _last_ack_once_quiet(writer: Writer, quiet: float = 2.0) -> float | None:
+    """When the writer's last commit was acknowledged, once it has had none for `quiet` seconds."""
+    last = writer.acked[-1][1] if writer.acked else None
+    return last if last is not None and last < time.monotonic() - quiet else None
+
+
+def _fences_in_time(lab: LabHandle, writer: Writer, cut_at: float) -> float:
+    """Wait until `writer` (a client inside the primary DC) gets no more acknowledgements; return the time
+    from the cut to its last one, which must stay within the lease TTL plus 5 s."""
+    ttl = _ttl(lab)
+    last = eventually("the cut-off primary DC to stop acknowledging commits", lambda: _last_ack_once_quiet(writer),
+                      timeout=ttl + 20, interval=0.2)
+    fenced_after = last - cut_at
+    if fenced_after > ttl + 5:
+        raise NotPartitionSafe(f"the cut-off primary DC acknowledged commits for {fenced_after:.1f} s after the cut "
+                               f"(lease TTL {ttl:.0f} s + 5 s allowed)")
+    return fenced_after
+
+
+def _store_members(lab: LabHandle, *sites: str) -> list[ManagedProcess]:
+    group = dcs_servers.store_group(lab.lab.layout)
+    assert group is not None
+    wanted = set().union(*(dcs_servers.store_members_in(lab.lab.layout, site) for site in sites))
+    return [proc for i, (_h, proc, _d) in enumerate(dcs_servers.group_processes(group), start=1) if i in wanted]
+
+
+@pytest.mark.timeout(240)
+def test_cut_of_the_witness_alone_changes_nothing(clean_partition: LabHandle) -> None:
+    """(c) The witness site cut off for longer than the lease TTL: the store keeps its majority (dc1 and dc2),
+    so no DC fences, no role changes, a client inside dc1 never waits, nothing is lost."""
+    lab = clean_partition
+    roles, epoch, holder = _roles(lab), _store_record_epoch(lab), _lease_holder(lab)
+    assert holder == "dc1", f"the primary DC holds the lease before the drill (holder: {holder})"
+    client = _inside(lab, "dc1", "witness_cut_rows").start()
+    try:
+        eventually("the client inside dc1 commits", lambda: len(client.acked) > 30, timeout=20)
+        _ok(fedctl(lab, "lab", "partition", "witness"), "lab partition")
+        cut_at = time.monotonic()
+        eventually("a cut longer than the lease TTL", lambda: time.monotonic() > cut_at + _ttl(lab) + 5,
+                   timeout=_ttl(lab) + 10)
+        assert _lease_holder(lab) == "dc1", "dc1 keeps renewing its lease through the witness cut"
+        _ok(fedctl(lab, "lab", "heal"), "lab heal")
+        for member in lab.dc("dc2").members:
+            eventually(f"{member.name} has every row", lambda m=member: client.missing_on(lab, m) == [], timeout=60)
+    finally:
+        client.stop()
+    assert len([t for _, t in client.acked if t > cut_at]) > 50
+    assert client.longest_gap() < 2.0, f"the client inside dc1 waited {client.longest_gap():.2f} s for a commit"
+    assert (_roles(lab), _store_record_epoch(lab)) == (roles, epoch)
+
+
+@pytest.mark.timeout(420)
+def test_cut_off_primary_dc_fences_itself_and_promote_dc_loses_no_more_than_estimated(
+        fresh_partition: LabHandle) -> None:
+    """(a) dc1 cut off from everyone with a client inside dc1 and one inside dc2: dc1 stops acknowledging
+    commits within TTL + 5 s without any operator; promote-dc dc2 from the admin host then succeeds, and dc1
+    acknowledges nothing after dc2's first accepted write; after heal and rejoin-dc, the acknowledged commits
+    lost stay within the printed estimate and the rejoin report lists the diverged WAL."""
     lab = fresh_partition
     in_dc1 = _inside(lab, "dc1", "split_rows").start()
     in_dc2 = _inside(lab, "dc2", "split_rows", create=False, first_id=10**9, error_pause=0.1)
@@ -155,11 +237,13 @@ def test_cut_off_primary_dc_acknowledges_nothing_once_the_other_dc_is_promoted(f
         _wait_for_fresh_sample(lab, "dc1")
         _ok(fedctl(lab, "lab", "partition", "dc1"), "lab partition")
         cut_at = time.monotonic()
+        fenced_after = _fences_in_time(lab, in_dc1, cut_at)
+        early = fedctl(lab, "promote-dc", "dc2", "--yes")
+        wait_for_no_lease(lab)
         promoted = _ok(fedctl(lab, "promote-dc", "dc2", "--yes", "--format", "json"), "promote-dc dc2")
         report = json.loads(promoted.stdout)
         first = eventually("dc2 accepts a write from its client", lambda: in_dc2.acked[:1], timeout=30)[0][1]
         assert in_dc2.answers > 0, "dc2 never answered its client before the promotion"
-        # Five more seconds of dc1's client: a DC that fenced itself would have stopped long before.
         eventually("five seconds past dc2's first write", lambda: time.monotonic() > first + 5, timeout=10)
         after_promotion = [i for i, t in in_dc1.acked if t > first]
         _ok(fedctl(lab, "lab", "heal"), "lab heal")
@@ -178,24 +262,26 @@ def test_cut_off_primary_dc_acknowledges_nothing_once_the_other_dc_is_promoted(f
     assert estimate is not None, "no LSN sample of dc1: the agents should have sampled it"
     received = parse_lsn(report["received_lsn"])
     lost_bytes = max((in_dc1.lsn_of[i] + 512 - received for i in lost), default=0)
-    print(f"cut to promoted: {first - cut_at:.1f} s; dc1 acknowledged {len(after_promotion)} commits after dc2's "
-          f"first write; lost {len(lost)} acknowledged commits ({lost_bytes} bytes) against an estimate of "
-          f"{estimate} bytes; rejoin found diverged WAL on {sorted(joined.get('diverged_wal', {}))}")
-    if after_promotion or lost_bytes > estimate + 512:
-        raise NotYetPartitionSafe(f"split brain: dc1 acknowledged {len(after_promotion)} commits after dc2's first "
-                                  f"write; {len(lost)} acknowledged commits ({lost_bytes} bytes) lost against an "
-                                  f"estimate of {estimate} bytes")
+    print(f"fenced {fenced_after:.1f} s after the cut; dc2's first write {first - cut_at:.1f} s after it; dc1 "
+          f"acknowledged {len(after_promotion)} commits after dc2's first write; lost {len(lost)} acknowledged "
+          f"commits ({lost_bytes} bytes) against an estimate of {estimate} bytes; rejoin found diverged WAL on "
+          f"{sorted(joined.get('diverged_wal', {}))}; promote-dc before the lease expired: exit {early.returncode}")
+    if after_promotion:
+        raise NotPartitionSafe(f"split brain: dc1 acknowledged {len(after_promotion)} commits after dc2's first write")
+    assert lost_bytes <= estimate + 512, f"{len(lost)} commits ({lost_bytes} bytes) lost, estimate {estimate} bytes"
+    assert "diverged_wal" in joined, joined
 
 
 @pytest.mark.timeout(300)
-def test_operators_on_both_sides_of_a_cut_at_most_one_wins(fresh_partition: LabHandle) -> None:
-    """(c) dc1 cut off from everyone; at the same moment an operator inside dc1 hands the primary role to dc2
-    with switchover-dc and one on the admin host runs promote-dc dc2. At most one may win, the loser says why
-    (no traceback), and the record's epoch rises once per winner."""
+def test_operators_on_both_sides_of_a_cut_exactly_one_wins(fresh_partition: LabHandle) -> None:
+    """(b) dc1 cut off from everyone; once its lease is gone, an operator inside dc1 hands the primary role to
+    dc2 with switchover-dc at the same moment as one on the admin host runs promote-dc dc2. Exactly one wins:
+    the one who reaches the store's majority; the other is told why (no traceback)."""
     lab = fresh_partition
-    before = max(e for e in _epochs(lab).values() if e is not None)
+    before = _store_record_epoch(lab)
     _ok(fedctl(lab, "lab", "partition", "dc1"), "lab partition")
     try:
+        wait_for_no_lease(lab)
         with ThreadPoolExecutor(max_workers=2) as pool:
             inside = pool.submit(fedctl_in, lab, "dc1", "switchover-dc", "dc2", "--yes")
             outside = pool.submit(fedctl, lab, "promote-dc", "dc2", "--yes")
@@ -203,26 +289,21 @@ def test_operators_on_both_sides_of_a_cut_at_most_one_wins(fresh_partition: LabH
     finally:
         _ok(fedctl(lab, "lab", "heal"), "lab heal")
     winners = [who for who, run in runs.items() if run.returncode == 0]
-    assert len(winners) <= 1, {who: run.stderr for who, run in runs.items()}
-    for who, run in runs.items():
-        if run.returncode != 0:
-            assert run.stderr.startswith("Error: ") or "\nError: " in run.stderr, f"{who}: {run.stderr}"
-            assert "Traceback" not in run.stderr, f"{who}: {run.stderr}"
-    def every_dc_answers() -> dict[str, int | None] | None:
-        seen = _epochs(lab)
-        return seen if None not in seen.values() else None
-
-    after = eventually("both DCs answer after the heal", every_dc_answers, timeout=30)
-    assert max(after.values()) == before + len(winners), (before, after, winners)
-    print(f"winner: {winners or 'none'}; epochs after heal: {after}")
+    assert winners == ["admin host"], {who: run.stderr[-600:] for who, run in runs.items()}
+    loser = runs["inside dc1"]
+    assert "Error: " in loser.stderr and "Traceback" not in loser.stderr, loser.stderr
+    assert "no quorum from here" in loser.stderr, loser.stderr
+    assert _store_record_epoch(lab) == before + 1
+    print(f"inside dc1: {loser.stderr.strip().splitlines()[0]}")
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(strict=True, raises=NotYetPartitionSafe, reason=SELF_JUDGED)
 def test_operator_inside_a_cut_off_standby_dc_cannot_promote_it(fresh_partition: LabHandle) -> None:
-    """(c) dc2 cut off from everyone while dc1 keeps committing; an operator inside dc2 runs promote-dc dc2.
-    From there dc1 looks dead, but it is alive: the promotion must be refused and dc2 must take no write."""
+    """(b) dc2 cut off from everyone while dc1 keeps committing; an operator inside dc2 runs promote-dc dc2.
+    From there dc1 looks dead, but it is alive and holds the store's majority with the witness: the promotion
+    is refused, nothing changes, dc2 takes no write and dc1 never stops."""
     lab = fresh_partition
+    before = _store_record_epoch(lab)
     in_dc1 = _inside(lab, "dc1", "standby_cut_rows").start()
     in_dc2 = _inside(lab, "dc2", "standby_cut_rows", create=False, first_id=10**9, error_pause=0.1)
     try:
@@ -241,10 +322,79 @@ def test_operator_inside_a_cut_off_standby_dc_cannot_promote_it(fresh_partition:
         in_dc1.stop()
         in_dc2.stop()
     assert in_dc2.answers > 0, "dc2's members never answered the client inside dc2: nothing was watched"
-    assert dc1_kept_writing > 20, "dc1 is alive and keeps committing through the cut"
     assert "Traceback" not in attempt.stderr, attempt.stderr
-    print(f"promote-dc inside dc2 exited {attempt.returncode}; dc2 accepted {len(in_dc2.acked)} writes while dc1 "
-          f"acknowledged {dc1_kept_writing}")
+    print(f"promote-dc inside dc2 exited {attempt.returncode}: {attempt.stderr.strip().splitlines()[:1]}; dc2 "
+          f"accepted {len(in_dc2.acked)} writes while dc1 acknowledged {dc1_kept_writing}")
     if attempt.returncode == 0 or in_dc2.acked:
-        raise NotYetPartitionSafe(f"an operator inside cut-off dc2 promoted it (exit {attempt.returncode}) while dc1 "
-                                  f"was alive: dc2 accepted {len(in_dc2.acked)} writes, dc1 {dc1_kept_writing}")
+        raise NotPartitionSafe(f"an operator inside cut-off dc2 promoted it (exit {attempt.returncode}) while dc1 "
+                               f"was alive: dc2 accepted {len(in_dc2.acked)} writes, dc1 {dc1_kept_writing}")
+    assert attempt.returncode == 1 and "no quorum from here" in attempt.stderr, attempt.stderr
+    assert dc1_kept_writing > 20, "dc1 holds the store's majority with the witness and keeps committing"
+    assert in_dc1.longest_gap() < 2.0
+    assert _store_record_epoch(lab) == before
+
+
+@pytest.mark.timeout(360)
+def test_cut_off_primary_dc_fences_itself_without_its_active_agent_and_recovers_after_heal(
+        fresh_partition: LabHandle) -> None:
+    """(d) dc1 cut off from everyone and its active agent SIGKILLed at the same moment: the other agent fences
+    dc1 all the same. Healed while the record still names dc1, dc1 takes its lease again and takes writes."""
+    lab = fresh_partition
+    dc1 = lab.dc("dc1")
+    epoch = _store_record_epoch(lab)
+    client = _inside(lab, "dc1", "agent_kill_rows").start()
+    try:
+        eventually("the client inside dc1 commits", lambda: len(client.acked) > 30, timeout=20)
+        active = eventually("dc1's active agent", lambda: _active_agent(lab, dc1), timeout=20)
+        _ok(fedctl(lab, "lab", "partition", "dc1"), "lab partition")
+        cut_at = time.monotonic()
+        agent_process(lab.lab.layout, dc1, active).kill()
+        fenced_after = _fences_in_time(lab, client, cut_at)
+        _ok(fedctl(lab, "lab", "heal"), "lab heal")
+        healed_at = time.monotonic()
+        eventually("dc1 takes writes again after the heal", lambda: client.acked[-1][1] > healed_at, timeout=90)
+        back_after = next(t for _, t in client.acked if t > healed_at) - healed_at
+        agents.start_agents(lab.lab, dc1)
+        for member in lab.dc("dc2").members:
+            eventually(f"{member.name} has every row", lambda m=member: client.missing_on(lab, m) == [], timeout=60)
+    finally:
+        client.stop()
+    print(f"with {active.name}'s agent killed, dc1 fenced {fenced_after:.1f} s after the cut and took writes again "
+          f"{back_after:.1f} s after the heal")
+    assert _store_record_epoch(lab) == epoch, "nobody promoted anything: the record is unchanged"
+    assert lab.member_role(lab.leader_of(dc1)) == "primary"
+    assert client.missing_on(lab, lab.leader_of(dc1)) == []
+
+
+@pytest.mark.timeout(300)
+def test_store_without_majority_fences_the_primary_dc_until_it_returns(fresh_partition: LabHandle) -> None:
+    """(e) The federation store loses its majority (its dc2 and witness members stop) while every DC is
+    connected: dc1 fences itself (consistency first) and status says why; once the members are back, dc1
+    takes its lease again and writes by itself."""
+    lab = fresh_partition
+    epoch = _store_record_epoch(lab)
+    client = _inside(lab, "dc1", "store_loss_rows").start()
+    down = _store_members(lab, "dc2", "witness")
+    try:
+        eventually("the client inside dc1 commits", lambda: len(client.acked) > 30, timeout=20)
+        lost_at = time.monotonic()
+        for proc in down:
+            proc.kill()
+        fenced_after = _fences_in_time(lab, client, lost_at)
+        status = fedctl(lab, "status", "--timeout", "1")
+        assert status.returncode == 1 and "no quorum" in status.stdout, status.stdout + status.stderr
+        group = dcs_servers.store_group(lab.lab.layout)
+        assert group is not None
+        back_at = time.monotonic()
+        dcs_servers.start_group(group, lab.lab.user, only=dcs_servers.store_members_in(lab.lab.layout, "dc2")
+                                | dcs_servers.store_members_in(lab.lab.layout, "witness"))
+        eventually("dc1 takes writes again once the store is back", lambda: client.acked[-1][1] > back_at,
+                   timeout=90)
+        recovered_after = next(t for _, t in client.acked if t > back_at) - back_at
+        for member in lab.dc("dc2").members:
+            eventually(f"{member.name} has every row", lambda m=member: client.missing_on(lab, m) == [], timeout=60)
+    finally:
+        client.stop()
+    print(f"store majority lost: dc1 fenced {fenced_after:.1f} s later; took writes again {recovered_after:.1f} s "
+          "after the store members came back")
+    assert _store_record_epoch(lab) == epoch
