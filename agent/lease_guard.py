@@ -276,6 +276,9 @@ class LeaseGuard:
             outcome = self._after_rejoin()
         elif self._fenced_at is not None and not self._fence_done and not self._unfenced_by_another():
             outcome = self._fence_step(decision.sentence)
+        elif self._marker is not None and not self._marker.ours(self.dc):
+            outcome = (f"fenced by a marker that is not ours (by {self._marker.by or 'unknown'}): never undone by "
+                       "the agent")
         else:
             outcome = ""
         return self._say((action.value, outcome), f"{decision.sentence}{'; ' + outcome if outcome else ''}")
