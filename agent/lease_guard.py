@@ -19,13 +19,14 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from agent.fence_marker import FenceMarker, MarkerStore
 from agent.lease_policy import LeaseAction, LeaseDecision, decide_lease
 from agent.lease_watch import LeaseWatch
-from agent.self_fence import FENCE_PATCH, UNFENCE_PATCH, DCPatroni, is_fence_section
+from agent.self_fence import DCPatroni, demote, promote_back, rejoined
 from federation.dcs.base import Versioned
 from federation.errors import FedError
 from federation.state import FederationState, _parse
@@ -144,7 +145,7 @@ class LeaseGuard:
             return {"lease_holder": self.identity if self._holding else self._holder, "held": self.held(),
                     "sighting_age_seconds": None if math.isnan(age) else round(age, 1),
                     "fenced_since": self._fenced_wall.isoformat(timespec="milliseconds") if self._fenced_wall
-                    else None, "fence_marker": self._marker.__dict__ if self._marker else None,
+                    else None, "fence_marker": asdict(self._marker) if self._marker else None,
                     "store_error": self._store_error, "last_sentence": self.last_sentence}
 
     # ---- the store side (its own thread)
@@ -173,8 +174,9 @@ class LeaseGuard:
         try:
             found = self.store.read_record()
         except FedError as exc:
+            self._store_failed(exc.message)
             with self._lock:
-                self._from_store, self._store_error = False, exc.message
+                self._from_store = False
             try:
                 cached = self._cached_record()
             except Exception:
@@ -193,8 +195,18 @@ class LeaseGuard:
                 self._from_store, self._store_error = False, "the store's record does not parse"
                 return False
             self._record, self._record_version = record, found.version
-            self._from_store, self._store_error = True, None
+            self._from_store = True
+            if self._store_error is not None:
+                log.info("the federation store answers again")
+            self._store_error = None
             return True
+
+    def _store_failed(self, message: str) -> None:
+        """Counts as no sighting; logged once per distinct failure, not every check."""
+        with self._lock:
+            if message != self._store_error:
+                log.warning("the federation store does not answer: %s", message)
+            self._store_error = message
 
     def _read_marker(self) -> None:
         try:
@@ -216,8 +228,7 @@ class LeaseGuard:
                 assert self._record_version is not None
                 view = self.lease.take(self._record_version)
         except FedError as exc:
-            with self._lock:
-                self._store_error = exc.message
+            self._store_failed(exc.message)
             return  # confirms nothing: the fence deadline comes closer
         with self._lock:
             self._holding = view is not None
@@ -236,8 +247,7 @@ class LeaseGuard:
         try:
             view = self.store.read_lease()
         except FedError as exc:
-            with self._lock:
-                self._store_error = exc.message
+            self._store_failed(exc.message)
             return
         with self._lock:
             self._watch.observed(at, view)
@@ -321,54 +331,43 @@ class LeaseGuard:
                 # Consistency first: demote anyway (without the own DCS the PATCH fails too and is retried).
                 log.warning("could not write the fence marker: %s", exc.message)
         try:
-            section = self.patroni.config().get("standby_cluster")
-            if is_fence_section(section):
-                role = self.patroni.leader_role()
-                if role == "standby_leader":
-                    with self._lock:
-                        self._fence_done = True
-                    return "fenced: the leader is a standby leader with no upstream"
-                return f"fence PATCH in place, waiting for the leader to become a standby leader (it is {role})"
-            if section:
-                with self._lock:
-                    self._fence_done = True
-                return "already a standby cluster: it takes no writes"
-            self.patroni.patch(FENCE_PATCH)
-            return "sent PATCH /config standby_cluster 127.0.0.1:1 to the leader"
+            done, outcome = demote(self.patroni)
         except FedError as exc:
             return f"could not demote yet ({exc.message}); retrying"
+        with self._lock:
+            self._fence_done = done
+        return outcome
 
     def _unfence(self) -> str:
         if not self._active():
             with self._lock:
-                if self._marker_known and self._marker is None:
-                    self._fenced_at = self._fenced_wall = self._fence_reason = None
-                    self._fence_done = self._marker_seen = False
-                    return "the active agent unfenced the DC"
+                gone = self._marker_known and self._marker is None
+            if gone:
+                self._clear_fence()
+                return "the active agent unfenced the DC"
             return "waiting for the active agent to unfence the DC"
         with self._lock:
             record, marker = self.store_record(), self._marker
         if record is None or record.primary_dc != self.dc:
             return "not unfencing: the store's record does not confirm this DC as the primary DC"
+        if not self.held():
+            return "not unfencing: this agent does not hold the primary-DC lease"
         if marker is not None and not marker.ours(self.dc):
             return f"not unfencing: the fence marker is not ours (by {marker.by or 'unknown'})"
         try:
-            section = self.patroni.config().get("standby_cluster")
-            if marker is None and is_fence_section(section):
-                return "not unfencing: the DC is fenced but holds no fence marker; leaving it to an operator"
-            if is_fence_section(section):
-                self.patroni.patch(UNFENCE_PATCH)
+            ok, outcome = promote_back(self.patroni, marker is not None)
+            if not ok:
+                return outcome
             self.markers.remove()
         except FedError as exc:
             return f"could not unfence yet ({exc.message}); retrying"
         self._clear_fence()
         log.warning("unfenced %s: it holds the primary-DC lease again and the record names it", self.dc)
-        return "sent PATCH /config standby_cluster null and removed the fence marker"
+        return f"{outcome}; fence marker removed"
 
     def _after_rejoin(self) -> str:
         try:
-            section = self.patroni.config().get("standby_cluster")
-            if not section or is_fence_section(section):
+            if not rejoined(self.patroni):
                 return "still fenced, waiting for rejoin-dc"
             self.markers.remove()
         except FedError as exc:

@@ -67,3 +67,36 @@ class RestPatroni:
         if target is None:
             raise OperationFailed(f"no member of {self.dc.name} answers its REST API: cannot PATCH /config")
         patroni_api.patch_config(target, body, timeout=REST_TIMEOUT * 2)
+
+
+def demote(patroni: DCPatroni) -> tuple[bool, str]:
+    """One fencing attempt: (done, what happened). Sends the PATCH only when the config lacks the fence,
+    then waits (the next attempt) for the leader to come back as a standby leader. Raises FedError."""
+    section = patroni.config().get("standby_cluster")
+    if is_fence_section(section):
+        role = patroni.leader_role()
+        if role == "standby_leader":
+            return True, "fenced: the leader is a standby leader with no upstream"
+        return False, f"fence PATCH in place, waiting for the leader to become a standby leader (it is {role})"
+    if section:
+        return True, "already a standby cluster: it takes no writes"
+    patroni.patch(FENCE_PATCH)
+    return False, f"sent PATCH /config standby_cluster {FENCE_HOST}:{FENCE_PORT} to the leader"
+
+
+def promote_back(patroni: DCPatroni, has_marker: bool) -> tuple[bool, str]:
+    """Undo our fence: PATCH standby_cluster null when the config holds the fence section. (False, why)
+    when the DC holds the fence without a marker: not ours to undo. Raises FedError."""
+    section = patroni.config().get("standby_cluster")
+    if not is_fence_section(section):
+        return True, "no fence section in the config to undo"
+    if not has_marker:
+        return False, "not unfencing: the DC is fenced but holds no fence marker; leaving it to an operator"
+    patroni.patch(UNFENCE_PATCH)
+    return True, "sent PATCH /config standby_cluster null to the leader"
+
+
+def rejoined(patroni: DCPatroni) -> bool:
+    """The DC is a standby cluster of a real upstream (rejoin-dc replaced the fence section). Raises FedError."""
+    section = patroni.config().get("standby_cluster")
+    return bool(section) and not is_fence_section(section)

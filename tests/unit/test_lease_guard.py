@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
+from agent.daemon import Agent
 from agent.fence_marker import FenceMarker
 from agent.lease_guard import NOT_INITIALISED, LeaseGuard
 from agent.primary_check import PrimaryCheck
@@ -16,7 +21,7 @@ from federation.dcs.base import Versioned
 from federation.errors import DCSError
 from federation.state import FederationState
 from federation.store import NO_LEASE, LeaseView, StoreError
-from federation.topology import load_topology
+from federation.topology import load_topology, parse_topology
 from tests.unit.test_agent_decide import TOPOLOGY
 
 TTL, MARGIN = 10.0, 3.0
@@ -137,11 +142,11 @@ class _PatroniView:
         self.world.patch(body)
 
 
-def make(world: World, *, active: bool = True, member: str = "n1",
-         cached: FederationState | None = None) -> LeaseGuard:
+def make(world: World, *, active: bool = True, member: str = "n1", cached: FederationState | None = None,
+         interval: float = 1.0) -> LeaseGuard:
     return LeaseGuard(dc="dc1", identity=f"dc1/{member}", store=world, lease=world, patroni=_PatroniView(world),
                       markers=world, ttl=TTL, margin=MARGIN, active=lambda: active, cached_record=lambda: cached,
-                      clock=world.clock, wall=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+                      clock=world.clock, wall=lambda: datetime(2026, 1, 1, tzinfo=UTC), interval=interval)
 
 
 def tick(guard: LeaseGuard, world: World, seconds: float = 0.0) -> str:
@@ -330,3 +335,31 @@ def test_a_dc_that_is_already_a_standby_cluster_is_not_patched(world: World) -> 
     for _ in range(8):
         tick(guard, world, 1.0)
     assert guard.fenced() and world.patches() == [] and world.marker is not None
+
+
+def test_the_guard_runs_in_threads_of_its_own_and_stops(world: World) -> None:
+    guard = make(world, interval=0.01)
+    guard.start()
+    try:
+        deadline = time.monotonic() + 5
+        while "renew" not in world.events and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        guard.stop()
+    assert "take" in world.events and "renew" in world.events
+    assert all(not t.is_alive() for t in guard._threads)
+
+
+def test_with_a_store_every_agent_gets_a_guard_with_metrics_and_status() -> None:
+    data = yaml.safe_load(TOPOLOGY.read_text())
+    data["federation_store"] = {"etcd3": {"hosts": [{"address": "127.0.39.1:2379", "site": "dc1"},
+                                                    {"address": "127.0.39.2:2379", "site": "dc2"},
+                                                    {"address": "127.0.39.3:2379", "site": "witness"}]}}
+    agent = Agent(agent_settings(parse_topology(data), "dc1", "n2"))  # connects to nothing yet
+    assert agent.guard is not None
+    families = {f.name: f for f in text_string_to_metric_families(agent.metrics.text().decode())}
+    assert families["fedctl_agent_primary_lease_held"].samples[0].value == 0
+    assert families["fedctl_agent_fenced"].samples[0].value == 0
+    assert math.isnan(families["fedctl_agent_lease_sighting_age_seconds"].samples[0].value)
+    status = agent.guard.status()
+    assert {"lease_holder", "held", "sighting_age_seconds", "fenced_since", "last_sentence"} <= status.keys()
