@@ -23,6 +23,7 @@ from agent import act
 from agent.decide import Action, Decision, Observation, cross_dc_lag, decide, record_to_copy, upstream_sample
 from agent.guard_wiring import open_guard
 from agent.leadership import LeaseKeeper
+from agent.lease_guard import NOT_INITIALISED
 from agent.metrics import AgentMetrics
 from agent.observe import KnownRecord, observe
 from agent.scheduler import JobScheduler
@@ -166,6 +167,8 @@ class Agent:
         """The store's record when it answers (the cached copies otherwise) and the guard's fence."""
         if self.guard is None:
             return obs
+        if self.guard.not_initialised():
+            return replace(obs, hold=NOT_INITIALISED)
         record = self.guard.store_record()
         if record is not None:
             obs = replace(obs, record=record, record_written=True)

@@ -52,6 +52,7 @@ class Observation:
     upstream: DCLook | None = None
     fence_waited: float = 0.0  # seconds since this agent first found its DC replaced (0: just now)
     self_fenced: str | None = None  # why the DC fenced itself (lost primary-DC lease); None: it did not
+    hold: str | None = None  # a reason to change nothing at all (the federation store holds no record yet)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ def decide(topo: Topology, obs: Observation) -> Decision:
     record = obs.record
     if obs.own_dcs_error is not None:
         return Decision(Action.WAIT, f"own DCS unreachable ({obs.own_dcs_error}): changing nothing until it answers")
+    if obs.hold is not None:
+        return Decision(Action.WAIT, f"{obs.hold}: changing nothing")
     if record is None:
         return Decision(Action.WAIT, "the federation record could not be read: changing nothing")
     why = _replaced(obs, record)

@@ -95,6 +95,10 @@ class LeaseGuard:
         with self._lock:
             return self._record if self._from_store else None
 
+    def not_initialised(self) -> bool:
+        with self._lock:
+            return self._not_initialised
+
     def known_record(self) -> FederationState | None:
         with self._lock:
             if self._from_store:
@@ -160,7 +164,8 @@ class LeaseGuard:
             self._close_lease = False
             self._holding = False
             self.lease.close()  # ZooKeeper: ends the session, whose pings would otherwise keep the node
-        if active and record_ok and decision.action in (LeaseAction.TAKE, LeaseAction.RENEW):
+        # A renewal needs no record; taking the lease needs the record's version (checked in one transaction).
+        if active and (record_ok or self._holding) and decision.action in (LeaseAction.TAKE, LeaseAction.RENEW):
             self._take_or_renew()
         elif active and self._holding and decision.action is LeaseAction.RELEASE:
             self._release()
@@ -224,9 +229,10 @@ class LeaseGuard:
         try:
             if self._holding:
                 view = self.lease.renew()
-            else:
-                assert self._record_version is not None
+            elif self._record_version is not None:
                 view = self.lease.take(self._record_version)
+            else:
+                return
         except FedError as exc:
             self._store_failed(exc.message)
             return  # confirms nothing: the fence deadline comes closer

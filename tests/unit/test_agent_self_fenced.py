@@ -8,6 +8,7 @@ import pytest
 
 from agent.daemon import Agent
 from agent.decide import Action, decide
+from agent.lease_guard import NOT_INITIALISED
 from agent.self_fence import FENCE_PATCH
 from agent.settings import agent_settings
 from federation.state import FederationState
@@ -61,6 +62,14 @@ class _Guard:
     def self_fenced(self) -> str | None:
         return self.fenced
 
+    def not_initialised(self) -> bool:
+        return False
+
+
+class _EmptyStore(_Guard):
+    def not_initialised(self) -> bool:
+        return True
+
 
 def test_the_loop_uses_the_stores_record_and_falls_back_to_the_copies(topo: Topology) -> None:
     agent = Agent(agent_settings(topo, "dc1", "n1"))
@@ -73,3 +82,11 @@ def test_the_loop_uses_the_stores_record_and_falls_back_to_the_copies(topo: Topo
     agent.guard = _Guard(None, None)  # type: ignore[assignment]
     obs = agent._with_guard(cached)
     assert obs.record == cached.record and obs.self_fenced is None
+
+
+def test_the_loop_changes_nothing_while_the_store_holds_no_record(topo: Topology) -> None:
+    agent = Agent(agent_settings(topo, "dc2", "n3"))
+    agent.guard = _EmptyStore(None, None)  # type: ignore[assignment]
+    obs = agent._with_guard(primary_obs(topo, dc="dc2", record=record(epoch=3, primary="dc1")))
+    d = decide(topo, obs)
+    assert (d.action, d.sentence) == (Action.WAIT, f"{NOT_INITIALISED}: changing nothing")

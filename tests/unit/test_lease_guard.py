@@ -363,3 +363,18 @@ def test_with_a_store_every_agent_gets_a_guard_with_metrics_and_status() -> None
     assert math.isnan(families["fedctl_agent_lease_sighting_age_seconds"].samples[0].value)
     status = agent.guard.status()
     assert {"lease_holder", "held", "sighting_age_seconds", "fenced_since", "last_sentence"} <= status.keys()
+
+
+def test_the_holder_renews_even_when_the_record_cannot_be_read(world: World) -> None:
+    guard = make(world)
+    tick(guard, world)
+    read_record = world.read_record
+
+    def no_record() -> Versioned | None:
+        raise StoreError("could not read the federation record within 2.3 s")
+
+    world.read_record = no_record  # type: ignore[method-assign]
+    for _ in range(12):
+        tick(guard, world, 1.0)
+    assert world.events.count("renew") == 12 and world.patches() == [] and not guard.fenced()
+    world.read_record = read_record  # type: ignore[method-assign]
