@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from agent.lease_guard import LeaseGuard
 from agent.primary_check import PrimaryCheck
 from agent.settings import AgentSettings
 
@@ -83,7 +84,9 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], view: AgentView) -> None:
         self.view = view
         settings = getattr(view, "settings", None)  # the real agent has them; test doubles may not
-        self.primary = PrimaryCheck(settings) if isinstance(settings, AgentSettings) else None
+        guard = getattr(view, "guard", None)
+        fenced = guard.fence_reason if isinstance(guard, LeaseGuard) else None
+        self.primary = PrimaryCheck(settings, fenced=fenced) if isinstance(settings, AgentSettings) else None
         super().__init__(address, _Handler)
 
     def server_close(self) -> None:

@@ -4,6 +4,8 @@ Every `interval` seconds (and at once when it becomes active) the active agent r
 observe -> record -> decide -> act -> sample -> metrics. Each phase has its own try/except and
 counts its failures in `fedctl_agent_loop_errors_total{phase}`: a broken phase never stops the loop.
 Standby agents (no lease) only serve the API. SIGTERM/SIGINT stop the loop and release the lease.
+With a federation store, every agent also runs the lease guard (agent/lease_guard.py) in threads of
+its own: it keeps or watches the primary-DC lease and fences the DC when it lapses.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Any, TypeVar
 
 from agent import act
 from agent.decide import Action, Decision, Observation, cross_dc_lag, decide, record_to_copy, upstream_sample
+from agent.guard_wiring import open_guard
 from agent.leadership import LeaseKeeper
+from agent.lease_guard import NOT_INITIALISED
 from agent.metrics import AgentMetrics
 from agent.observe import KnownRecord, observe
 from agent.scheduler import JobScheduler
@@ -44,6 +48,13 @@ class Agent:
         # Read at scrape time, so /metrics never lags behind the lease thread.
         self.metrics.active.set_function(lambda: 1 if self.keeper.active else 0)
         self.metrics.dcs_up.set_function(lambda: 1 if self.keeper.dcs_answered_within(s.lease_ttl) else 0)
+        # Only with a federation store: every agent, active or not, guards the primary-DC lease.
+        self.guard = open_guard(s, lambda: self.keeper.active)
+        if self.guard is not None:
+            guard = self.guard
+            self.metrics.lease_held.set_function(lambda: 1 if guard.held() else 0)
+            self.metrics.fenced.set_function(lambda: 1 if guard.fenced() else 0)
+            self.metrics.lease_sighting_age.set_function(guard.sighting_age)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._known: KnownRecord | None = None
@@ -72,6 +83,8 @@ class Agent:
         log.info("agent %s started: API on http://%s, lease %s (TTL %s s), cycle every %s s", self.settings.identity,
                  listen, self.settings.lease_key, self.settings.lease_ttl, self.settings.interval)
         self.keeper.start()
+        if self.guard is not None:
+            self.guard.start()
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
@@ -85,6 +98,8 @@ class Agent:
                 self._wake.clear()
         finally:
             self.jobs.shutdown()
+            if self.guard is not None:
+                self.guard.stop()
             self.keeper.stop()
             server.shutdown()
             server.server_close()
@@ -128,6 +143,7 @@ class Agent:
             sentence = "observation failed (see above): changing nothing this cycle"
         else:
             obs, self._known = observed
+            obs = self._with_guard(obs)
             if self._replaced_since is not None:
                 obs = replace(obs, fence_waited=time.monotonic() - self._replaced_since)
             self._phase("record", self._sync_record, obs)
@@ -146,6 +162,17 @@ class Agent:
         self.last_cycle_at = datetime.now(UTC)
         log.info("%s", sentence)
         return sentence
+
+    def _with_guard(self, obs: Observation) -> Observation:
+        """The store's record when it answers (the cached copies otherwise) and the guard's fence."""
+        if self.guard is None:
+            return obs
+        if self.guard.not_initialised():
+            return replace(obs, hold=NOT_INITIALISED)
+        record = self.guard.store_record()
+        if record is not None:
+            obs = replace(obs, record=record, record_written=True)
+        return replace(obs, self_fenced=self.guard.self_fenced())
 
     def _carry_out(self, obs: Observation, decision: Decision) -> str:
         if decision.action not in (Action.REPOINT, Action.FENCE):
@@ -220,6 +247,8 @@ class Agent:
             "last_sentence": self.last_sentence,
             "last_cycle_at": self.last_cycle_at.isoformat() if self.last_cycle_at else None,
         }
+        if self.guard is not None:
+            data["agent"]["primary_lease"] = self.guard.status()
         return data
 
     def metrics_text(self) -> bytes:

@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from agent.self_fence import is_fence_section
 from federation.lsn import format_lsn, lag_behind
 from federation.operations.common import DCLook
 from federation.patroni_dynamic import role_patch
@@ -50,6 +51,8 @@ class Observation:
     config: Mapping[str, Any] | None = None  # own DC's Patroni dynamic config (None: not readable)
     upstream: DCLook | None = None
     fence_waited: float = 0.0  # seconds since this agent first found its DC replaced (0: just now)
+    self_fenced: str | None = None  # why the DC fenced itself (lost primary-DC lease); None: it did not
+    hold: str | None = None  # a reason to change nothing at all (the federation store holds no record yet)
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ def _replaced(obs: Observation, record: FederationState) -> str | None:
     """Why this DC counts as replaced (a newer epoch names another primary DC), or None."""
     if not obs.record_written or record.primary_dc == obs.dc:
         return None
+    if obs.self_fenced is not None and is_fence_section((obs.config or {}).get("standby_cluster")):
+        return f"it fenced itself ({obs.self_fenced})"
     own = obs.own
     if own is not None and own.is_primary:
         assert own.leader is not None
@@ -109,6 +114,8 @@ def decide(topo: Topology, obs: Observation) -> Decision:
     record = obs.record
     if obs.own_dcs_error is not None:
         return Decision(Action.WAIT, f"own DCS unreachable ({obs.own_dcs_error}): changing nothing until it answers")
+    if obs.hold is not None:
+        return Decision(Action.WAIT, f"{obs.hold}: changing nothing")
     if record is None:
         return Decision(Action.WAIT, "the federation record could not be read: changing nothing")
     why = _replaced(obs, record)
@@ -123,6 +130,9 @@ def decide(topo: Topology, obs: Observation) -> Decision:
                                          f"{FENCE_SETTLE_SECONDS:.0f} s)", replaced=True)
         return Decision(Action.FENCE, f"{sentence}; demoting {dc} to a standby of {new_upstream} (rejoin-dc)",
                         replaced=True)
+    if obs.self_fenced is not None:
+        return Decision(Action.WAIT, f"{dc} is self-fenced ({obs.self_fenced}): not re-pointing or promoting it; "
+                                     "the lease guard promotes it back once it holds the primary-DC lease again")
     if record.operation is not None:
         op = record.operation
         return Decision(Action.WAIT, f"a {op.kind} of {op.target} is in flight (step {op.step}, started "

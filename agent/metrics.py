@@ -43,6 +43,14 @@ class AgentMetrics:
                                  registry=r)
         self.peers_unreachable = Gauge("fedctl_peer_dcs_unreachable",
                                        "Peer DCs whose DCS did not answer the last record read.", registry=r)
+        self.lease_held = Gauge("fedctl_agent_primary_lease_held",
+                                "1 while this agent holds the primary-DC lease in the federation store.", registry=r)
+        self.fenced = Gauge("fedctl_agent_fenced", "1 while this agent's DC is self-fenced (GET /primary says no).",
+                            registry=r)
+        self.lease_sighting_age = Gauge("fedctl_agent_lease_sighting_age_seconds",
+                                        "Seconds since this agent last saw its DC's primary-DC lease confirmed "
+                                        "(NaN: never, or no federation store).", registry=r)
+        self.lease_sighting_age.set(math.nan)
         self.fencing = Counter("fedctl_fencing_events", "Times this agent demoted its replaced DC (rejoin-dc).",
                                registry=r)
         self.actions = Counter("fedctl_agent_actions", "Decisions carried out, by action.", ["action"], registry=r)

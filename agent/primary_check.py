@@ -6,13 +6,15 @@ newer epoch replaced may still hold a Patroni leader that believes it is primary
 during promote-dc); it must never receive writes, whatever its Patroni says.
 
 The record is refreshed by a background thread (every DC's copy, highest epoch wins, never going
-backwards), so a check costs one local REST call and never waits on a remote DCS.
+backwards), so a check costs one local REST call and never waits on a remote DCS. With a federation
+store, the lease guard's fence comes first: a DC whose primary-DC lease lapsed says no at once.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.observe import KnownRecord, refresh_record
@@ -49,8 +51,10 @@ def primary_verdict(dc: str, member: str, role: str | None, record: FederationSt
 class PrimaryCheck:
     """The /primary answer of one agent; the record watcher starts on the first check."""
 
-    def __init__(self, settings: AgentSettings, *, refresh: float = REFRESH_SECONDS) -> None:
+    def __init__(self, settings: AgentSettings, *, refresh: float = REFRESH_SECONDS,
+                 fenced: Callable[[], str | None] | None = None) -> None:
         self.settings = settings
+        self.fenced = fenced  # the lease guard's fence: why the DC takes no writes, None when it may
         self.refresh = refresh
         self._known: KnownRecord | None = None
         self._lock = threading.Lock()
@@ -88,6 +92,10 @@ class PrimaryCheck:
 
     def answer(self) -> Verdict:
         self._ensure_started()
+        fenced = self.fenced() if self.fenced is not None else None
+        if fenced is not None:
+            record = self.record()
+            return Verdict(False, fenced, record.epoch if record else None)
         member = self.settings.member
         try:
             role = patroni_api.get_patroni(member, timeout=PATRONI_TIMEOUT).get("role")

@@ -1,0 +1,47 @@
+"""The lease guard built from the agent's settings: the real store, the DC's Patroni and its own DCS."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from agent.fence_marker import DCSMarkers
+from agent.lease_guard import LeaseGuard
+from agent.observe import KnownRecord, refresh_record
+from agent.self_fence import RestPatroni
+from agent.settings import AgentSettings
+from federation.state import FederationState
+from federation.store import DEFAULT_DEADLINE, FederationStore
+from federation.store_config import LEASE_CHECK_SECONDS
+
+CACHE_TIMEOUT = 1.0
+
+
+class CachedRecord:
+    """The per-DC copies, read when the store does not answer (highest epoch, never going backwards)."""
+
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.known: KnownRecord | None = None
+
+    def __call__(self) -> FederationState | None:
+        self.known = refresh_record(self.settings.topo, self.known, CACHE_TIMEOUT)
+        return self.known.state if self.known else None
+
+
+def store_deadline(ttl: float, margin: float) -> float:
+    """A store call may take this long: a few of them fit between two renewals and the fence deadline."""
+    return min(DEFAULT_DEADLINE, max(LEASE_CHECK_SECONDS, (ttl - margin) / 3))
+
+
+def open_guard(settings: AgentSettings, active: Callable[[], bool]) -> LeaseGuard | None:
+    """The guard when the topology names a federation store; None without one (nothing changes then)."""
+    config = settings.topo.federation_store
+    if config is None:
+        return None
+    store = FederationStore(config, settings.topo.federation,
+                            deadline=store_deadline(config.lease_ttl, config.fencing_margin))
+    return LeaseGuard(dc=settings.dc.name, identity=settings.identity, store=store,
+                      lease=store.primary_lease(settings.dc.name, settings.identity),
+                      patroni=RestPatroni(settings.dc), markers=DCSMarkers(settings.topo, settings.dc),
+                      ttl=config.lease_ttl, margin=config.fencing_margin, active=active,
+                      cached_record=CachedRecord(settings))
