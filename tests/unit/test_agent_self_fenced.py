@@ -12,7 +12,8 @@ from agent.lease_guard import NOT_INITIALISED
 from agent.self_fence import FENCE_PATCH
 from agent.settings import agent_settings
 from federation.state import FederationState
-from federation.topology import Topology, load_topology
+from federation.topology import Topology
+from tests.unit.fixtures import without_store
 from tests.unit.test_agent_decide import TOPOLOGY, look, primary_config, primary_obs, record, standby_config
 
 FENCED = "primary-DC lease not renewed since 2026-01-01T00:00:00.000+00:00: fenced"
@@ -20,7 +21,7 @@ FENCED = "primary-DC lease not renewed since 2026-01-01T00:00:00.000+00:00: fenc
 
 @pytest.fixture(scope="module")
 def topo() -> Topology:
-    return load_topology(TOPOLOGY)
+    return without_store(TOPOLOGY)
 
 
 def fenced_config() -> dict[str, Any]:

@@ -43,8 +43,8 @@ def test_shipped_partition_lab_has_a_site_per_dc_and_a_witness() -> None:
     plan = {s.name: s for s in netns.sites(topo)}
     assert list(plan) == ["dc1", "dc2", "witness"]
     assert plan["dc1"].gateway == "10.250.1.1" and plan["dc1"].own_address == "10.250.1.2"
-    assert {"10.250.1.5", "10.250.1.11", "10.250.1.12"} <= set(plan["dc1"].addresses)
-    assert plan["witness"].addresses == ("10.250.3.2",)
+    assert {"10.250.1.5", "10.250.1.9", "10.250.1.11", "10.250.1.12"} <= set(plan["dc1"].addresses)
+    assert plan["witness"].addresses == ("10.250.3.2", "10.250.3.9"), "the witness holds a store member"
     assert all(len(s.wan_link) <= 15 for s in plan.values()), "Linux interface names hold 15 characters"
     assert len({s.wan_link for s in plan.values()}) == 3
     assert netns.netns_of(topo, "dc2") == plan["dc2"].netns and netns.netns_of(topo, "witness") == plan["witness"].netns

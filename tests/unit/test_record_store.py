@@ -16,6 +16,7 @@ from federation.store import LeaseView, NoQuorum, StoreNotInitialised
 from federation.store_config import StoreHost
 from federation.store_quorum import MemberProbe, QuorumView
 from federation.topology import Topology, parse_topology
+from tests.unit.fixtures import without_store
 from tests.unit.test_backup_jobs import MemoryDCS
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "lab-two-dc.yaml"
@@ -225,7 +226,7 @@ def test_history_appends_go_through_the_store(topo: Topology, store: FakeStore,
 
 
 def test_lease_conditions_need_a_store(copies: dict[str, MemoryDCS]) -> None:
-    plain = parse_topology(yaml.safe_load(TOPOLOGY.read_text()), str(TOPOLOGY))
+    plain = without_store(TOPOLOGY)
     base = state.initial_state(plain)
     with pytest.raises(ValueError, match="need a federation_store"):
         state.commit(plain, base, raise_epoch(base), [], lease_absent=True)

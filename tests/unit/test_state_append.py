@@ -8,7 +8,7 @@ import pytest
 
 from federation import state
 from federation.state import HistoryEntry, append_history, current_state, state_key
-from federation.topology import load_topology
+from tests.unit.fixtures import without_store
 from tests.unit.test_backup_jobs import MemoryDCS
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "lab-two-dc.yaml"
@@ -19,7 +19,7 @@ def entry(name: str) -> HistoryEntry:
 
 
 def test_an_append_that_loses_the_race_is_made_on_top_of_the_winner(monkeypatch: pytest.MonkeyPatch) -> None:
-    topo = load_topology(TOPOLOGY)
+    topo = without_store(TOPOLOGY)
     stores = {dc.name: MemoryDCS() for dc in topo.datacenters}
     monkeypatch.setattr(state, "connect", lambda dc, timeout=None: stores[dc.name])
     append_history(topo, entry("first"))
