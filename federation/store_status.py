@@ -80,6 +80,8 @@ def store_summary(read: StoreRead) -> tuple[dict[str, Any], list[str]]:
 
 def store_line(summary: dict[str, Any]) -> str:
     """One line for the status table."""
+    if "members" not in summary:
+        return f"Federation store: not readable ({summary.get('error')})"
     text = f"Federation store: {summary['members_answering']} of {summary['members']} members answer"
     if not summary["quorum"]:
         return text + " (no quorum from here)"

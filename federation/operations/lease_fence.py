@@ -64,7 +64,7 @@ class LeaseFence:
 
     @property
     def fenced_by_lease(self) -> str:
-        return f"lease expiry + {self.bound:g} s"
+        return f"lease expiry + {self.bound:.1f} s"
 
     def read(self) -> LeaseView:
         """Read the lease (NoQuorum becomes a refusal: nothing was changed) and track since when it is gone."""
