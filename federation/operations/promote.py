@@ -306,7 +306,10 @@ def _explain_race(topo: Topology, read: FederationState) -> Iterator[None]:
     try:
         yield
     except OperationRefused as exc:
-        now, _ = state.current_state(topo)
+        try:
+            now, _ = state.current_state(topo)
+        except NoQuorum:
+            raise exc from None
         if now.epoch > read.epoch:
             raise OperationRefused(f"another operator promoted {now.primary_dc} meanwhile (epoch {now.epoch}); "
                                    f"nothing was changed — check `fedctl status` ({exc.message})") from exc
