@@ -112,6 +112,16 @@ class LeaseFence:
         return promote_gate(self.old_dc, self.old_dc, self.ttl, now=committed_at, ttl=self.ttl,
                             fence_bound=self.bound, force=True)
 
+    def _still_gone(self, not_before: float) -> float:
+        """Read the lease again: refuse when it is held, else the (possibly later) end of the wait."""
+        if self.read().held:
+            raise OperationRefused(
+                f"the lease of {self.old_dc} is held again ({self.lease.holder if self.lease else '?'}): "
+                f"{self.old_dc} reaches the store's majority again; nothing was changed",
+                hint="check `fedctl status`; use switchover-dc while that DC is alive")
+        assert self.gone_since is not None
+        return max(not_before, self.gone_since + self.bound)
+
     def fence_point(self, gate: PromoteGate) -> float:
         """The Unix time matching the gate's `not_before` (now when the gate has none)."""
         now = self.clock()
@@ -127,16 +137,13 @@ class LeaseFence:
             return Fenced("fence_command", self.wall(), 0.0, f"{self.old_dc}'s fence_command succeeded: no wait")
         started = self.clock()
         not_before = gate.not_before if gate.not_before is not None else started
+        if watch_lease:  # also when the confirmation took longer than the wait: a gap may restart the count
+            not_before = self._still_gone(not_before)
         while (left := not_before - self.clock()) > 0:
             progress.say(f"   {self.old_dc} has certainly fenced itself in {math.ceil(left)} s")
             self.sleep(min(1.0, left))
-            if watch_lease and self.read().held:
-                raise OperationRefused(
-                    f"the lease of {self.old_dc} is held again ({self.lease.holder if self.lease else '?'}): "
-                    f"{self.old_dc} reaches the store's majority again; nothing was changed",
-                    hint="check `fedctl status`; use switchover-dc while that DC is alive")
-            if watch_lease and self.gone_since is not None:
-                not_before = max(not_before, self.gone_since + self.bound)
+            if watch_lease:
+                not_before = self._still_gone(not_before)
         waited = self.clock() - started
         return Fenced(self.fenced_by_lease, self.wall(), waited,
                       f"fenced_by {self.fenced_by_lease}: waited {waited:.1f} s")
