@@ -3,8 +3,10 @@
 Patroni runs `pre_promote` synchronously before every promotion, so every 100 ms the gate spends is
 100 ms more without a writer. `fedctl-gate GATE.json` starts in well under 0.1 s: it imports no
 pydantic, no click and no HTTP library, and reads the federation record straight from each DC's
-etcd JSON gateway (ZooKeeper through kazoo, imported only for ZooKeeper DCs). GATE.json is rendered
-from the topology by `fedctl gate render` (the lab writes it for every DC).
+etcd JSON gateway (ZooKeeper through kazoo, imported only for ZooKeeper DCs). With a federation store
+in GATE.json (`store`: kind, hosts, namespace, federation) the store's record and lease decide when
+its majority answers within the deadline (gate_store); the copies are the fallback. GATE.json is
+rendered from the topology by `fedctl gate render` (the lab writes it for every DC).
 
 Exit codes: 0 allows the promotion; 1 refuses it (Patroni releases the leader key and retries later).
 """
@@ -19,6 +21,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+
+from federation.gate_store import StoreView, read_store
 
 GATE_ALLOW = 0
 GATE_REFUSE = 1
@@ -67,6 +71,30 @@ def decide(dc_name: str, strict: bool, initial_primary: str, copies: Sequence[Co
                                   f"and the newest record we see (epoch {epoch}) names {dc_name}")
     return GateDecision(True, f"allowing promotion of {dc_name}: epoch {epoch} ({where}) names it the primary "
                               f"DC; peers answering: {', '.join(answering) or 'none (single DC)'}")
+
+
+def decide_with_store(dc_name: str, strict: bool, initial_primary: str, copies: Sequence[CopyView],
+                      store: StoreView | None) -> GateDecision:
+    """With a federation store that answered, the store's record and lease decide: promote only when the
+    record names this DC and the lease is held by this DC or by nobody (its agent takes it). Without an
+    answer (no quorum from here, unreachable, not initialised, ZooKeeper) the cached copies decide."""
+    if store is not None and store.answered and store.epoch is not None:
+        where = f"the federation store's record (epoch {store.epoch})"
+        if store.primary_dc != dc_name:
+            return GateDecision(False, f"refusing promotion of {dc_name}: {where} names {store.primary_dc} as the "
+                                       f"primary DC; bring {dc_name} back with `fedctl rejoin-dc {dc_name}`")
+        if store.lease_holder is not None and store.lease_holder != dc_name:
+            return GateDecision(False, f"refusing promotion of {dc_name}: {where} names it, but the primary-DC "
+                                       f"lease is held by {store.lease_holder}")
+        lease = "held by it" if store.lease_holder == dc_name else "free (its agent takes it)"
+        return GateDecision(True, f"allowing promotion of {dc_name}: {where} names it the primary DC and the "
+                                  f"lease is {lease}")
+    decision = decide(dc_name, strict, initial_primary, copies)
+    if store is None:
+        return decision
+    policy = "strict" if strict else "permissive"
+    return GateDecision(decision.allowed, f"{decision.reason} (the federation store did not decide: "
+                                          f"{store.why}; the cached copies and fencing: {policy} did)")
 
 
 def _etcd_get(hosts: Sequence[str], key: str, timeout: float) -> str | None:
@@ -121,9 +149,13 @@ def read_copy(peer: dict[str, Any], timeout: float = READ_TIMEOUT) -> CopyView:
 
 def run(config: dict[str, Any]) -> GateDecision:
     peers = config["datacenters"]
-    with ThreadPoolExecutor(max_workers=max(1, len(peers))) as pool:
+    store = config.get("store")
+    with ThreadPoolExecutor(max_workers=max(1, len(peers)) + 1) as pool:
+        # The store is read alongside the copies, not before them: the gate's time is the slower of the two.
+        store_view = pool.submit(read_store, store) if store else None
         copies = list(pool.map(read_copy, peers))
-    return decide(config["dc"], config["fencing"] == "strict", config["initial_primary"], copies)
+        view = store_view.result() if store_view is not None else None
+    return decide_with_store(config["dc"], config["fencing"] == "strict", config["initial_primary"], copies, view)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -282,6 +282,16 @@ def _read_dcs(topo: Topology, dc: Datacenter, timeout: float) -> tuple[DCSRead, 
         return DCSRead(error=text), StateCopy(dc.name, None, None, error=text)
 
 
+def _read_store(topo: Topology, timeout: float) -> tuple[dict[str, Any], list[str]]:
+    """The federation store's quorum, record epoch and lease (its JSON summary and problems)."""
+    from federation.store_status import read_store_status, store_summary
+
+    try:
+        return store_summary(read_store_status(topo, timeout))
+    except Exception as exc:  # status must survive anything; say it is a bug
+        return {"error": _bug(exc)}, [f"the federation store could not be read: {_bug(exc)}"]
+
+
 def _bug(exc: Exception) -> str:
     return f"unexpected {type(exc).__name__}: {exc} (please report this as a bug)"
 
@@ -311,7 +321,8 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
     started = time.monotonic()
     known = {(dc.name, m.name) for dc, m in topo.members()}
     workers = len(topo.datacenters) + len(known)
-    with ThreadPoolExecutor(max_workers=min(64, workers + 4), thread_name_prefix="observe") as pool:
+    with ThreadPoolExecutor(max_workers=min(64, workers + 5), thread_name_prefix="observe") as pool:
+        store_future = pool.submit(_read_store, topo, timeout) if topo.federation_store is not None else None
         dcs_futures = {dc.name: pool.submit(_read_dcs, topo, dc, timeout) for dc in topo.datacenters}
         api_futures: dict[str, dict[str, Future[ApiRead]]] = {dc.name: {} for dc in topo.datacenters}
         for dc, member in topo.members():
@@ -325,6 +336,7 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
                 if (dc.name, name) not in known and key.api_url:
                     api_futures[dc.name][name] = pool.submit(_read_api, key.api_url, timeout)
         api_reads = {dc: {m: f.result() for m, f in futures.items()} for dc, futures in api_futures.items()}
+        store_read = store_future.result() if store_future is not None else None
     copies = [copy for _read, copy in dcs_results.values()]
     from federation.entrypoints import default_binds
     from federation.record_status import record_summary
@@ -341,6 +353,9 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
     extra: dict[str, Any] = {
         "federation_record": record,
         "entrypoints": {"read_write": binds.read_write, "read_only": binds.read_only, "pgbouncer": binds.pgbouncer}}
+    if store_read is not None:
+        extra["federation_store"], store_problems = store_read
+        record_problems.extend(store_problems)
     if topo.lab.network == "namespaces":
         from federation.lab_network import read_cuts
 

@@ -34,13 +34,14 @@ def pre_promote(topology_path: str, dc_name: str) -> None:
     """Exit 0 to allow a promotion, 1 to refuse it (Patroni then releases the leader key).
 
     Same decision as the faster `fedctl-gate FILE` (see `fedctl gate render`), from the topology directly."""
-    from federation.gate import GATE_REFUSE, decide_promotion
+    from federation.gate import GATE_REFUSE, decide_promotion, gate_config
+    from federation.gate_store import read_store
     from federation.state import read_copies
 
     try:
         topo = load(topology_path)
-        topo.dc(dc_name)
-        decision = decide_promotion(topo, dc_name, read_copies(topo))
+        store = gate_config(topo, dc_name).get("store")
+        decision = decide_promotion(topo, dc_name, read_copies(topo), read_store(store) if store else None)
     except Exception as exc:
         click.echo(f"fedctl gate: refusing promotion, the gate could not decide: {exc}", err=True)
         sys.exit(GATE_REFUSE)

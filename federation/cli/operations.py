@@ -95,7 +95,8 @@ def _details(details: dict[str, object]) -> str:
 @cli.command("promote-dc")
 @topology_option
 @click.argument("dc_name", metavar="DC")
-@click.option("--force", is_flag=True, help="Promote even though the primary DC still answers (it gets fenced).")
+@click.option("--force", is_flag=True, help="Promote even though the primary DC still answers (it gets fenced); "
+              "with a federation store, revoke its live lease in the epoch commit.")
 @dry_run_option
 @yes_option
 @format_option

@@ -36,6 +36,7 @@ from federation.operations.common import (
     switch_point,
     writable,
 )
+from federation.operations.lease_fence import commit_handing_over
 from federation.operations.report import OperationReport
 from federation.patroni_dynamic import ARCHIVE_GET
 from federation.progress import Progress
@@ -174,9 +175,15 @@ def _pre_checks(topo: Topology, looks: dict[str, DCLook], source: Datacenter, ta
                                f"(limit {max_lag_bytes}); wait for it to catch up")
 
 
-def _record(topo: Topology, base: FederationState, new: FederationState) -> FederationState:
+def _record(topo: Topology, base: FederationState, new: FederationState, *,
+            hand_over_lease: bool = False) -> FederationState:
+    """Commit `new`. `hand_over_lease` (the epoch raise, with a federation store): revoke the source DC's
+    lease in the same commit, so that the target's agent can take it."""
     new = new.model_copy(update={"updated": state.utc_now()})
-    state.commit(topo, base, new, state.read_copies(topo))
+    if hand_over_lease and topo.federation_store is not None:
+        commit_handing_over(topo, base, new)
+    else:
+        state.commit(topo, base, new, state.read_copies(topo))
     return new
 
 
@@ -244,7 +251,8 @@ def _switch(topo: Topology, st: FederationState, op: PendingOperation, ups: dict
         with progress.step(f"raise the federation epoch to {st.epoch + 1} (primary DC {target.name})"):
             op = op.model_copy(update={"step": "promote", "token": token.to_json_dict()})
             st = _record(topo, st, st.model_copy(update={"epoch": st.epoch + 1, "primary_dc": target.name,
-                                                         "upstreams": ups, "operation": op}))
+                                                         "upstreams": ups, "operation": op}),
+                         hand_over_lease=True)
     report.epoch = st.epoch
 
     with progress.step(f"promote {target.name}") as rec:

@@ -1,0 +1,97 @@
+"""The federation store as `fedctl status` shows it: its quorum from here, the record's epoch, the lease.
+
+`read_store_status` does the I/O (bounded by the status timeout, never raises); `store_summary` is pure:
+it gives the JSON value of `federation_store`, the problems, and `store_line` the table's line.
+
+JSON shape (`federation_store`, only when the topology has a store): members_answering, members,
+quorum (bool), record_epoch, primary_dc (as the store's record names it), lease ({holder, agent,
+seconds_left} or null when nobody holds it), error (why it could not be read, or null).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from federation.store import FederationStore, LeaseView, NoQuorum
+from federation.store_quorum import QuorumView
+from federation.topology import Topology
+
+
+@dataclass(frozen=True)
+class StoreRead:
+    quorum: QuorumView
+    epoch: int | None = None
+    primary_dc: str | None = None
+    initialised: bool = False
+    lease: LeaseView | None = None  # None: not read (no quorum, error)
+    error: str | None = None
+
+
+def read_store_status(topo: Topology, timeout: float) -> StoreRead:
+    from federation.state import _parse
+
+    assert topo.federation_store is not None
+    # Two reads (record and lease) share the timeout; each probes the members first.
+    store = FederationStore(topo.federation_store, topo.federation, deadline=max(0.3, timeout / 2),
+                            probe_timeout=min(0.5, timeout / 3))
+    view = store.quorum()
+    if not view.has_majority:
+        return StoreRead(view)
+    try:
+        found = store.read_record()
+        parsed = _parse(found.value) if found else None
+        lease = store.read_lease()
+    except NoQuorum as exc:
+        return StoreRead(exc.view)
+    except Exception as exc:  # status must survive anything
+        return StoreRead(view, error=getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
+    return StoreRead(view, parsed.epoch if parsed else None, parsed.primary_dc if parsed else None,
+                     found is not None, lease)
+
+
+def store_summary(read: StoreRead) -> tuple[dict[str, Any], list[str]]:
+    """(the `federation_store` JSON value, problems)."""
+    view = read.quorum
+    lease = read.lease
+    summary: dict[str, Any] = {
+        "members_answering": len(view.serving), "members": view.total, "quorum": view.has_majority,
+        "record_epoch": read.epoch, "primary_dc": read.primary_dc,
+        "lease": {"holder": lease.holder, "agent": lease.agent, "seconds_left": lease.remaining}
+        if lease is not None and lease.held else None,
+        "error": read.error}
+    problems: list[str] = []
+    if not view.has_majority:
+        problems.append(f"the federation store has no quorum from here: {len(view.serving)} of {view.total} "
+                        f"members answer (a majority is {view.majority}): {view.describe()}")
+    elif read.error is not None:
+        problems.append(f"the federation store could not be read: {read.error}")
+    elif not read.initialised:
+        problems.append("the federation store holds no record yet: run `fedctl store init`")
+    elif lease is not None and read.primary_dc is not None:
+        if not lease.held:
+            problems.append(f"the primary DC {read.primary_dc} holds no live lease in the federation store: its "
+                            "agents fence it (is its active agent running and reaching the store?)")
+        elif lease.holder != read.primary_dc:
+            problems.append(f"the primary-DC lease is held by {lease.holder}, but the store's record names "
+                            f"{read.primary_dc}")
+    return summary, problems
+
+
+def store_line(summary: dict[str, Any]) -> str:
+    """One line for the status table."""
+    if "members" not in summary:
+        return f"Federation store: not readable ({summary.get('error')})"
+    text = f"Federation store: {summary['members_answering']} of {summary['members']} members answer"
+    if not summary["quorum"]:
+        return text + " (no quorum from here)"
+    if summary["error"]:
+        return text + "; not readable (see problems)"
+    if summary["record_epoch"] is None:
+        return text + "; no record yet"
+    text += f"; record epoch {summary['record_epoch']} (primary DC {summary['primary_dc']})"
+    lease = summary["lease"]
+    if lease is None:
+        return text + "; lease: nobody holds it"
+    left = f", {lease['seconds_left']:g} s left" if lease["seconds_left"] is not None else ""
+    return text + f"; lease held by {lease['holder']}{left}"

@@ -1,0 +1,87 @@
+"""`fedctl status` with a federation store: quorum from here, record epoch, lease holder and time left."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import yaml
+
+from federation import observe
+from federation.cli.status import format_status
+from federation.state import StateCopy
+from federation.store import LeaseView
+from federation.store_config import StoreHost
+from federation.store_quorum import MemberProbe, QuorumView
+from federation.store_status import StoreRead, store_line, store_summary
+from federation.topology import parse_topology
+from tests.unit.test_record_store import STORE, TOPOLOGY
+from tests.unit.test_status_cli import fake_status
+
+HOSTS = [StoreHost(address=f"127.0.9.{i}:23901", site=s) for i, s in enumerate(["dc1", "dc2", "witness"], 1)]
+
+
+def quorum(serving: int) -> QuorumView:
+    return QuorumView(tuple(MemberProbe(h, i < serving, "serving" if i < serving else "no answer within 0.5 s")
+                            for i, h in enumerate(HOSTS)))
+
+
+def test_a_healthy_store_line_shows_quorum_epoch_and_lease() -> None:
+    data, problems = store_summary(StoreRead(quorum(3), 4, "dc1", True, LeaseView("dc1", "dc1/n1", 8.0, 2, 9)))
+    assert problems == []
+    assert data == {"members_answering": 3, "members": 3, "quorum": True, "record_epoch": 4, "primary_dc": "dc1",
+                    "lease": {"holder": "dc1", "agent": "dc1/n1", "seconds_left": 8.0}, "error": None}
+    assert store_line(data) == ("Federation store: 3 of 3 members answer; record epoch 4 (primary DC dc1); "
+                                "lease held by dc1, 8 s left")
+
+
+def test_no_quorum_is_a_problem_naming_the_count() -> None:
+    data, problems = store_summary(StoreRead(quorum(1)))
+    assert problems[0].startswith("the federation store has no quorum from here: 1 of 3 members answer")
+    assert "127.0.9.2:23901 (dc2): no answer within 0.5 s" in problems[0]
+    assert store_line(data) == "Federation store: 1 of 3 members answer (no quorum from here)"
+
+
+def test_a_primary_dc_without_a_live_lease_is_a_problem() -> None:
+    data, problems = store_summary(StoreRead(quorum(2), 4, "dc1", True, LeaseView(None)))
+    assert problems == ["the primary DC dc1 holds no live lease in the federation store: its agents fence it "
+                        "(is its active agent running and reaching the store?)"]
+    assert store_line(data).endswith("; lease: nobody holds it")
+
+
+def test_a_lease_held_by_another_dc_than_the_record_names_is_a_problem() -> None:
+    _data, problems = store_summary(StoreRead(quorum(3), 4, "dc1", True, LeaseView("dc2", "dc2/n3", None, 1)))
+    assert problems == ["the primary-DC lease is held by dc2, but the store's record names dc1"]
+
+
+def test_an_uninitialised_store_says_store_init() -> None:
+    data, problems = store_summary(StoreRead(quorum(3), lease=LeaseView(None)))
+    assert "fedctl store init" in problems[0] and store_line(data).endswith("; no record yet")
+
+
+def test_table_and_json_carry_the_store() -> None:
+    data, _ = store_summary(StoreRead(quorum(3), 4, "dc1", True, LeaseView("dc1", "dc1/n1", 8.0, 2, 9)))
+    status = replace(fake_status(), extra={"federation_store": data})
+    assert "Federation store: 3 of 3 members answer; record epoch 4" in format_status(status, "table")
+    assert json.loads(format_status(status, "json"))["federation_store"]["lease"]["holder"] == "dc1"
+
+
+def test_observe_reads_the_store_alongside_the_dcs(monkeypatch: pytest.MonkeyPatch) -> None:
+    topo = parse_topology({**yaml.safe_load(TOPOLOGY.read_text()), "federation_store": STORE}, str(TOPOLOGY))
+
+    def slow_store(topo: Any, timeout: float) -> tuple[dict[str, Any], list[str]]:
+        time.sleep(0.3)
+        return {"members_answering": 1, "members": 3, "quorum": False}, ["the federation store has no quorum"]
+
+    monkeypatch.setattr(observe, "_read_dcs", lambda topo, dc, timeout: (time.sleep(0.3), (
+        observe.DCSRead(error="down"), StateCopy(dc.name, None, None, error="down")))[1])
+    monkeypatch.setattr(observe, "_read_api", lambda target, timeout: (time.sleep(0.3), observe.ApiRead(error="x"))[1])
+    monkeypatch.setattr(observe, "_read_store", slow_store)
+    started = time.monotonic()
+    status = observe.observe_federation(topo, timeout=0.5)
+    assert time.monotonic() - started < 0.9  # in parallel, not one after the other
+    assert status.extra["federation_store"]["quorum"] is False
+    assert "the federation store has no quorum" in status.problems
