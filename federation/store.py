@@ -50,7 +50,8 @@ class StoreError(DCSError):
 
 
 class NoQuorum(StoreError):
-    """Fewer than a majority of the store's members serve from here: nothing was read or written."""
+    """No member of the store serves from here (none follows a leader with a majority): nothing was read or
+    written."""
 
     def __init__(self, view: QuorumView) -> None:
         self.view = view

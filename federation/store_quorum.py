@@ -1,6 +1,6 @@
 """Which members of the federation store answer from here, each probed on its own with a short deadline.
 
-The count is what an operator needs when the store refuses ("1 of 3 members answer"), and the store
+The count is what an operator needs when the store refuses ("0 of 3 members answer"), and the store
 sends its requests only to members that answered, so that a member behind a cut costs one probe
 deadline instead of one request timeout per attempt. A member answers when it serves: an etcd member
 that reports a raft leader (`/v3/maintenance/status`), a ZooKeeper server whose `srvr` reports a Mode
@@ -44,7 +44,12 @@ class QuorumView:
 
     @property
     def has_majority(self) -> bool:
-        return len(self.serving) >= self.majority
+        """Whether the store's majority can be reached from here: some member serves, that is it follows a
+        leader that holds a majority, and forwards our requests to it. Counting only the members reached
+        directly would fence a primary DC that is cut from one other site but still reaches the majority
+        through the witness (a cut that is not transitive). A member that still believes in a leader it
+        lost (etcd: about 1.8 s after a cut) costs one request deadline, after which the call fails."""
+        return bool(self.serving)
 
     def describe(self) -> str:
         return "; ".join(f"{p.host.address} ({p.host.site}): {p.reason}" for p in self.probes)

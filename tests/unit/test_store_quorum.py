@@ -89,3 +89,14 @@ def test_the_no_quorum_error_counts_members_and_says_nothing_changed() -> None:
                                     "(a majority is 2): 10.0.0.1:2379 (dc1): serving; 10.0.0.2:2379 (dc2): no answer")
     assert error.hint is not None and "nothing was changed" in error.hint
     assert QuorumView((*view.probes[:1], MemberProbe(hosts[1], True, "serving"), *view.probes[2:])).has_majority
+
+
+def test_one_serving_member_reaches_the_majority_through_its_leader() -> None:
+    hosts = [StoreHost(address=f"10.0.0.{i}:2379", site=s) for i, s in enumerate(["dc1", "dc2", "witness"], 1)]
+    cut_from_dc2 = QuorumView((MemberProbe(hosts[0], False, "answers, but has no leader (cut off from its peers)"),
+                               MemberProbe(hosts[1], False, "no answer within 0.5 s"),
+                               MemberProbe(hosts[2], True, "serving")))
+    assert cut_from_dc2.has_majority, "the witness follows dc2's leader and forwards to it"
+    alone = QuorumView((cut_from_dc2.probes[0], cut_from_dc2.probes[1],
+                        MemberProbe(hosts[2], False, "connection refused")))
+    assert not alone.has_majority

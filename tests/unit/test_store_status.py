@@ -39,10 +39,10 @@ def test_a_healthy_store_line_shows_quorum_epoch_and_lease() -> None:
 
 
 def test_no_quorum_is_a_problem_naming_the_count() -> None:
-    data, problems = store_summary(StoreRead(quorum(1)))
-    assert problems[0].startswith("the federation store has no quorum from here: 1 of 3 members answer")
+    data, problems = store_summary(StoreRead(quorum(0)))
+    assert problems[0].startswith("the federation store has no quorum from here: 0 of 3 members answer")
     assert "127.0.9.2:23901 (dc2): no answer within 0.5 s" in problems[0]
-    assert store_line(data) == "Federation store: 1 of 3 members answer (no quorum from here)"
+    assert store_line(data) == "Federation store: 0 of 3 members answer (no quorum from here)"
 
 
 def test_a_primary_dc_without_a_live_lease_is_a_problem() -> None:
