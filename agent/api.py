@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -88,6 +89,13 @@ class _Server(ThreadingHTTPServer):
         fenced = guard.fence_reason if isinstance(guard, LeaseGuard) else None
         self.primary = PrimaryCheck(settings, fenced=fenced) if isinstance(settings, AgentSettings) else None
         super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the listen address's name (socket.getfqdn), which on a host whose
+        # resolver does not answer blocks start-up for 10 s or more; the API needs no name.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def server_close(self) -> None:
         if self.primary is not None:

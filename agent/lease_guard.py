@@ -409,6 +409,10 @@ class LeaseGuard:
         return max(0.0, left)
 
     def start(self) -> None:
+        # "Since start" counts from here, not from construction: the agent may take a while to get from
+        # building the guard to running it, and a lease it never had the chance to see is no reason to fence.
+        with self._lock:
+            self._watch = LeaseWatch(self.dc, ttl=self.ttl, started_at=self._clock())
         for name, step in (("store", self.poll_store), ("enforce", self.enforce)):
             thread = threading.Thread(target=self._loop, args=(name, step, self._enforce_wait),
                                       name=f"lease-guard-{name}", daemon=True)

@@ -8,7 +8,8 @@ way out would instead fail the sender's send at once with EPERM).
   namespace's input hook drops what SITE sends to it, and inside SITE an input hook drops everything
   that arrives on its WAN link. Traffic inside the site keeps flowing.
 The record of cuts (`federation.lab_network`) is the source of truth; every change re-renders and loads
-the whole ruleset in one `nft -f` transaction.
+the whole ruleset in one `nft -f` transaction. The same table always keeps the sites' traffic inside the
+lab (see root_ruleset).
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ def table_name(topo: Topology) -> str:
 
 
 def root_ruleset(topo: Topology, cuts: list[Cut]) -> str:
-    """The root namespace's table for `cuts` (an empty table when there are none)."""
+    """The root namespace's table for `cuts`. Whatever the cuts, nothing a site sends may leave the lab: a
+    packet from a site to an address outside every site (a DNS resolver, say) is rejected at once, so it
+    never reaches another host and the program that sent it is not kept waiting."""
     nets = {s.name: s.subnet for s in sites(topo)}
-    forward: list[str] = []
+    lab_nets = ", ".join(str(net) for net in nets.values())
+    forward: list[str] = [f"ip saddr {{ {lab_nets} }} ip daddr != {{ {lab_nets} }} reject with icmp type "
+                          "admin-prohibited"] if nets else []
     inbound: list[str] = []
     for cut in cuts:
         net = nets[cut.site]
@@ -78,6 +83,11 @@ def _load(cuts: list[Cut], topo: Topology) -> None:
     for s in sites(topo):
         isolated = any(c.site == s.name and c.peer is None for c in cuts)
         run_tool(["nft", "-f", "-"], netns=s.netns, stdin=site_ruleset(topo, isolated))
+
+
+def load_current(topo: Topology) -> None:
+    """(Re)load the rules for the cuts on record: at lab up, this puts the lab's egress guard in place."""
+    _load(current(topo), topo)
 
 
 def current(topo: Topology) -> list[Cut]:

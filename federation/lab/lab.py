@@ -188,6 +188,7 @@ def lab_up(topo: Topology, progress: Progress) -> None:
     if netns.uses_namespaces(topo):
         with progress.step(f"create the sites' network namespaces ({', '.join(s.name for s in netns.sites(topo))})"):
             netns.create_sites(topo, lab.layout.network_dir)
+            cuts.load_current(topo)
     with progress.step("prepare directories, secrets and configuration"):
         ensure_secret_files(topo)
         prepare(lab)
