@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from federation.errors import LabError
+from federation.errors import FedError, LabError
 from federation.gate import gate_config
 from federation.lab import agents, cuts, dcs_servers, follower, haproxy, netns, pgbouncer
 from federation.lab.health import dc_ready, wait_until
@@ -220,11 +220,41 @@ def lab_up(topo: Topology, progress: Progress) -> None:
         with progress.step("start the fedctl agents (one per member, one active per DC)"):
             for dc in topo.datacenters:
                 agents.start_agents(lab, dc)
+    if topo.federation_store is not None:
+        with progress.step("wait until the primary DC's agent holds the primary-DC lease") as rec:
+            rec.detail = _wait_for_lease(topo)
     with progress.step("start HAProxy, the client entrypoint (its read-write check needs the agents)"):
         haproxy.start_haproxy(lab)
     with progress.step("start PgBouncer and the entrypoint follower that points it at the primary DC"):
         pgbouncer.start_pgbouncer(lab)
         follower.start_follower(lab)
+
+
+def _wait_for_lease(topo: Topology, timeout: float = 60.0) -> str:
+    """A federation with a store is healthy only once its primary DC holds the lease: without it, its
+    agents would fence it within one TTL."""
+    from federation.store import FederationStore
+
+    assert topo.federation_store is not None
+    store = FederationStore(topo.federation_store, topo.federation)
+    primary = current_primary(topo)
+
+    def holder() -> str | None:
+        try:
+            found = store.read_lease().holder
+        except FedError as exc:
+            return f"the store does not answer ({exc.message})"
+        return None if found == primary else f"the lease is held by {found or 'nobody'}"
+
+    wait_until(f"{primary}'s agent to take the primary-DC lease", holder, timeout)
+    return f"held by {primary}"
+
+
+def current_primary(topo: Topology) -> str:
+    from federation.state import current_state
+
+    record, _copies = current_state(topo)
+    return record.primary_dc
 
 
 def init_store_once(topo: Topology) -> str:

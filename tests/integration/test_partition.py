@@ -237,8 +237,9 @@ def test_cut_off_primary_dc_fences_itself_and_promote_dc_loses_no_more_than_esti
         _wait_for_fresh_sample(lab, "dc1")
         _ok(fedctl(lab, "lab", "partition", "dc1"), "lab partition")
         cut_at = time.monotonic()
+        early = fedctl(lab, "promote-dc", "dc2", "--yes")  # dc1 renewed its lease a moment ago
+        assert early.returncode == 1 and "still holds its lease" in early.stderr, early.stderr
         fenced_after = _fences_in_time(lab, in_dc1, cut_at)
-        early = fedctl(lab, "promote-dc", "dc2", "--yes")
         wait_for_no_lease(lab)
         promoted = _ok(fedctl(lab, "promote-dc", "dc2", "--yes", "--format", "json"), "promote-dc dc2")
         report = json.loads(promoted.stdout)
@@ -265,7 +266,7 @@ def test_cut_off_primary_dc_fences_itself_and_promote_dc_loses_no_more_than_esti
     print(f"fenced {fenced_after:.1f} s after the cut; dc2's first write {first - cut_at:.1f} s after it; dc1 "
           f"acknowledged {len(after_promotion)} commits after dc2's first write; lost {len(lost)} acknowledged "
           f"commits ({lost_bytes} bytes) against an estimate of {estimate} bytes; rejoin found diverged WAL on "
-          f"{sorted(joined.get('diverged_wal', {}))}; promote-dc before the lease expired: exit {early.returncode}")
+          f"{sorted(joined.get('diverged_wal', {}))}; promote-dc right after the cut: {early.stderr.splitlines()[0]}")
     if after_promotion:
         raise NotPartitionSafe(f"split brain: dc1 acknowledged {len(after_promotion)} commits after dc2's first write")
     assert lost_bytes <= estimate + 512, f"{len(lost)} commits ({lost_bytes} bytes) lost, estimate {estimate} bytes"
