@@ -78,6 +78,7 @@ class LeaseGuard:
         self._marker_known = False  # the last read of the marker succeeded
         self._marker_seen = False  # a marker was seen since this agent fenced
         self._fenced_at: float | None = None
+        self._last_primary: str | None = None  # the primary DC of the record at the last decision
         self._fenced_wall: datetime | None = None
         self._fence_reason: str | None = None
         self._fence_done = False
@@ -263,8 +264,13 @@ class LeaseGuard:
     def _decide(self, now: float) -> LeaseDecision:
         with self._lock:
             known = self.known_record()
-            facts = self._watch.facts(record_primary=known.primary_dc if known else None, active=self._active(),
-                                      fenced_at=self._fenced_at)
+            primary = known.primary_dc if known else None
+            if primary == self.dc and self._last_primary not in (None, self.dc):
+                # This DC has just been made the primary DC (switchover-dc, promote-dc): it had no lease to
+                # hold until now, so its grace before fencing starts now, not when the agent started.
+                self._watch = LeaseWatch(self.dc, ttl=self.ttl, started_at=now)
+            self._last_primary = primary or self._last_primary
+            facts = self._watch.facts(record_primary=primary, active=self._active(), fenced_at=self._fenced_at)
             decision = decide_lease(facts, ttl=self.ttl, margin=self.margin, now=now)
             self._fence_at = decision.fence_at
             return decision

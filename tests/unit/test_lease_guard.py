@@ -378,3 +378,27 @@ def test_the_holder_renews_even_when_the_record_cannot_be_read(world: World) -> 
         tick(guard, world, 1.0)
     assert world.events.count("renew") == 12 and world.patches() == [] and not guard.fenced()
     world.read_record = read_record  # type: ignore[method-assign]
+
+
+def test_a_dc_just_made_primary_gets_its_grace_from_then_not_from_the_agents_start(world: World) -> None:
+    """A switchover or promote-dc names a standby DC the primary DC long after its agents started: the
+    agents must not fence it at once for a lease it could not have held before."""
+    world.record = record(primary="dc2", epoch=4)
+    world.lease = LeaseView("dc2", "dc2/n3", 8.0, 3)
+    world.role = "standby_leader"
+    world.config = {"ttl": 20, "standby_cluster": {"host": "10.0.2.11", "port": 5432}}
+    guard = make(world, active=False, member="n2")
+    tick(guard, world)
+    tick(guard, world, 60.0)  # long after start, dc1 is still a standby DC: nothing to keep
+    assert world.patches() == []
+    world.record = record(primary="dc1", epoch=5)  # the switchover's commit: dc1 is the primary DC now
+    world.lease = NO_LEASE
+    world.role = "primary"
+    world.config = {"ttl": 20}
+    sentence = tick(guard, world, 1.0)
+    assert world.patches() == [], sentence
+    assert "fencing in" in sentence
+    world.lease = LeaseView("dc1", "dc1/n1", 10.0, 1)  # the active agent took it
+    tick(guard, world, 1.0)
+    tick(guard, world, 1.0)
+    assert world.patches() == [], "the lease lives: no fence"
