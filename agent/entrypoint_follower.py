@@ -49,6 +49,7 @@ class Target:
     member: Member | None
     writable: bool
     reason: str
+    parked: bool = False  # no leader could be told apart: any member of the DC, to keep clients inside it
 
     @property
     def where(self) -> tuple[str, int] | None:
@@ -59,9 +60,10 @@ class Target:
 
 
 def choose_target(topo: Topology, record: FederationState, roles: Mapping[str, str | None],
-                  current: Target | None) -> Target:
+                  current: Target | None, dcs_leader: str | None = None) -> Target:
     """Pure: the member PgBouncer should point at. `roles` holds the Patroni role of each member of the
-    record's primary DC (None when it did not answer); `current` is where it points now."""
+    record's primary DC (None when it did not answer); `current` is where it points now; `dcs_leader`, the
+    holder of the DC's Patroni leader key, when the caller read it."""
     epoch, dc_name = record.epoch, record.primary_dc
     dc = next((d for d in topo.datacenters if d.name == dc_name), None)
     if dc is None:
@@ -87,11 +89,32 @@ def choose_target(topo: Topology, record: FederationState, roles: Mapping[str, s
     if standby_leaders:
         return Target(epoch, dc_name, standby_leaders[0], False,
                       f"{dc_name} has {found} yet: its standby leader {standby_leaders[0].name} is promoted next")
+    # A leader in the middle of its promotion can be too busy to answer its REST API in time: the holder
+    # of the leader key is the one that will take writes.
+    holder = next((m for m in dc.members if m.name == dcs_leader and m not in primaries), None)
+    if holder is not None:
+        return Target(epoch, dc_name, holder, False, f"{dc_name} has {found} yet: {holder.name} holds its "
+                      "leader key")
     others = [m for m in dc.members if m not in primaries]
     answering = [m for m in others if roles.get(m.name) is not None]
     member = (answering or others or dc.members)[0]
     return Target(epoch, dc_name, member, False, f"{dc_name} has {found} and no standby leader: parked on "
-                  f"{member.name} so that no client reaches another DC")
+                  f"{member.name} so that no client reaches another DC", parked=True)
+
+
+def dcs_leader_of(topo: Topology, record: FederationState) -> str | None:
+    """The member holding the record's primary DC's Patroni leader key; None when its DCS does not answer."""
+    from federation.dcs import connect
+    from federation.dcs.patroni_keys import read_cluster
+
+    dc = next((d for d in topo.datacenters if d.name == record.primary_dc), None)
+    if dc is None:
+        return None
+    try:
+        with connect(dc, timeout=DCS_TIMEOUT) as dcs:
+            return read_cluster(dcs, dc).leader
+    except FedError:
+        return None
 
 
 def primary_dc_roles(topo: Topology, record: FederationState, timeout: float = PATRONI_TIMEOUT
@@ -192,7 +215,10 @@ class EntrypointFollower:
         record = self.read_record()
         if record is None:
             raise FedError("no DC's DCS answers: the federation record is unknown; PgBouncer left as it is")
-        target = choose_target(self.topo, record, primary_dc_roles(self.topo, record), self.target)
+        roles = primary_dc_roles(self.topo, record)
+        target = choose_target(self.topo, record, roles, self.target)
+        if target.parked:
+            target = choose_target(self.topo, record, roles, self.target, dcs_leader_of(self.topo, record))
         previous = self.target
         if previous is not None and target.where == previous.where:
             self.pgbouncer.retry()

@@ -21,6 +21,7 @@ import pytest
 from federation.lab import dcs_servers
 from federation.lab.lab import start_member
 from federation.patroni_api import get_patroni, patch_config
+from federation.state import current_state
 from tests.integration.labkit import LabHandle, bug_lines, eventually, start_lab, stop_lab
 
 pytestmark = pytest.mark.integration
@@ -104,7 +105,10 @@ def test_table_output_is_fast(lab: LabHandle) -> None:
         timings.append(elapsed)
     assert code == 0, out
     lines = out.splitlines()
-    assert lines[0] == f"Federation {lab.topo.federation}: primary DC dc1 (healthy)"
+    # `fedctl store init` at lab up wrote the first record (epoch 0), so the title names its epoch.
+    epoch = current_state(lab.topo)[0].epoch
+    assert lines[0] == f"Federation {lab.topo.federation}: primary DC dc1 (epoch {epoch}, healthy)"
+    assert any(line.startswith("Federation store: 3 of 3 members answer") for line in lines)
     assert sum(line.startswith("| dc") for line in lines) == 4
     assert any(line.startswith("dc2 (standby of dc1): ") for line in lines)
     print(f"fedctl status wall time, 3 runs: {', '.join(f'{t:.3f} s' for t in timings)}")

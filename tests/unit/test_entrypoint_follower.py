@@ -207,3 +207,17 @@ def test_the_follower_needs_at_least_one_complete_part() -> None:
         build_follower(str(TOPOLOGY), pgbouncer_databases="/tmp/databases.ini")
     with pytest.raises(BadInput):
         build_follower(str(TOPOLOGY), haproxy_config="/tmp/haproxy.cfg")
+
+
+def test_a_leader_too_busy_to_answer_is_found_by_its_leader_key() -> None:
+    """Mid-promotion a leader may miss the REST timeout: park on the leader key's holder, not on the first
+    replica that answers."""
+    topo = load_topology(TOPOLOGY)
+    dc2 = topo.dc("dc2")
+    record = FederationState(federation=topo.federation, epoch=1, primary_dc="dc2",
+                             upstreams={"dc1": "dc2", "dc2": None})
+    roles = {dc2.members[0].name: "replica", dc2.members[1].name: None}
+    parked = choose_target(topo, record, roles, None)
+    assert parked.parked and parked.member == dc2.members[0]
+    found = choose_target(topo, record, roles, None, dcs_leader=dc2.members[1].name)
+    assert not found.parked and found.member == dc2.members[1] and "leader key" in found.reason
