@@ -151,7 +151,7 @@ class Writer:
 
     def __init__(self, handle: LabHandle, table: str = "writer_rows", *, dsn: str | None = None,
                  netns: str | None = None, create: bool = True, first_id: int = 1,
-                 error_pause: float = 0.02) -> None:
+                 error_pause: float = 0.02, track_end: bool = False) -> None:
         import threading
 
         from federation.lab.lab import lab_dsn
@@ -164,7 +164,11 @@ class Writer:
         self.first_id = first_id
         self.error_pause = error_pause
         self.acked: list[tuple[int, float]] = []
-        self.lsn_of: dict[int, int] = {}
+        self.lsn_of: dict[int, int] = {}  # the WAL insert position read inside the commit's transaction
+        # With `track_end`: the insert position read right after the commit returned, an upper bound of where
+        # its commit record ends (other sessions' WAL may come between lsn_of and the commit record).
+        self.track_end = track_end
+        self.end_lsn_of: dict[int, int] = {}
         self.errors = 0
         self.answers = 0  # errors the server itself sent (it answered, e.g. "read-only"), not timeouts
         self._stop = threading.Event()
@@ -197,6 +201,11 @@ class Writer:
                 self.acked.append((next_id, time.monotonic()))
                 if row:
                     self.lsn_of[next_id] = parse_lsn(row[0])
+                if self.track_end:
+                    end = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+                    conn.commit()
+                    if end:
+                        self.end_lsn_of[next_id] = parse_lsn(end[0])
                 next_id += 1
             except psycopg.Error as exc:
                 self.errors += 1

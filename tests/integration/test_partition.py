@@ -62,12 +62,15 @@ def _inside(lab: LabHandle, dc: str, table: str, **kwargs: Any) -> Writer:
     return Writer(lab, table, dsn=dc_dsn(lab.topo, lab.dc(dc)), netns=netns_of(lab.topo, dc), **kwargs)
 
 
-def _wait_for_fresh_sample(lab: LabHandle, dc: str) -> None:
-    """The loss estimate needs a recent sample of `dc`'s position, taken by the other DC's agents."""
-    from datetime import UTC, datetime
+def _wait_for_fresh_sample(lab: LabHandle, dc: str, load: Writer) -> None:
+    """The loss estimate needs a recent sample of `dc`'s position, taken by the other DC's agents, whose WAL
+    rate reflects the client's steady load: taken at least two sampling intervals after it began."""
+    from datetime import UTC, datetime, timedelta
 
-    eventually(f"an LSN sample of {dc} younger than 3 s", lambda: (s := newest_sample(lab.topo, dc)) is not None
-               and (datetime.now(UTC) - s.taken_at).total_seconds() < 3, timeout=30)
+    began = datetime.now(UTC) - timedelta(seconds=time.monotonic() - load.acked[0][1])
+    eventually(f"an LSN sample of {dc} younger than 3 s, taken under load", lambda: (
+        s := newest_sample(lab.topo, dc)) is not None and (datetime.now(UTC) - s.taken_at).total_seconds() < 3
+        and s.taken_at > began + timedelta(seconds=2 * s.interval_seconds + 1), timeout=40)
 
 
 @pytest.mark.timeout(300)
@@ -234,7 +237,7 @@ def test_cut_off_primary_dc_fences_itself_and_promote_dc_loses_no_more_than_esti
         n3 = lab.dc("dc2").members[0]
         eventually("dc2 has dc1's table", lambda: lab.sql_one(n3, "SELECT count(*) FROM split_rows") > 0, timeout=20)
         in_dc2.start()
-        _wait_for_fresh_sample(lab, "dc1")
+        _wait_for_fresh_sample(lab, "dc1", in_dc1)
         _ok(fedctl(lab, "lab", "partition", "dc1"), "lab partition")
         cut_at = time.monotonic()
         early = fedctl(lab, "promote-dc", "dc2", "--yes")  # dc1 renewed its lease a moment ago
