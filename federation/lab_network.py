@@ -112,3 +112,8 @@ def site_conflicts(topo: Topology) -> list[str]:
     """The sites' subnets that this host already uses, ignoring the lab's own links (when it is up)."""
     ours = {wan_link_name(topo.federation, site) for site in topo.lab.sites}
     return subnet_conflicts(topo, host_networks(exclude=ours))
+
+
+def lab_network_is_up(topo: Topology) -> bool:
+    """Whether every site of a namespace lab has its link in this (root) namespace."""
+    return all(Path(f"/sys/class/net/{wan_link_name(topo.federation, site)}").exists() for site in topo.lab.sites)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from federation.errors import EXIT_BAD_INPUT, FedError
+from federation.errors import EXIT_BAD_INPUT, BadInput, FedError
 from federation.topology import Topology, load_topology
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,8 +39,18 @@ yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for conf
 dry_run_option = click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
 
 
-def load(topology_path: str) -> Topology:
-    return load_topology(topology_path)
+def load(topology_path: str, *, network: bool = True) -> Topology:
+    """The topology; with `network` (every command that talks to the federation), refuse a namespace lab's
+    topology while that lab is down: its addresses exist only inside the lab's namespaces, and traffic to
+    them would otherwise leave this machine through its default route."""
+    topo = load_topology(topology_path)
+    if network and topo.lab.network == "namespaces":
+        from federation.lab_network import lab_network_is_up
+
+        if not lab_network_is_up(topo):
+            raise BadInput(f"{topology_path} describes a namespace lab that is not up: its addresses exist only "
+                           "inside the lab's network namespaces", hint=f"run `fedctl lab up -t {topology_path}`")
+    return topo
 
 
 def reports_errors(func: F) -> F:

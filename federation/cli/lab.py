@@ -23,7 +23,7 @@ def lab_up_cmd(topology_path: str) -> None:
     """Start every DC of the topology (idempotent) and wait until the federation is healthy."""
     from federation.lab.lab import lab_up
 
-    topo = load(topology_path)
+    topo = load(topology_path, network=False)
     started = time.monotonic()
     progress = Progress()
     lab_up(topo, progress)
@@ -39,7 +39,7 @@ def lab_down_cmd(topology_path: str, wipe: bool) -> None:
     """Stop every process the lab started (and only those)."""
     from federation.lab.lab import lab_down
 
-    lab_down(load(topology_path), Progress(), wipe=wipe)
+    lab_down(load(topology_path, network=False), Progress(), wipe=wipe)
 
 
 @lab.command("status")
@@ -51,7 +51,7 @@ def lab_status_cmd(topology_path: str, fmt: str) -> None:
     from federation.lab.lab import lab_processes
 
     columns = ["DC", "Process", "Address", "PID"]
-    rows = lab_processes(load(topology_path))
+    rows = lab_processes(load(topology_path, network=False))
     if fmt == "table":
         click.echo(render_table(columns, rows))
     else:
@@ -103,7 +103,7 @@ def lab_partition_cmd(topology_path: str, site_name: str, peer: str | None) -> N
     connections across the cut stall."""
     from federation.lab.cuts import partition
 
-    cut = partition(load(topology_path), site_name, peer)
+    cut = partition(load(topology_path, network=False), site_name, peer)
     click.echo(f"cut in place: {cut.describe()} (undo: fedctl lab heal {site_name})")
 
 
@@ -115,7 +115,7 @@ def lab_heal_cmd(topology_path: str, site_name: str | None) -> None:
     """Remove every cut of the namespace lab, or only those of SITE."""
     from federation.lab.cuts import heal
 
-    removed = heal(load(topology_path), site_name)
+    removed = heal(load(topology_path, network=False), site_name)
     click.echo("healed: " + ("; ".join(c.describe() for c in removed) if removed else "no cut was in place"))
 
 
@@ -129,4 +129,4 @@ def lab_exec_cmd(topology_path: str, site_name: str, argv: tuple[str, ...]) -> N
     e.g. `fedctl lab exec dc1 -- fedctl status` (CMD gets FEDCTL_TOPOLOGY set to this topology)."""
     from federation.lab.netns import exec_in_site
 
-    exec_in_site(load(topology_path), site_name, list(argv))
+    exec_in_site(load(topology_path, network=False), site_name, list(argv))

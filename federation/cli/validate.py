@@ -17,7 +17,7 @@ def validate(topology_file: str | None, topology_opt: str | None) -> None:
     from federation.cli.app import default_topology_path
     from federation.store_config import store_warnings
 
-    topo = load(topology_file or topology_opt or default_topology_path())
+    topo = load(topology_file or topology_opt or default_topology_path(), network=False)
     if topo.lab.network == "namespaces":
         from federation.errors import BadInput
         from federation.lab_network import site_conflicts

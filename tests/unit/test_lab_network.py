@@ -154,3 +154,17 @@ def test_processes_enter_the_namespace_before_dropping_privileges() -> None:
     assert argv[:2] == ["nsenter", "--net=/run/netns/fedlab-x-dc1"]
     assert argv[2] == "setpriv" and argv[-2:] == ["patroni", "x.yml"]
     assert as_user_argv(user, ["patroni"])[0] == "setpriv"
+
+
+def test_commands_refuse_a_namespace_lab_that_is_not_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its addresses exist only inside the lab: without it, traffic to them would leave the machine."""
+    from click.testing import CliRunner
+
+    import federation.cli  # noqa: F401  (registers the commands)
+    import federation.lab_network
+    from federation.cli.app import cli
+
+    monkeypatch.setattr(federation.lab_network, "lab_network_is_up", lambda topo: False)
+    done = CliRunner().invoke(cli, ["status", "-t", str(LAB)])
+    assert done.exit_code == 2 and "namespace lab that is not up" in done.output, done.output
+    assert CliRunner().invoke(cli, ["validate", str(LAB)]).exit_code == 0
