@@ -160,7 +160,7 @@ def test_commands_refuse_a_namespace_lab_that_is_not_up(monkeypatch: pytest.Monk
     """Its addresses exist only inside the lab: without it, traffic to them would leave the machine."""
     from click.testing import CliRunner
 
-    import federation.cli  # noqa: F401  (registers the commands)
+    import federation.cli  # registers the commands
     import federation.lab_network
     from federation.cli.app import cli
 
