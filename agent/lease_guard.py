@@ -24,11 +24,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from agent.fence_marker import FenceMarker, MarkerStore
-from agent.lease_policy import LeaseAction, LeaseDecision, decide_lease
 from agent.lease_watch import LeaseWatch
 from agent.self_fence import DCPatroni, demote, promote_back, rejoined
 from federation.dcs.base import Versioned
 from federation.errors import FedError
+from federation.lease_policy import LeaseAction, LeaseDecision, decide_lease
 from federation.state import FederationState, _parse
 from federation.store import LeaseView
 from federation.store_config import LEASE_CHECK_SECONDS

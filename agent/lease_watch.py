@@ -2,13 +2,13 @@
 
 The active agent reports the outcome of each take()/renew(); every other agent reports each
 read_lease(). Each call is timed from its start (the caller passes `at`), which is what makes the
-sightings conservative (see agent/lease_policy.py). A failed call changes nothing: it confirms nothing,
+sightings conservative (see federation/lease_policy.py). A failed call changes nothing: it confirms nothing,
 so the fence deadline simply comes closer.
 """
 
 from __future__ import annotations
 
-from agent.lease_policy import LeaseFacts, Sighting, sighting_from_versions
+from federation.lease_policy import LeaseFacts, Sighting, sighting_from_versions
 from federation.store import LeaseView
 
 

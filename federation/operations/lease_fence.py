@@ -1,7 +1,7 @@
 """promote-dc's side of the primary-DC lease: refuse while it lives, else wait until the old DC has fenced.
 
 Only used when the topology has a `federation_store:` section. The decision itself is the pure
-`agent.lease_policy.promote_gate`; this module reads the lease, keeps track of since when it is seen
+`federation.lease_policy.promote_gate`; this module reads the lease, keeps track of since when it is seen
 gone, turns the verdict into a refusal or a countdown, and says what fenced the old DC.
 
 Since when the lease is gone: an absent lease was absent when the store answered, so the first absent
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from agent.lease_policy import PromoteGate, PromoteVerdict, promote_gate
 from federation.errors import OperationRefused
+from federation.lease_policy import PromoteGate, PromoteVerdict, promote_gate
 from federation.progress import Progress
 from federation.store import LeaseView, NoQuorum
 from federation.store_config import FENCING_BOUND_SECONDS

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.lease_policy import PromoteGate
 from federation import state
 from federation.errors import BadInput, OperationFailed, OperationRefused
+from federation.lease_policy import PromoteGate
 from federation.lsn import parse_lsn
 from federation.operations.common import apply_role, look_at, look_at_all, lsn_text, poll, sql_row, writable
 from federation.operations.lease_fence import LeaseFence, open_lease_reader

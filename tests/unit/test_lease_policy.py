@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from agent.lease_policy import (
+from federation.lease_policy import (
     LeaseAction,
     LeaseFacts,
     PromoteVerdict,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agent.lease_policy import LeaseAction, decide_lease
 from agent.lease_watch import LeaseWatch
+from federation.lease_policy import LeaseAction, decide_lease
 from federation.store import NO_LEASE, LeaseView
 
 TTL, MARGIN = 10.0, 3.0

@@ -1,0 +1,31 @@
+"""The layers of design.md: operations and the store below them never import the agent or the lab."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LOWER = [*sorted((ROOT / "federation" / "operations").glob("*.py")),
+         *sorted((ROOT / "federation" / "dcs").glob("*.py")),
+         *[ROOT / "federation" / f"{name}.py" for name in ("store", "store_config", "store_lease", "store_quorum",
+                                                          "store_status", "record_store", "state", "lease_policy",
+                                                          "gate", "gate_core", "gate_store", "topology")]]
+
+
+def imported(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+@pytest.mark.parametrize("path", LOWER, ids=lambda p: str(p.relative_to(ROOT)))
+def test_lower_layers_import_neither_the_agent_nor_the_lab(path: Path) -> None:
+    bad = sorted(m for m in imported(path) if m == "agent" or m.startswith(("agent.", "federation.lab")))
+    assert bad == [], f"{path.relative_to(ROOT)} imports {bad}"
