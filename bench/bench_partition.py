@@ -51,14 +51,14 @@ def one_run() -> dict[str, float]:
         eventually("a write on dc2", lambda: in_dc2.acked, interval=0.005)
         first = in_dc2.acked[0][1]
         last_dc1 = in_dc1.acked[-1][1]
-        steps = {s.name.split(" ")[0]: s.seconds for s in progress.steps}
+        steps = {f"  promote-dc step '{s.name}'": s.seconds for s in progress.steps}
     finally:
         in_dc1.stop()
         in_dc2.stop()
     return {"self-fence (cut to dc1's last acknowledged commit)": last_dc1 - cut,
             "cut to lease seen gone from the admin host": expired - cut,
             "promote-dc command": promoted - expired,
-            "  of which waiting out the fencing bound": steps.get("wait", 0.0),
+            **steps,
             "cut to dc2's first accepted write": first - cut,
             "dc1 commits acknowledged after dc2's first write": float(len([t for _, t in in_dc1.acked if t > first]))}
 
@@ -74,7 +74,7 @@ def main() -> None:
     print(f"cut of the primary DC, {args.runs} runs (lease TTL {topo.federation_store.lease_ttl} s, fencing margin "
           f"{topo.federation_store.fencing_margin:g} s), medians:")
     for key in runs[0]:
-        values = [r[key] for r in runs]
+        values = [r.get(key, 0.0) for r in runs]
         line(key, f"{median(values):6.2f}" + ("" if key.startswith("dc1 commits") else " s")
              + f"   (all: {', '.join(f'{v:.2f}' for v in values)})")
 
