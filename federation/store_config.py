@@ -23,12 +23,12 @@ Address model is borrowed at validation time.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from federation.field_rules import dcs_namespace, not_bool
 from federation.yaml_lines import dotted_path
 
 if TYPE_CHECKING:
@@ -48,12 +48,6 @@ LEASE_CHECK_SECONDS = 1.0
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-def _not_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, not the YAML boolean {str(value).lower()}")
-    return value
 
 
 class StoreHost(_Model):
@@ -87,8 +81,8 @@ class StoreConfig(_Model):
     etcd3: StoreHosts | None = None
     zookeeper: StoreHosts | None = None
     namespace: str = "/fedctl/"
-    lease_ttl: Annotated[int, BeforeValidator(_not_bool), Field(ge=2, le=300)] = DEFAULT_LEASE_TTL
-    fencing_margin: Annotated[float, BeforeValidator(_not_bool), Field(gt=0)] = DEFAULT_FENCING_MARGIN
+    lease_ttl: Annotated[int, BeforeValidator(not_bool), Field(ge=2, le=300)] = DEFAULT_LEASE_TTL
+    fencing_margin: Annotated[float, BeforeValidator(not_bool), Field(gt=0)] = DEFAULT_FENCING_MARGIN
 
     @model_validator(mode="after")
     def _one_kind_and_margin(self) -> StoreConfig:
@@ -102,10 +96,7 @@ class StoreConfig(_Model):
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
-        value = value if value.endswith("/") else value + "/"
-        if not re.fullmatch(r"/([A-Za-z0-9_.-]+/)*", value):
-            raise ValueError("namespace must look like /name/ (letters, digits, '_', '.', '-')")
-        return value
+        return dcs_namespace(value)
 
     @property
     def kind(self) -> Literal["etcd3", "zookeeper"]:

@@ -27,6 +27,7 @@ from pydantic import (
 
 from backup.jobs import JobList
 from federation.errors import BadInput, TopologyError
+from federation.field_rules import dcs_namespace, not_bool
 from federation.secret_ref import SecretRef as SecretRef  # re-exported: part of the topology API
 from federation.store_config import StoreConfig, store_problems
 from federation.yaml_lines import LineMap, dotted_path, load_yaml_with_lines
@@ -68,14 +69,7 @@ def _check_host(value: str) -> str:
     return value
 
 
-def _not_bool(value: Any) -> Any:
-    # pydantic reads True as 1, and YAML reads a bare `yes`/`on` as True.
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, not the YAML boolean {str(value).lower()}")
-    return value
-
-
-Port = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=65535)]
+Port = Annotated[int, BeforeValidator(not_bool), Field(ge=1, le=65535)]
 
 
 class Address(Model):
@@ -127,9 +121,7 @@ class DCSConfig(Model):
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
-        if not re.fullmatch(r"/([A-Za-z0-9_.-]+/)*", value if value.endswith("/") else value + "/"):
-            raise ValueError("namespace must look like /name/ (letters, digits, '_', '.', '-')")
-        return value if value.endswith("/") else value + "/"
+        return dcs_namespace(value)
 
     @property
     def kind(self) -> Literal["etcd3", "zookeeper"]:
@@ -193,7 +185,7 @@ class Datacenter(Model):
     members: list[Member] = Field(min_length=1)
     pgbackrest: PgBackRestConfig | None = None
     synchronous: SyncMode = SyncMode.OFF
-    synchronous_node_count: Annotated[int, BeforeValidator(_not_bool), Field(ge=1)] = 1
+    synchronous_node_count: Annotated[int, BeforeValidator(not_bool), Field(ge=1)] = 1
     fence_command: str | None = None
     jobs: JobList = Field(default_factory=list)
 

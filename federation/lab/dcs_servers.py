@@ -48,10 +48,19 @@ def store_group(layout: LabLayout) -> ServerGroup | None:
                        tuple(netns_of(layout.topo, h.site) for h in store.hosts))
 
 
-def store_members_in(layout: LabLayout, site: str) -> set[int]:
-    """The numbers (from 1) of the store members standing in `site`."""
+def store_members_in(layout: LabLayout, *sites: str) -> set[int]:
+    """The numbers (from 1) of the store members standing in any of `sites`."""
     store = layout.topo.federation_store
-    return {i for i, h in enumerate(store.hosts, start=1) if h.site == site} if store else set()
+    return {i for i, h in enumerate(store.hosts, start=1) if h.site in sites} if store else set()
+
+
+def store_processes_in(layout: LabLayout, *sites: str) -> list[tuple[Address, ManagedProcess]]:
+    """The store members standing in any of `sites` (lab kill takes them with their DC)."""
+    group = store_group(layout)
+    if group is None:
+        return []
+    wanted = store_members_in(layout, *sites)
+    return [(host, proc) for i, (host, proc, _d) in enumerate(group_processes(group), start=1) if i in wanted]
 
 
 def group_processes(group: ServerGroup) -> list[tuple[Address, ManagedProcess, Path]]:

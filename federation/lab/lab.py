@@ -26,7 +26,6 @@ from federation.lab.patroni_conf import member_config
 from federation.lab.pgbackrest_conf import member_env, render_config, repo_dirs
 from federation.lab.processes import (
     LabUser,
-    ManagedProcess,
     chown_tree,
     ensure_lab_user,
     kill_postmaster,
@@ -36,7 +35,7 @@ from federation.lab.processes import (
 from federation.lab.runtime import runtime_bin
 from federation.patroni_api import PRIMARY_ROLES
 from federation.progress import Progress
-from federation.topology import Address, Datacenter, Member, SecretRef, Topology
+from federation.topology import Datacenter, Member, SecretRef, Topology
 
 SECRET_NAMES = ("superuser", "replication", "rewind")
 
@@ -395,20 +394,11 @@ def lab_kill(topo: Topology, dc_name: str) -> list[str]:
         if proc.running():
             killed.append(f"{dc.dcs.kind} {host}")
         proc.kill()
-    for host, proc in _store_members_of(lab, dc.name):
+    for host, proc in dcs_servers.store_processes_in(lab.layout, dc.name):
         if proc.running():
             killed.append(f"federation store member {host}")
         proc.kill()
     return killed
-
-
-def _store_members_of(lab: Lab, site: str) -> list[tuple[Address, ManagedProcess]]:
-    store = dcs_servers.store_group(lab.layout)
-    if store is None:
-        return []
-    wanted = dcs_servers.store_members_in(lab.layout, site)
-    return [(host, proc) for i, (host, proc, _d) in enumerate(dcs_servers.group_processes(store), start=1)
-            if i in wanted]
 
 
 def lab_start(topo: Topology, dc_name: str, progress: Progress, wait: bool = False) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from federation.errors import LabError
+from federation.lab.netns import in_netns
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def as_user_argv(user: LabUser, argv: Sequence[str], netns: str | None = None) -
     """`argv` run as `user` (setpriv) inside the network namespace `netns` (nsenter); both exec in place."""
     full = list(argv) if user.is_self else ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}",
                                              "--init-groups", *argv]
-    return ["nsenter", f"--net=/run/netns/{netns}", *full] if netns else full
+    return in_netns(full, netns)
 
 
 def user_env(user: LabUser, extra: Mapping[str, str] | None = None) -> dict[str, str]:

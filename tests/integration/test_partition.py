@@ -19,7 +19,6 @@ import pytest
 from federation.lab import agents, dcs_servers
 from federation.lab.agents import agent_process
 from federation.lab.netns import netns_of
-from federation.lab.processes import ManagedProcess
 from federation.lsn import parse_lsn
 from federation.samples import newest_sample
 from federation.state import current_state, read_copies
@@ -188,13 +187,6 @@ def _fences_in_time(lab: LabHandle, writer: Writer, cut_at: float) -> float:
         raise NotPartitionSafe(f"the cut-off primary DC acknowledged commits for {fenced_after:.1f} s after the cut "
                                f"(lease TTL {ttl:.0f} s + 5 s allowed)")
     return fenced_after
-
-
-def _store_members(lab: LabHandle, *sites: str) -> list[ManagedProcess]:
-    group = dcs_servers.store_group(lab.lab.layout)
-    assert group is not None
-    wanted = set().union(*(dcs_servers.store_members_in(lab.lab.layout, site) for site in sites))
-    return [proc for i, (_h, proc, _d) in enumerate(dcs_servers.group_processes(group), start=1) if i in wanted]
 
 
 @pytest.mark.timeout(240)
@@ -378,7 +370,7 @@ def test_store_without_majority_fences_the_primary_dc_until_it_returns(fresh_par
     lab = fresh_partition
     epoch = _store_record_epoch(lab)
     client = _inside(lab, "dc1", "store_loss_rows").start()
-    down = _store_members(lab, "dc2", "witness")
+    down = [proc for _host, proc in dcs_servers.store_processes_in(lab.lab.layout, "dc2", "witness")]
     try:
         eventually("the client inside dc1 commits", lambda: len(client.acked) > 30, timeout=20)
         lost_at = time.monotonic()
@@ -390,8 +382,8 @@ def test_store_without_majority_fences_the_primary_dc_until_it_returns(fresh_par
         group = dcs_servers.store_group(lab.lab.layout)
         assert group is not None
         back_at = time.monotonic()
-        dcs_servers.start_group(group, lab.lab.user, only=dcs_servers.store_members_in(lab.lab.layout, "dc2")
-                                | dcs_servers.store_members_in(lab.lab.layout, "witness"))
+        dcs_servers.start_group(group, lab.lab.user,
+                                only=dcs_servers.store_members_in(lab.lab.layout, "dc2", "witness"))
         eventually("dc1 takes writes again once the store is back", lambda: client.acked[-1][1] > back_at,
                    timeout=90)
         recovered_after = next(t for _, t in client.acked if t > back_at) - back_at

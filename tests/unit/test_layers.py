@@ -12,7 +12,8 @@ LOWER = [*sorted((ROOT / "federation" / "operations").glob("*.py")),
          *sorted((ROOT / "federation" / "dcs").glob("*.py")),
          *[ROOT / "federation" / f"{name}.py" for name in ("store", "store_config", "store_lease", "store_quorum",
                                                           "store_status", "record_store", "state", "lease_policy",
-                                                          "gate", "gate_core", "gate_store", "topology")]]
+                                                          "gate", "gate_core", "gate_store", "topology",
+                                                          "field_rules")]]
 
 
 def imported(path: Path) -> set[str]:
