@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from agent import act
+from agent.background import Background, Finished
 from agent.decide import Action, Decision, Observation, cross_dc_lag, decide, record_to_copy, upstream_sample
 from agent.guard_wiring import open_guard
 from agent.leadership import LeaseKeeper
@@ -55,6 +56,7 @@ class Agent:
             self.metrics.lease_held.set_function(lambda: 1 if guard.held() else 0)
             self.metrics.fenced.set_function(lambda: 1 if guard.fenced() else 0)
             self.metrics.lease_sighting_age.set_function(guard.sighting_age)
+        self.background = Background()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._known: KnownRecord | None = None
@@ -97,6 +99,7 @@ class Agent:
                 self._wake.wait(max(0.0, self.settings.interval - (time.monotonic() - started)))
                 self._wake.clear()
         finally:
+            self.background.wait(timeout=30)
             self.jobs.shutdown()
             if self.guard is not None:
                 self.guard.stop()
@@ -180,19 +183,40 @@ class Agent:
         if not self.keeper.active:
             return f"lease lost before acting; not doing: {decision.sentence}"
         if decision.action is Action.FENCE:
-            wait = self._fence_not_before - time.monotonic()
-            if wait > 0:
-                return f"{decision.sentence} -- last attempt failed, retrying in {wait:.0f} s"
+            return self._fence_in_background(obs, decision)
         log.info("%s", decision.sentence)
         outcome = self._phase("act", act.carry_out, self.settings.topo, self.settings.dc, obs, decision)
         if outcome is None:
-            if decision.action is Action.FENCE:
-                self._fence_not_before = time.monotonic() + FENCE_RETRY_SECONDS
             return f"FAILED: {decision.sentence}"
         self.metrics.actions.labels(decision.action.value).inc()
-        if decision.action is Action.FENCE:
-            self.metrics.fencing.inc()
         return f"done ({outcome}): {decision.sentence}"
+
+    def _fence_in_background(self, obs: Observation, decision: Decision) -> str:
+        """A rejoin takes seconds to minutes (pg_rewind, a reinitialise): it runs in its own thread, and the
+        cycles meanwhile keep observing, sampling and answering /status."""
+        running = self.background.running()
+        if running is not None:
+            return f"{decision.sentence} -- {running[0]} running for {running[1]:.0f} s"
+        wait = self._fence_not_before - time.monotonic()
+        if wait > 0:
+            return f"{decision.sentence} -- last attempt failed, retrying in {wait:.0f} s"
+        log.info("%s", decision.sentence)
+
+        def done(finished: Finished) -> None:
+            if finished.error is not None:
+                self.metrics.errors.labels("act").inc()
+                self._fence_not_before = time.monotonic() + FENCE_RETRY_SECONDS
+                log.warning("FAILED after %.1f s: %s (%s)", finished.seconds, decision.sentence, finished.error)
+                return
+            self.metrics.actions.labels(decision.action.value).inc()
+            self.metrics.fencing.inc()
+            log.info("done (%s): %s", finished.outcome, decision.sentence)
+            self._wake.set()
+
+        name = f"rejoin-dc {self.settings.dc.name}"
+        self.background.try_run(name, lambda: act.carry_out(self.settings.topo, self.settings.dc, obs, decision),
+                                done)
+        return f"started {name} in the background: {decision.sentence}"
 
     def _sync_record(self, obs: Observation) -> None:
         behind = obs.record is not None and obs.own_epoch is not None and obs.own_epoch < obs.record.epoch
@@ -246,6 +270,7 @@ class Agent:
             "lease_holder": self.keeper.holder, "epoch": known.state.epoch if known else None,
             "last_sentence": self.last_sentence,
             "last_cycle_at": self.last_cycle_at.isoformat() if self.last_cycle_at else None,
+            "background": self.background.status(),
         }
         if self.guard is not None:
             data["agent"]["primary_lease"] = self.guard.status()

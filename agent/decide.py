@@ -133,8 +133,13 @@ def decide(topo: Topology, obs: Observation) -> Decision:
     if obs.self_fenced is not None:
         return Decision(Action.WAIT, f"{dc} is self-fenced ({obs.self_fenced}): not re-pointing or promoting it; "
                                      "the lease guard promotes it back once it holds the primary-DC lease again")
-    if record.operation is not None:
-        op = record.operation
+    op = record.operation
+    if op is not None and op.kind == "rejoin" and op.target == dc:
+        # Whoever started it (this agent before a restart, or an operator) may be gone: a rejoin only points
+        # this DC at its upstream, which is this agent's own job, so the agent carries it through.
+        return Decision(Action.FENCE, f"a rejoin of {dc} is pending at step '{op.step}' (started {op.started}): "
+                                      "carrying it through (rejoin-dc)", replaced=True)
+    if op is not None and op.kind != "rejoin":
         return Decision(Action.WAIT, f"a {op.kind} of {op.target} is in flight (step {op.step}, started "
                                      f"{op.started}): leaving the roles to it")
     own = obs.own

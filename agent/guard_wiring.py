@@ -10,7 +10,7 @@ from agent.observe import KnownRecord, refresh_record
 from agent.self_fence import RestPatroni
 from agent.settings import AgentSettings
 from federation.state import FederationState
-from federation.store import DEFAULT_DEADLINE, FederationStore
+from federation.store import FederationStore
 from federation.store_config import LEASE_CHECK_SECONDS
 
 CACHE_TIMEOUT = 1.0
@@ -29,8 +29,10 @@ class CachedRecord:
 
 
 def store_deadline(ttl: float, margin: float) -> float:
-    """A store call may take this long: a few of them fit between two renewals and the fence deadline."""
-    return min(DEFAULT_DEADLINE, max(LEASE_CHECK_SECONDS, (ttl - margin) / 3))
+    """A store call may take this long. Short: a call sent during a cut hangs to its deadline even when the
+    cut heals meanwhile, and the first answer after the heal must come before the fence deadline (a few
+    seconds after a short cut). A healthy store answers in milliseconds, a WAN round trip in well under this."""
+    return max(0.5, min(LEASE_CHECK_SECONDS, (ttl - margin) / 4))
 
 
 def open_guard(settings: AgentSettings, active: Callable[[], bool]) -> LeaseGuard | None:

@@ -33,6 +33,8 @@ from federation.state import FederationState, _parse
 from federation.store import LeaseView
 from federation.store_config import LEASE_CHECK_SECONDS
 
+RETRY_AFTER_FAILURE = 0.25
+
 log = logging.getLogger("agent.lease_guard")
 NOT_INITIALISED = "federation store not initialised: run fedctl store init"
 
@@ -155,10 +157,27 @@ class LeaseGuard:
 
     # ---- the store side (its own thread)
     def poll_store(self) -> None:
+        with self._lock:
+            recovering = self._store_error is not None
+        # Back from a cut, the lease sighting is what stands between the DC and a needless fence: renew (or
+        # read) the lease first, on the record known so far, and again once the store answers the record.
+        leased = self._lease_step(record_ok=False) if recovering else False
         record_ok = self._read_record()
         self._read_marker()
+        if not leased and (record_ok or not recovering):
+            self._lease_step(record_ok)
+        self._changed.set()
+
+    def store_wait(self) -> float:
+        """The store thread's pause: the check interval, but at once again while the store fails (each call is
+        bounded by its deadline), so that the first answer after a cut is not a whole interval late."""
+        with self._lock:
+            return RETRY_AFTER_FAILURE if self._store_error is not None else self.interval
+
+    def _lease_step(self, record_ok: bool) -> bool:
+        """Take, renew, release or read the lease as the decision says; False when the store failed."""
         if self._not_initialised:
-            return
+            return False
         decision = self._decide(self._clock())
         active = self._active()
         if self._close_lease:
@@ -167,14 +186,15 @@ class LeaseGuard:
             self.lease.close()  # ZooKeeper: ends the session, whose pings would otherwise keep the node
         # A renewal needs no record; taking the lease needs the record's version (checked in one transaction).
         if active and (record_ok or self._holding) and decision.action in (LeaseAction.TAKE, LeaseAction.RENEW):
-            self._take_or_renew()
-        elif active and self._holding and decision.action is LeaseAction.RELEASE:
+            return self._take_or_renew()
+        if active and self._holding and decision.action is LeaseAction.RELEASE:
             self._release()
-        elif decision.action is not LeaseAction.NOTHING:
+            return True
+        if decision.action is not LeaseAction.NOTHING:
             if not active:
                 self._holding = False  # another agent of the DC takes the key over; stop renewing it
-            self._read_lease()
-        self._changed.set()
+            return self._read_lease()
+        return True
 
     def _read_record(self) -> bool:
         try:
@@ -225,7 +245,7 @@ class LeaseGuard:
             self._marker, self._marker_known = marker, True
             self._marker_seen = self._marker_seen or (marker is not None and self._fenced_at is not None)
 
-    def _take_or_renew(self) -> None:
+    def _take_or_renew(self) -> bool:
         at = self._clock()
         try:
             if self._holding:
@@ -233,13 +253,14 @@ class LeaseGuard:
             elif self._record_version is not None:
                 view = self.lease.take(self._record_version)
             else:
-                return
+                return False
         except FedError as exc:
             self._store_failed(exc.message)
-            return  # confirms nothing: the fence deadline comes closer
+            return False  # confirms nothing: the fence deadline comes closer
         with self._lock:
             self._holding = view is not None
             self._watch.renewed(at, view)
+        return True
 
     def _release(self) -> None:
         try:
@@ -249,16 +270,17 @@ class LeaseGuard:
             log.warning("could not release the primary-DC lease (it expires by itself): %s", exc.message)
         self._holding = False
 
-    def _read_lease(self) -> None:
+    def _read_lease(self) -> bool:
         at = self._clock()
         try:
             view = self.store.read_lease()
         except FedError as exc:
             self._store_failed(exc.message)
-            return
+            return False
         with self._lock:
             self._watch.observed(at, view)
             self._holder = view.agent or view.holder
+        return True
 
     # ---- the decision and the fence (its own thread)
     def _decide(self, now: float) -> LeaseDecision:
@@ -406,7 +428,7 @@ class LeaseGuard:
                 self._changed.wait(max(0.0, wait()))
                 self._changed.clear()
             else:
-                self._stop.wait(max(0.0, self.interval - (self._clock() - started)))
+                self._stop.wait(max(0.0, self.store_wait() - (self._clock() - started)))
 
     def _enforce_wait(self) -> float:
         with self._lock:

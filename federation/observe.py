@@ -21,7 +21,7 @@ from federation.patroni_api import PRIMARY_ROLES, NodeStatus
 from federation.status_model import HEALTHY_STATES, DCStatus, FederationStatus, MemberStatus
 
 if TYPE_CHECKING:
-    from federation.state import StateCopy
+    from federation.state import FederationState, StateCopy
     from federation.topology import Datacenter, Member, Topology
 
 DEFAULT_TIMEOUT = 2.0
@@ -282,14 +282,15 @@ def _read_dcs(topo: Topology, dc: Datacenter, timeout: float) -> tuple[DCSRead, 
         return DCSRead(error=text), StateCopy(dc.name, None, None, error=text)
 
 
-def _read_store(topo: Topology, timeout: float) -> tuple[dict[str, Any], list[str]]:
-    """The federation store's quorum, record epoch and lease (its JSON summary and problems)."""
+def _read_store(topo: Topology, timeout: float) -> tuple[dict[str, Any], list[str], FederationState | None]:
+    """The federation store's quorum, record epoch and lease (its JSON summary and problems), and its record."""
     from federation.store_status import read_store_status, store_summary
 
     try:
-        return store_summary(read_store_status(topo, timeout))
+        read = read_store_status(topo, timeout)
+        return (*store_summary(read), read.record)
     except Exception as exc:  # status must survive anything; say it is a bug
-        return {"error": _bug(exc)}, [f"the federation store could not be read: {_bug(exc)}"]
+        return {"error": _bug(exc)}, [f"the federation store could not be read: {_bug(exc)}"], None
 
 
 def _bug(exc: Exception) -> str:
@@ -341,7 +342,7 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
     from federation.entrypoints import default_binds
     from federation.record_status import record_summary
 
-    record, record_problems = record_summary(topo, copies)
+    record, record_problems = record_summary(topo, copies, store_read[2] if store_read is not None else None)
     if upstream_of is None and record is not None:
         upstream_of = {dc: up for dc, up in record["upstreams"].items() if up is not None}
     status = assemble(topo, dcs_reads, api_reads, upstream_of=upstream_of, now=datetime.now(UTC),
@@ -354,7 +355,7 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
         "federation_record": record,
         "entrypoints": {"read_write": binds.read_write, "read_only": binds.read_only, "pgbouncer": binds.pgbouncer}}
     if store_read is not None:
-        extra["federation_store"], store_problems = store_read
+        extra["federation_store"], store_problems, _record = store_read
         record_problems.extend(store_problems)
     if topo.lab.network == "namespaces":
         from federation.lab_network import read_cuts

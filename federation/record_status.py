@@ -5,23 +5,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from federation.state import StateCopy, newest
+from federation.state import FederationState, StateCopy, newest
 from federation.topology import Topology
 
 
-def record_summary(topo: Topology, copies: Sequence[StateCopy]) -> tuple[dict[str, Any] | None, list[str]]:
-    """(summary for JSON, problems). The summary is None when no DC holds a record yet (epoch 0, topology roles)."""
-    if not any(c.state is not None for c in copies):
+def record_summary(topo: Topology, copies: Sequence[StateCopy],
+                   store_record: FederationState | None = None) -> tuple[dict[str, Any] | None, list[str]]:
+    """(summary for JSON, problems). The summary is None when no DC holds a record yet (epoch 0, topology roles).
+    With a federation store its record is the record; the copies only say which DC holds which epoch."""
+    if store_record is None and not any(c.state is not None for c in copies):
         return None, []
-    st = newest(topo, copies)
+    st = store_record or newest(topo, copies)
     problems: list[str] = []
     op = st.operation
     if op is not None:
-        resume = f"`fedctl {op.kind}-dc {op.target}` resumes it"
-        if op.kind == "switchover" and op.source:
-            resume += f"; `fedctl switchover-dc {op.source}` rolls it back while {op.target} is not yet promoted"
-        problems.append(f"a {op.kind} {op.source or '?'} -> {op.target} stopped at step '{op.step}' "
-                        f"(started {op.started}): {resume}")
+        from federation.operations.pending import describe_pending, finish_command, past_commit_point
+
+        ways = f"`{finish_command(op)}` finishes it"
+        if past_commit_point(st, op) is None:
+            ways += ", `fedctl operation abort` undoes it"
+        problems.append(f"{describe_pending(op)}: {ways} (`fedctl operation show` for details)")
     summary = {
         "epoch": st.epoch,
         "primary_dc": st.primary_dc,

@@ -56,7 +56,8 @@ def current_state(topo: Topology) -> tuple[FederationState, list[StateCopy]]:
 
 
 def commit(topo: Topology, base: FederationState, new: FederationState, copies: Sequence[StateCopy],
-           *, require: Sequence[str] = (), lease_absent: bool = False, revoke: LeaseView | None = None) -> list[str]:
+           *, require: Sequence[str] = (), lease_absent: bool = False, revoke: LeaseView | None = None,
+           refresh_copies: bool = True) -> list[str]:
     """Commit `new` (derived from `base`) with one compare-and-set on the store, then refresh the copies.
 
     Refuses (OperationRefused, nothing written) when the store no longer holds `base`. DCs in `require`
@@ -78,6 +79,8 @@ def commit(topo: Topology, base: FederationState, new: FederationState, copies: 
                                        "majority again; nothing was changed",
                                        hint="check `fedctl status`; use switchover-dc while that DC is alive")
             raise OperationRefused(_raced(fresh))
+    if not refresh_copies:
+        return []
     written = write_copies(topo, new, copies)
     missing = [dc for dc in require if dc not in written]
     if missing:

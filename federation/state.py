@@ -56,14 +56,19 @@ class HistoryEntry(Frozen):
 
 
 class PendingOperation(Frozen):
-    """An operation in flight, so that `fedctl status` can say where it stopped and a rerun can resume."""
+    """An operation in flight: its plan, the step it is at (committed before that step acts) and every input
+    a later step needs, so that `fedctl status` can say where it stopped and a rerun resumes there."""
 
     kind: str
     source: str | None
     target: str
     step: str
     started: str
-    token: dict[str, Any] | None = None
+    id: str = ""
+    plan: list[str] = Field(default_factory=list)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    owner: str = ""  # host:pid of the fedctl that runs it
+    rollback: bool = False  # a switchover being rolled back to its source
 
 
 class FederationState(Frozen):
@@ -165,11 +170,13 @@ def _write_copy(dcs: DCS, key: str, new: FederationState, seen: StateCopy) -> bo
 
 
 def commit(topo: Topology, base: FederationState, new: FederationState, copies: Sequence[StateCopy],
-           *, require: Sequence[str] = (), lease_absent: bool = False, revoke: LeaseView | None = None) -> list[str]:
+           *, require: Sequence[str] = (), lease_absent: bool = False, revoke: LeaseView | None = None,
+           refresh_copies: bool = True) -> list[str]:
     """Write `new` (derived from `base`) into every reachable DC, in topology order, with compare-and-set.
 
     With a federation store: one compare-and-set on the store, then the copies (record_store.commit;
-    `lease_absent` and `revoke` condition that commit on the primary-DC lease and need a store).
+    `lease_absent` and `revoke` condition that commit on the primary-DC lease and need a store;
+    `refresh_copies=False` leaves the copies as they are, for an operation's step-by-step progress).
 
     Refuses (OperationRefused, nothing written) when the first reachable DC no longer holds what
     `base` was read from, i.e. another operator committed first. DCs named in `require` must take the
@@ -179,7 +186,7 @@ def commit(topo: Topology, base: FederationState, new: FederationState, copies: 
         from federation import record_store
 
         return record_store.commit(topo, base, new, copies, require=require, lease_absent=lease_absent,
-                                   revoke=revoke)
+                                   revoke=revoke, refresh_copies=refresh_copies)
     if lease_absent or revoke is not None:
         raise ValueError("lease conditions need a federation_store in the topology")
     by_dc = {c.dc: c for c in copies}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from federation.state import FederationState
 from federation.store import FederationStore, LeaseView, NoQuorum
 from federation.store_quorum import QuorumView
 from federation.topology import Topology
@@ -26,6 +27,7 @@ class StoreRead:
     initialised: bool = False
     lease: LeaseView | None = None  # None: not read (no quorum, error)
     error: str | None = None
+    record: FederationState | None = None  # the store's record (the copies may lag behind an operation's steps)
 
 
 def read_store_status(topo: Topology, timeout: float) -> StoreRead:
@@ -47,7 +49,7 @@ def read_store_status(topo: Topology, timeout: float) -> StoreRead:
     except Exception as exc:  # status must survive anything
         return StoreRead(view, error=getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
     return StoreRead(view, parsed.epoch if parsed else None, parsed.primary_dc if parsed else None,
-                     found is not None, lease)
+                     found is not None, lease, record=parsed)
 
 
 def store_summary(read: StoreRead) -> tuple[dict[str, Any], list[str]]:

@@ -7,6 +7,7 @@ from federation.cli import gate as _gate  # noqa: F401
 from federation.cli import jobs as _jobs  # noqa: F401
 from federation.cli import lab as _lab  # noqa: F401
 from federation.cli import operations as _operations  # noqa: F401
+from federation.cli import pending as _pending  # noqa: F401
 from federation.cli import status as _status  # noqa: F401
 from federation.cli import store as _store  # noqa: F401
 from federation.cli import validate as _validate  # noqa: F401

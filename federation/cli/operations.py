@@ -15,7 +15,7 @@ from federation.progress import Progress
 from federation.render import render_data, render_table
 
 
-def _run_operation(fmt: str, run: Callable[[Progress], OperationReport], question: str | None,
+def run_operation(fmt: str, run: Callable[[Progress], OperationReport], question: str | None,
                    yes: bool, dry_run: bool) -> None:
     progress = Progress(quiet=fmt == "json")
     if question and not (yes or dry_run):
@@ -24,6 +24,10 @@ def _run_operation(fmt: str, run: Callable[[Progress], OperationReport], questio
         click.confirm(question, abort=True, err=True)
     try:
         report = run(progress)
+    except KeyboardInterrupt:
+        click.secho("Interrupted: the operation may be left pending. `fedctl operation show` says where it stopped "
+                    "and which command finishes or undoes it.", fg="red", err=True)
+        sys.exit(130)
     except FedError as exc:
         if fmt == "json":
             click.echo(json.dumps({"outcome": "failed", "error": str(exc),
@@ -56,7 +60,7 @@ def switchover_dc_cmd(topology_path: str, dc_name: str, dry_run: bool, yes: bool
 
     topo = load(topology_path)
     topo.dc(dc_name)
-    _run_operation(fmt, lambda p: switchover_dc(topo, dc_name, p, dry_run=dry_run, max_lag_bytes=max_lag),
+    run_operation(fmt, lambda p: switchover_dc(topo, dc_name, p, dry_run=dry_run, max_lag_bytes=max_lag),
                    f"Switch the primary DC over to {dc_name}?", yes, dry_run)
 
 
@@ -115,7 +119,7 @@ def promote_dc_cmd(topology_path: str, dc_name: str, force: bool, dry_run: bool,
             raise click.UsageError("promote-dc changes which DC takes writes; add --yes to run it unattended")
         return click.confirm(f"Promote {dc_name}? {estimate.sentence()}", err=True)
 
-    _run_operation(fmt, lambda p: promote_dc(topo, dc_name, p, force=force, dry_run=dry_run, confirm=confirm),
+    run_operation(fmt, lambda p: promote_dc(topo, dc_name, p, force=force, dry_run=dry_run, confirm=confirm),
                    None, yes, dry_run)
 
 
@@ -132,5 +136,5 @@ def rejoin_dc_cmd(topology_path: str, dc_name: str, dry_run: bool, yes: bool, fm
 
     topo = load(topology_path)
     topo.dc(dc_name)
-    _run_operation(fmt, lambda p: rejoin_dc(topo, dc_name, p, dry_run=dry_run),
+    run_operation(fmt, lambda p: rejoin_dc(topo, dc_name, p, dry_run=dry_run),
                    f"Rejoin {dc_name} as a standby DC? WAL it wrote past the fork will be discarded.", yes, dry_run)

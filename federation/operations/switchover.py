@@ -5,44 +5,37 @@ source's final LSN after its clean shutdown (the demotion token). Promote the ta
 replayed exactly that point, then check the new timeline began there. The source already points at
 the target and follows the new timeline by streaming, with no pg_rewind.
 
-Every step looks at the real state before acting, and progress is kept in the federation record, so a
-rerun after a failure resumes; `switchover-dc <source>` while the source is demoted but the target not
-yet promoted rolls back to the source.
+The switchover is a step plan (federation.operations.plan): each step checks the real state first, the
+record holds the operation, its current step and the token, so a rerun after a crash at any point
+resumes. Until the epoch raise (the commit point) it can be rolled back: `fedctl operation abort`, or
+`switchover-dc <source>`, promotes the source again.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from federation import patroni_api, state
+from federation import state
 from federation.errors import BadInput, OperationFailed, OperationRefused
-from federation.operations.common import (
-    DCLook,
-    SqlSession,
-    apply_role,
-    cascade_host,
-    connect,
-    current_timeline,
-    look_at,
-    look_at_all,
-    lsn_text,
-    poll,
-    replay_lsn,
-    require_leader,
-    switch_point,
-    writable,
-)
-from federation.operations.lease_fence import commit_handing_over
+from federation.operations.common import DCLook, lsn_text, poll, require_leader
+from federation.operations.demotion_token import DemotionToken
+from federation.operations.journal import LiveRecord, RecordJournal, RecordPort, new_operation
+from federation.operations.pending import refuse_other_operation
+from federation.operations.plan import Step, describe, run_plan
 from federation.operations.report import OperationReport
+from federation.operations.world import LiveWorld, World
 from federation.patroni_dynamic import ARCHIVE_GET
 from federation.progress import Progress
 from federation.state import FederationState, HistoryEntry, PendingOperation
 from federation.topology import Datacenter, Member, Topology
 
+__all__ = ["DemotionToken", "new_upstreams", "switchover_dc", "switchover_steps"]
+
+KIND = "switchover"
 DEFAULT_MAX_LAG_BYTES = 16 * 1024 * 1024
 DEMOTE_TIMEOUT = 60.0
 CATCH_UP_TIMEOUT = 60.0
@@ -51,27 +44,6 @@ STREAMING_GRACE = 15.0
 # A target that was streaming when the source shut down already holds the token's LSN; one that was not
 # gets its restore_command back after this long and fetches the tail from the archive.
 ARCHIVE_FALLBACK_AFTER = 3.0
-
-
-@dataclass(frozen=True)
-class DemotionToken:
-    """Where the demoted source DC stopped writing: its final LSN, timeline and system identifier."""
-
-    lsn: int
-    timeline: int
-    system_identifier: str
-    member: str
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return {"lsn": lsn_text(self.lsn), "timeline": self.timeline,
-                "system_identifier": self.system_identifier, "member": self.member}
-
-    @classmethod
-    def from_json_dict(cls, data: dict[str, Any]) -> DemotionToken:
-        from federation.lsn import parse_lsn
-
-        return cls(parse_lsn(data["lsn"]), int(data["timeline"]), str(data["system_identifier"]),
-                   str(data["member"]))
 
 
 def new_upstreams(topo: Topology, st: FederationState, source: str, target: str) -> dict[str, str | None]:
@@ -84,56 +56,152 @@ def new_upstreams(topo: Topology, st: FederationState, source: str, target: str)
     return ups
 
 
-def plan_steps(source: str, target: str, rollback: bool) -> list[str]:
-    if rollback:
-        return [f"make sure {source} is demoted and read its final LSN", f"promote {source} back",
-                "point every standby DC at its upstream again"]
+@dataclass
+class Switchover:
+    """One run of a switchover plan: what its steps share. `inputs` is what the record keeps."""
+
+    world: World
+    journal: RecordJournal
+    source: Datacenter
+    target: Datacenter
+    upstreams: dict[str, str | None]  # the roles once done (a rollback: the roles before it began)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
+    progress: Progress = field(default_factory=lambda: Progress(quiet=True))
+
+    @property
+    def rollback(self) -> bool:
+        return self.target.name == self.source.name
+
+    leaders: dict[str, Member] = field(default_factory=dict)
+
+    def leader(self, dc: Datacenter, what: str) -> Member:
+        """The DC's leader, as first found: a demoted source (or a promoted target) is led by the same member,
+        while its REST API may still be catching up with the restart."""
+        if dc.name not in self.leaders:
+            self.leaders[dc.name] = require_leader(self.world.look(dc), what)
+        return self.leaders[dc.name]
+
+    def token(self) -> DemotionToken:
+        return DemotionToken.from_json_dict(self.inputs["token"])
+
+    def quietly(self, probe: Callable[[], bool]) -> bool:
+        """A done-check that cannot answer (the member is down) says "not done": the act then reports why."""
+        try:
+            return probe()
+        except Exception:
+            return False
+
+    def target_writable(self) -> bool:
+        return self.quietly(lambda: self.world.writable(self.leader(self.target, "cannot promote it")))
+
+
+def switchover_steps(run: Switchover) -> list[Step[Switchover]]:
+    source, target = run.source.name, run.target.name
+    if run.rollback:
+        # Nothing to demote: the source is demoted already, or was never demoted (then it is still the primary).
+        return [
+            Step("token", f"read {source}'s final LSN (the demotion token)", _read_token,
+                 done=lambda r: "token" in r.inputs or r.target_writable(), changes=False),
+            Step("promote", f"promote {source} back", _promote, done=lambda r: r.target_writable()),
+            Step("repoint", "point every standby DC at its upstream again", _repoint),
+            Step("followers-stream", "wait until every standby DC streams again", _standbys_stream, changes=False),
+        ]
     return [
-        f"check every DC answers, {target} is a healthy standby DC and nearly caught up",
-        f"demote {source} (Patroni demote-cluster: clean shutdown) pointing it at {target}",
-        f"read {source}'s final LSN, timeline and system identifier (the demotion token)",
-        f"wait until {target}'s standby leader has replayed exactly that LSN",
-        f"raise the federation epoch (primary DC {target}) in every DC's DCS",
-        f"promote {target} and wait until it accepts writes",
-        f"check {target}'s new timeline began at the token's LSN",
-        f"point {source} and every other standby DC at its new upstream",
+        Step("prepare", f"prepare {target} and {source} while {source} still takes writes", _prepare,
+             done=_source_demoted),
+        Step("demote", f"demote {source} (Patroni demote-cluster: clean shutdown) pointing it at {target}",
+             _demote, done=_source_demoted),
+        Step("token", f"read {source}'s final LSN, timeline and system identifier (the demotion token)",
+             _read_token, done=lambda r: "token" in r.inputs, changes=False),
+        Step("catch-up", f"wait until {target}'s standby leader has replayed exactly that LSN", _catch_up,
+             done=lambda r: r.target_writable()),
+        Step("epoch", f"raise the federation epoch (primary DC {target}), revoking {source}'s lease", _raise_epoch,
+             done=lambda r: r.journal.record.primary_dc == target, commits_itself=True),
+        Step("promote", f"promote {target} and wait until it accepts writes", _promote,
+             done=lambda r: r.target_writable()),
+        Step("switch-point", f"check {target}'s new timeline began at the token's LSN", _check_switch_point,
+             changes=False),
+        Step("repoint", f"point {source} and every other standby DC at its new upstream", _repoint),
+        Step("source-streams", f"wait until {source} streams from {target}", _source_streams, changes=False),
     ]
 
 
 def switchover_dc(topo: Topology, target_name: str, progress: Progress, *, dry_run: bool = False,
-                  max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES) -> OperationReport:
+                  max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES, world: World | None = None,
+                  record: RecordPort | None = None) -> OperationReport:
     target = topo.dc(target_name)
-    st, _copies = state.current_state(topo)
-    pending = st.operation if st.operation and st.operation.kind == "switchover" else None
-    if st.operation and not pending:
-        raise OperationRefused(f"a {st.operation.kind} of {st.operation.target} is in progress "
-                               f"(step {st.operation.step}, started {st.operation.started})",
-                               hint=f"finish it first: rerun `fedctl {st.operation.kind}-dc {st.operation.target}`")
+    world = world or LiveWorld(topo)
+    record = record or LiveRecord(topo)
+    try:
+        return _switchover(topo, target, progress, dry_run, max_lag_bytes, world, record)
+    finally:
+        world.close()
+
+
+def _switchover(topo: Topology, target: Datacenter, progress: Progress, dry_run: bool, max_lag_bytes: int,
+                world: World, record: RecordPort) -> OperationReport:
+    st = record.read()
+    refuse_other_operation(st, KIND)
+    pending = st.operation
     source = topo.dc(pending.source) if pending and pending.source else topo.dc(st.primary_dc)
+    if pending is not None and pending.rollback and target.name != source.name:
+        raise OperationRefused(f"the switchover {pending.source} -> {pending.target} is being rolled back (step "
+                               f"{pending.step})", hint=f"finish the rollback: `fedctl switchover-dc {source.name}` "
+                                                        "or `fedctl operation abort`")
     rollback = pending is not None and target.name == source.name
-    if target.name == source.name and not pending:
+    if target.name == source.name and pending is None:
         raise BadInput(f"{target.name} is already the primary DC (epoch {st.epoch})",
                        hint="name the standby DC that should become primary")
+    if pending is not None and not rollback and target.name != pending.target:
+        raise OperationRefused(f"a switchover {pending.source} -> {pending.target} is pending (step {pending.step})",
+                               hint=f"finish it (`fedctl switchover-dc {pending.target}`) or abort it "
+                                    "(`fedctl operation abort`) first")
+    if pending is not None and rollback and st.primary_dc != source.name:
+        raise OperationRefused(f"the switchover {pending.source} -> {pending.target} is past its commit point: "
+                               f"epoch {st.epoch} names {st.primary_dc}; it cannot be rolled back",
+                               hint=f"finish it: `fedctl switchover-dc {st.primary_dc}`")
+    ups = st.upstreams if rollback else new_upstreams(topo, st, source.name, target.name)
+    op = pending or new_operation(KIND, source.name, target.name, [], rollback=False)
+    if rollback and not op.rollback:
+        op = op.model_copy(update={"rollback": True})
+    run = Switchover(world, RecordJournal(record, st, op), source, target, ups, inputs=dict(op.inputs),
+                     progress=progress)
+    steps = switchover_steps(run)
+    run.journal.op = op.model_copy(update={"plan": [s.name for s in steps]})
     report = OperationReport("switchover-dc", target.name, source.name, epoch=st.epoch, dry_run=dry_run,
-                             plan=plan_steps(source.name, target.name, rollback))
+                             plan=describe(steps))
     if pending:
         progress.say(f"Resuming the switchover {pending.source} -> {pending.target} left at step "
                      f"'{pending.step}'" + (" as a rollback to " + source.name if rollback else ""))
     with progress.step("pre-checks"):
-        looks = look_at_all(topo)
+        looks = world.look_all()
         if pending is None and looks[source.name].is_primary and not _streaming_leader(looks[target.name]):
             # Right after an operation a standby leader may still be re-connecting: give it a moment.
-            looks[target.name] = _wait_for_streaming_leader(target, STREAMING_GRACE)
-        _pre_checks(topo, looks, source, target, max_lag_bytes, resuming=pending is not None)
+            looks[target.name] = _wait_for_streaming_leader(world, target, STREAMING_GRACE)
+        if pending is not None:  # a crash may have come in the middle of a restart: let Patroni finish it
+            looks = _wait_for_leaders(world, looks, STREAMING_GRACE)
+        _pre_checks(looks, source, target, max_lag_bytes, resuming=pending is not None)
+        run.leaders.update({name: look.leader for name, look in looks.items() if look.leader is not None})
     if dry_run:
         report.outcome = "planned"
         return report
     try:
-        _run(topo, st, looks, source, target, progress, report, pending)
+        run_plan(KIND, steps, run, run.journal, progress)
     except Exception as exc:
         report.outcome = "failed"
         report.error = str(exc)
         raise
+    report.facts.update(run.facts)
+    report.facts.setdefault("demotion_token", run.inputs.get("token"))
+    report.epoch = run.journal.record.epoch
+    report.outcome = "rolled back" if rollback else "succeeded"
+    entry = HistoryEntry(epoch=run.journal.record.epoch, time=state.utc_now(), operation="switchover-dc",
+                         source=source.name, target=target.name, outcome=report.outcome,
+                         seconds=round(sum(s.seconds for s in progress.steps), 3),
+                         details={"demotion_token": run.inputs.get("token"), "switch_point": run.facts.get(
+                             "switch_point"), "rollback": rollback, "operation": op.id})
+    run.journal.finish(entry)
     return report
 
 
@@ -142,17 +210,25 @@ def _streaming_leader(look: DCLook) -> bool:
     return status is not None and status.role == "standby_leader" and status.replication_state == "streaming"
 
 
-def _wait_for_streaming_leader(dc: Datacenter, timeout: float) -> DCLook:
+def _wait_for_streaming_leader(world: World, dc: Datacenter, timeout: float) -> DCLook:
     deadline = time.monotonic() + timeout
-    look = look_at(dc)
+    look = world.look(dc)
     while not _streaming_leader(look) and time.monotonic() < deadline:
         time.sleep(0.2)
-        look = look_at(dc)
+        look = world.look(dc)
     return look
 
 
-def _pre_checks(topo: Topology, looks: dict[str, DCLook], source: Datacenter, target: Datacenter,
-                max_lag_bytes: int, resuming: bool) -> None:
+def _wait_for_leaders(world: World, looks: dict[str, DCLook], timeout: float) -> dict[str, DCLook]:
+    deadline = time.monotonic() + timeout
+    while any(look.leader is None for look in looks.values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        looks = world.look_all()
+    return looks
+
+
+def _pre_checks(looks: dict[str, DCLook], source: Datacenter, target: Datacenter, max_lag_bytes: int,
+                resuming: bool) -> None:
     down = [name for name, look in looks.items() if look.leader is None]
     if down:
         raise OperationRefused(f"{', '.join(down)} has no reachable leader: a planned switchover needs every DC",
@@ -175,146 +251,43 @@ def _pre_checks(topo: Topology, looks: dict[str, DCLook], source: Datacenter, ta
                                f"(limit {max_lag_bytes}); wait for it to catch up")
 
 
-def _record(topo: Topology, base: FederationState, new: FederationState, *,
-            hand_over_lease: bool = False) -> FederationState:
-    """Commit `new`. `hand_over_lease` (the epoch raise, with a federation store): revoke the source DC's
-    lease in the same commit, so that the target's agent can take it."""
-    new = new.model_copy(update={"updated": state.utc_now()})
-    if hand_over_lease and topo.federation_store is not None:
-        commit_handing_over(topo, base, new)
-    else:
-        state.commit(topo, base, new, state.read_copies(topo))
-    return new
-
-
-def _run(topo: Topology, st: FederationState, looks: dict[str, DCLook], source: Datacenter, target: Datacenter,
-         progress: Progress, report: OperationReport, pending: PendingOperation | None) -> None:
-    ups = new_upstreams(topo, st, source.name, target.name)
-    started = pending.started if pending else state.utc_now()
-    op = pending or PendingOperation(kind="switchover", source=source.name, target=target.name,
-                                     step="demote", started=started)
-    if op.target != target.name:
-        op = op.model_copy(update={"target": target.name})
-    if pending is None or op != pending:
-        st = _record(topo, st, st.model_copy(update={"operation": op}))
-
-    sessions = contextlib.ExitStack()
-    with sessions:
-        _switch(topo, st, op, ups, looks, source, target, progress, report, sessions)
-
-
-def _switch(topo: Topology, st: FederationState, op: PendingOperation, ups: dict[str, str | None],
-            looks: dict[str, DCLook], source: Datacenter, target: Datacenter, progress: Progress,
-            report: OperationReport, sessions: contextlib.ExitStack) -> None:
-    source_leader = require_leader(looks[source.name], "cannot demote it")
-    if looks[source.name].is_primary and target.name != source.name:
-        with progress.step(f"prepare {target.name} and {source.name} while {source.name} still takes writes") as rec:
-            rec.detail = _prepare(topo, source_leader, target, require_leader(looks[target.name], "cannot promote it"))
-    with progress.step(f"demote {source.name}") as rec:
-        if looks[source.name].is_primary:
-            patroni_api.patch_config(source_leader, {"standby_cluster": _streaming_only(_section(topo, source, ups))})
-            rec.detail = f"PATCH standby_cluster on {source_leader.name}"
-        else:
-            rec.detail = "already a standby DC"
-        # Safe to go on once it answers in recovery: its last record was the shutdown checkpoint, which the
-        # walsenders shipped before it stopped, and a standby writes no WAL of its own.
-        source_session = sessions.enter_context(SqlSession(topo, source_leader))
-        poll(f"{source.name}'s leader {source_leader.name} to restart as standby leader accepting SQL",
-             lambda: _in_recovery(source_session), DEMOTE_TIMEOUT, 0.02)
-
-    with progress.step("read the demotion token") as rec:
-        token = (DemotionToken.from_json_dict(op.token) if op.token
-                 else _read_token(source_session))
-        source_session.close()
-        rec.detail = f"LSN {lsn_text(token.lsn)} timeline {token.timeline} system {token.system_identifier}"
-        report.facts["demotion_token"] = token.to_json_dict()
-        progress.say(f"   demotion token: {rec.detail}")
-        # Kept in the record with the epoch raise below, not here: one DCS round trip less without a writer.
-        # A rerun before that reads the same token again, as the demoted source replays nothing new until
-        # the target is promoted.
-
-    target_leader = require_leader(look_at(target), "cannot promote it")
-    target_session = sessions.enter_context(SqlSession(topo, target_leader))
-    already_promoted = writable_quiet(target_session)  # a rerun after the promotion step
-    if target.name != source.name and not already_promoted:
-        with progress.step(f"wait until {target.name} has replayed {lsn_text(token.lsn)}") as rec:
-            replayed = _wait_for_token(target, target_session, token)
-            if replayed != token.lsn:
-                raise OperationFailed(f"{target.name} replayed {lsn_text(replayed)}, past the token "
-                                      f"{lsn_text(token.lsn)}: it has WAL the source never wrote; stopping",
-                                      hint="inspect both DCs before going on")
-            rec.detail = f"{target_leader.name} at {lsn_text(replayed)}"
-
-    if op.step == "promote" and st.primary_dc == target.name:
-        progress.say(f"   epoch {st.epoch} already names {target.name}: not raising it again")
-    else:
-        with progress.step(f"raise the federation epoch to {st.epoch + 1} (primary DC {target.name})"):
-            op = op.model_copy(update={"step": "promote", "token": token.to_json_dict()})
-            st = _record(topo, st, st.model_copy(update={"epoch": st.epoch + 1, "primary_dc": target.name,
-                                                         "upstreams": ups, "operation": op}),
-                         hand_over_lease=True)
-    report.epoch = st.epoch
-
-    with progress.step(f"promote {target.name}") as rec:
-        if not writable_quiet(target_session):
-            apply_role(topo, target, target_leader, ups)
-        # The epoch already names the target, so its promotion gate lets Patroni promote it.
-        poll(f"{target.name} ({target_leader.name}) to accept writes",
-             lambda: writable(topo, target_leader, target_session), PROMOTE_TIMEOUT, 0.02)
-        rec.detail = f"{target_leader.name} accepts writes"
-
-    if target.name != source.name:
-        with progress.step("check the new timeline's switch point") as rec:
-            timeline = current_timeline(topo, target_leader, target_session)
-            point = switch_point(topo, target_leader, timeline, target_session)
-            report.facts["new_timeline"] = timeline
-            report.facts["switch_point"] = lsn_text(point)
-            if point != token.lsn:
-                raise OperationFailed(f"timeline {timeline} of {target.name} began at {lsn_text(point)}, not at "
-                                      f"the token's {lsn_text(token.lsn)}: the switchover is not proven lossless",
-                                      hint=f"{source.name} may need `fedctl rejoin-dc {source.name}`")
-            rec.detail = f"timeline {timeline} began at {lsn_text(point)} = token"
-
-    with progress.step("point the standby DCs at their new upstream") as rec:
-        changed = _repoint(topo, [dc for dc in topo.datacenters if dc.name != target.name], ups)
-        rec.detail = f"re-pointed: {', '.join(changed) or 'none needed'}"
-
-    with progress.step(f"wait until {source.name} streams from {target.name}"):
-        poll(f"{source.name} to stream on timeline {report.facts.get('new_timeline', '?')}",
-             lambda: _streaming(source), DEMOTE_TIMEOUT, 0.05)
-
-    report.outcome = "succeeded"
-    total = sum(s.seconds for s in progress.steps)
-    entry = HistoryEntry(epoch=st.epoch, time=state.utc_now(), operation="switchover-dc", source=source.name,
-                         target=target.name, outcome="succeeded", seconds=round(total, 3),
-                         details={"demotion_token": token.to_json_dict(), "switch_point": report.facts.get(
-                             "switch_point"), "rollback": source.name == target.name})
-    _record(topo, st, st.model_copy(update={"operation": None}).with_history(entry))
-
-
-def _section(topo: Topology, dc: Datacenter, ups: dict[str, str | None]) -> dict[str, Any] | None:
-    from federation.patroni_dynamic import standby_cluster_section
-
-    upstream = ups.get(dc.name)
-    return standby_cluster_section(dc, topo.dc(upstream), cascade_host(topo, dc, ups)) if upstream else None
-
-
-def _prepare(topo: Topology, source_leader: Member, target: Datacenter, target_leader: Member) -> str:
+def _prepare(run: Switchover) -> str:
     """Work done before the demotion, so that less of it falls into the time without a writer."""
     done = []
+    target_leader = run.leader(run.target, "cannot promote it")
     # Promoting, PostgreSQL asks restore_command for the last segment and two history files (three
     # pgBackRest runs); the target already has that WAL by streaming. Where WAL comes from changes nothing
     # about which WAL it is: the catch-up check guards the tail. The promotion removes standby_cluster
     # anyway, and a rollback's re-point step gives the target its full section back.
-    section = patroni_api.get_config(target_leader).get("standby_cluster") or {}
+    section = run.world.config(target_leader).get("standby_cluster") or {}
     if section.get("restore_command"):
-        patroni_api.patch_config(target_leader, {"standby_cluster": {"restore_command": None}})
-        done.append(f"{target.name} catches up by streaming only")
+        run.world.patch(target_leader, {"standby_cluster": {"restore_command": None}})
+        done.append(f"{run.target.name} catches up by streaming only")
     # Checkpoint now, while writes still go on: the shutdown checkpoint then has little left to flush.
-    with connect(topo, source_leader) as conn:
-        conn.execute("CHECKPOINT")
+    source_leader = run.leader(run.source, "cannot demote it")
+    run.world.checkpoint(source_leader)
     done.append(f"checkpoint on {source_leader.name}")
     return "; ".join(done)
+
+
+def _source_demoted(run: Switchover) -> bool:
+    """The source already runs in recovery: demoted (the token step reads where it stopped)."""
+    return run.quietly(lambda: run.world.in_recovery(run.leader(run.source, "cannot demote it")))
+
+
+def _demote(run: Switchover) -> str:
+    leader = run.leader(run.source, "cannot demote it")
+    if run.world.look(run.source).is_primary:
+        section = _streaming_only(run.world.standby_section(run.source, run.upstreams))
+        run.world.patch(leader, {"standby_cluster": section})
+        detail = f"PATCH standby_cluster on {leader.name}"
+    else:
+        detail = "already a standby DC"
+    # Safe to go on once it answers in recovery: its last record was the shutdown checkpoint, which the
+    # walsenders shipped before it stopped, and a standby writes no WAL of its own.
+    poll(f"{run.source.name}'s leader {leader.name} to restart as standby leader accepting SQL",
+         lambda: True if run.world.in_recovery(leader) else None, DEMOTE_TIMEOUT, 0.02)
+    return detail
 
 
 def _streaming_only(section: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -323,62 +296,104 @@ def _streaming_only(section: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: v for k, v in section.items() if k != "restore_command"} if section else section
 
 
-def _wait_for_token(target: Datacenter, session: SqlSession, token: DemotionToken) -> int:
+def _read_token(run: Switchover) -> str:
+    token = run.world.read_token(run.leader(run.source, "cannot read its final LSN"))
+    run.inputs["token"] = token.to_json_dict()
+    run.progress.say(f"   demotion token: {token.sentence()}")
+    return token.sentence()
+
+
+def _catch_up(run: Switchover) -> str:
+    token = run.token()
+    leader = run.leader(run.target, "cannot promote it")
+    replayed = _wait_for_token(run.world, run.target, leader, token)
+    if replayed != token.lsn:
+        raise OperationFailed(f"{run.target.name} replayed {lsn_text(replayed)}, past the token "
+                              f"{lsn_text(token.lsn)}: it has WAL the source never wrote; stopping",
+                              hint="inspect both DCs, then `fedctl operation abort` rolls back to the source")
+    return f"{leader.name} at {lsn_text(replayed)}"
+
+
+def _wait_for_token(world: World, target: Datacenter, leader: Member, token: DemotionToken) -> int:
     """Until the target has replayed at least the token; the caller refuses anything but exactly the token."""
-    leader = session.member
     what = f"{target.name} ({leader.name}) to replay {lsn_text(token.lsn)}"
+
+    def replayed() -> int | None:
+        got = world.replayed(leader)
+        return got if got is not None and got >= token.lsn else None
+
     try:
-        return poll(what, lambda: _replayed_at_least(session, token.lsn), ARCHIVE_FALLBACK_AFTER, 0.02)
+        return poll(what, replayed, ARCHIVE_FALLBACK_AFTER, 0.02)
     except OperationFailed:
         pass
     # The target was not streaming when the source shut down. Patroni archived the segment holding the
     # shutdown checkpoint before restarting the source, so the archive has the tail.
-    if not (patroni_api.get_config(leader).get("standby_cluster") or {}).get("restore_command"):
-        patroni_api.patch_config(leader, {"standby_cluster": {"restore_command": ARCHIVE_GET}})
-    return poll(what, lambda: _replayed_at_least(session, token.lsn), CATCH_UP_TIMEOUT, 0.02)
+    if not (world.config(leader).get("standby_cluster") or {}).get("restore_command"):
+        world.patch(leader, {"standby_cluster": {"restore_command": ARCHIVE_GET}})
+    return poll(what, replayed, CATCH_UP_TIMEOUT, 0.02)
 
 
-def _repoint(topo: Topology, dcs: list[Datacenter], ups: dict[str, str | None]) -> list[str]:
+def _raise_epoch(run: Switchover) -> str:
+    new = run.journal.raise_epoch(run.target.name, run.upstreams, "promote", run.inputs, hand_over_lease=True)
+    return f"epoch {new.epoch} names {run.target.name}"
+
+
+def _promote(run: Switchover) -> str:
+    leader = run.leader(run.target, "cannot promote it")
+    if not run.world.writable(leader):
+        run.world.apply_role(run.target, leader, run.upstreams)
+    # The epoch already names the target (a rollback: still names it), so its promotion gate lets it promote.
+    poll(f"{run.target.name} ({leader.name}) to accept writes",
+         lambda: True if run.world.writable(leader) else None, PROMOTE_TIMEOUT, 0.02)
+    return f"{leader.name} accepts writes"
+
+
+def _check_switch_point(run: Switchover) -> str:
+    token, leader = run.token(), run.leader(run.target, "cannot check its timeline")
+    timeline = run.world.timeline(leader)
+    point = run.world.switch_point(leader, timeline)
+    run.facts["new_timeline"], run.facts["switch_point"] = timeline, lsn_text(point)
+    if point != token.lsn:
+        raise OperationFailed(f"timeline {timeline} of {run.target.name} began at {lsn_text(point)}, not at "
+                              f"the token's {lsn_text(token.lsn)}: the switchover is not proven lossless",
+                              hint=f"{run.source.name} may need `fedctl rejoin-dc {run.source.name}`")
+    return f"timeline {timeline} began at {lsn_text(point)} = token"
+
+
+def _repoint(run: Switchover) -> str:
     """Every DC's PATCH at once: they are independent, each goes to its own DC's leader."""
+    dcs = [dc for dc in run.world.topo.datacenters if dc.name != run.target.name]
+
     def one(dc: Datacenter) -> str | None:
-        leader = require_leader(look_at(dc), "cannot re-point it")
-        return dc.name if apply_role(topo, dc, leader, ups) else None
+        leader = run.leader(dc, "cannot re-point it")
+        return dc.name if run.world.apply_role(dc, leader, run.upstreams) else None
 
     with ThreadPoolExecutor(max_workers=max(1, len(dcs))) as pool:
-        return [name for name in pool.map(one, dcs) if name]
+        changed = [name for name in pool.map(one, dcs) if name]
+    return f"re-pointed: {', '.join(changed) or 'none needed'}"
 
 
-def _in_recovery(session: SqlSession) -> bool | None:
-    """The demoted leader serves SQL in recovery: asked directly, faster than Patroni reports it."""
-    row = session.row("SELECT pg_is_in_recovery()")
-    return True if row and row[0] else None
+def _source_streams(run: Switchover) -> str:
+    poll(f"{run.source.name} to stream on timeline {run.facts.get('new_timeline', '?')}",
+         lambda: True if _streaming(run.world, run.source) else None, DEMOTE_TIMEOUT, 0.05)
+    return f"every member of {run.source.name} streams"
 
 
-def _read_token(session: SqlSession) -> DemotionToken:
-    row = session.row("SELECT pg_last_wal_replay_lsn()::text, "
-                      "(SELECT timeline_id FROM pg_control_checkpoint()), "
-                      "(SELECT system_identifier FROM pg_control_system())::text")
-    if not row or not row[0]:
-        raise OperationFailed(f"{session.member.name} did not report its last replayed LSN after demotion")
-    from federation.lsn import parse_lsn
+def _standbys_stream(run: Switchover) -> str:
+    standbys = [dc for dc in run.world.topo.datacenters if run.upstreams.get(dc.name) is not None]
+    for dc in standbys:
+        def streams(d: Datacenter = dc) -> bool | None:
+            return True if _streaming(run.world, d) else None
 
-    return DemotionToken(parse_lsn(row[0]), int(row[1]), str(row[2]), session.member.name)
-
-
-def _replayed_at_least(session: SqlSession, lsn: int) -> int | None:
-    got = replay_lsn(session.topo, session.member, session)
-    return got if got is not None and got >= lsn else None
+        poll(f"{dc.name} to stream from its upstream", streams, DEMOTE_TIMEOUT, 0.05)
+    return f"streaming: {', '.join(dc.name for dc in standbys) or 'no standby DC'}"
 
 
-def writable_quiet(session: SqlSession) -> bool:
-    try:
-        return bool(writable(session.topo, session.member, session))
-    except Exception:
-        return False
-
-
-def _streaming(dc: Datacenter) -> bool | None:
-    look = look_at(dc, timeout=1.0)
+def _streaming(world: World, dc: Datacenter) -> bool:
+    look = world.look(dc, timeout=1.0)
     statuses = [look.statuses.get(m.name) for m in dc.members]
-    ok = all(s is not None and s.replication_state == "streaming" for s in statuses)
-    return True if ok else None
+    return all(s is not None and s.replication_state == "streaming" for s in statuses)
+
+
+def pending_switchover(st: FederationState) -> PendingOperation | None:
+    return st.operation if st.operation is not None and st.operation.kind == KIND else None

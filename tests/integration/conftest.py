@@ -6,13 +6,36 @@ when an earlier test left it changed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.integration.labkit import LabHandle, assert_nothing_left, bug_lines, start_lab, stop_lab
+from tests.integration.labkit import LabHandle, assert_nothing_left, bug_lines, keep_lab_evidence, start_lab, stop_lab
 
-pytestmark = pytest.mark.integration
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/integration (a conftest's `pytestmark` marks nothing): `-m "not
+    integration"` then runs the unit tests alone."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.integration)
+FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport,
+                                                                                            pytest.TestReport]:
+    """A failed lab test keeps its lab's logs (the next lab up wipes them) and says where, with the lines that
+    tell what Patroni and the agents did; the lab is marked dirty so the next test starts on a fresh one."""
+    report = yield
+    if report.failed and call.when == "call":
+        item.stash[FAILED] = True
+        for lab in {id(v): v for v in getattr(item, "funcargs", {}).values() if isinstance(v, LabHandle)}.values():
+            lab.dirty = True  # type: ignore[attr-defined]
+            report.sections.append(("lab evidence", keep_lab_evidence(lab, item.name)))
+    return report
 
 
 # Every two-DC test runs on etcd in both DCs and on the mixed lab (dc1 etcd, dc2 ZooKeeper).

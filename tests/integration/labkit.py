@@ -71,6 +71,29 @@ class LabHandle:
         return out
 
 
+EVIDENCE_DIR = Path("/var/tmp/pg-federation-evidence")
+TELLING = ("demot", "lock", "fenc", "lease", "promot", "DCS", "ERROR", "WARNING", "CRITICAL", "FATAL")
+
+
+def keep_lab_evidence(handle: LabHandle, test_name: str, lines_per_log: int = 8) -> str:
+    """Copy every log of the lab to EVIDENCE_DIR/<test> and return the last telling lines of each Patroni and
+    agent log, for the failure report (a CI run shows the report, not the machine)."""
+    import shutil
+
+    target = EVIDENCE_DIR / test_name
+    shutil.rmtree(target, ignore_errors=True)
+    digest = [f"logs kept in {target}"]
+    for log in sorted(handle.topo.lab_dir.rglob("*.log")):
+        where = log.relative_to(handle.topo.lab_dir)
+        (target / where).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, target / where)
+        if log.name in ("patroni.log", "agent.log"):
+            telling = [line for line in log.read_text(errors="replace").splitlines()
+                       if any(word in line for word in TELLING)]
+            digest += [f"{where}: {line[:220]}" for line in telling[-lines_per_log:]]
+    return "\n".join(digest)
+
+
 def start_lab(name: str) -> LabHandle:
     handle = LabHandle(load_topology(TOPOLOGIES / f"{name}.yaml"), TOPOLOGIES / f"{name}.yaml")
     lab_down(handle.topo, Progress(quiet=True), wipe=True)
@@ -231,12 +254,14 @@ class Writer:
         return [i for i, _ in acked if i not in present]
 
 
-def fedctl(handle: LabHandle, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI on the lab's topology, as a user would."""
+def fedctl(handle: LabHandle, *args: str, timeout: float = 180,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI on the lab's topology, as a user would (`env`: variables added, e.g. failpoints)."""
     import sys
 
     return subprocess.run([sys.executable, "-m", "federation", *args, "-t", str(handle.path)],
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                          env={**os.environ, **env} if env else None)
 
 
 def fedctl_in(handle: LabHandle, site: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

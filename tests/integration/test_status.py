@@ -97,12 +97,11 @@ def test_a_healthy_federation(lab: LabHandle) -> None:
     assert dc2["standby_cluster"] is not None
 
 
-def test_table_output_is_fast(lab: LabHandle) -> None:
+def test_table_output_names_the_epoch_the_store_and_every_member(lab: LabHandle) -> None:
+    """The table's content; its speed is bench/bench_status.py's to measure (a timed test only measures the
+    machine's load)."""
     eventually("healthy", lambda: healthy(lab), timeout=60)
-    timings = []
-    for _ in range(3):
-        code, out, elapsed = run_status(lab)
-        timings.append(elapsed)
+    code, out, elapsed = run_status(lab)
     assert code == 0, out
     lines = out.splitlines()
     # `fedctl store init` at lab up wrote the first record (epoch 0), so the title names its epoch.
@@ -111,8 +110,7 @@ def test_table_output_is_fast(lab: LabHandle) -> None:
     assert any(line.startswith("Federation store: 3 of 3 members answer") for line in lines)
     assert sum(line.startswith("| dc") for line in lines) == 4
     assert any(line.startswith("dc2 (standby of dc1): ") for line in lines)
-    print(f"fedctl status wall time, 3 runs: {', '.join(f'{t:.3f} s' for t in timings)}")
-    assert min(timings) < 2.0
+    print(f"fedctl status wall time: {elapsed:.3f} s")
 
 
 def test_cross_dc_lag_grows_while_the_standby_dc_does_not_replay(lab: LabHandle) -> None:

@@ -174,6 +174,15 @@ def test_an_operation_in_flight_is_left_alone(topo: Topology) -> None:
     assert d.sentence.startswith("a switchover of dc2 is in flight (step demote")
 
 
+def test_a_pending_rejoin_of_the_own_dc_is_carried_through_and_does_not_hold_up_the_others(topo: Topology) -> None:
+    op = PendingOperation(kind="rejoin", source="dc1", target="dc2", step="stream", started="t0")
+    own = decide(topo, standby_obs(topo, record=record(operation=op)))
+    assert own.action is Action.FENCE and "a rejoin of dc2 is pending at step 'stream'" in own.sentence
+    other = PendingOperation(kind="rejoin", source="dc2", target="dc3", step="point", started="t0")
+    d = decide(topo, standby_obs(topo, record=record(operation=other)))
+    assert d.action is Action.NOTHING, d.sentence
+
+
 def test_the_agent_never_promotes(topo: Topology) -> None:
     obs = standby_obs(topo, record=record(epoch=1, primary="dc2"))
     d = decide(topo, obs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,13 +12,13 @@ import yaml
 from federation import state
 from federation.dcs.base import Versioned
 from federation.errors import OperationRefused
-from federation.operations import promote
 from federation.operations.lease_fence import LeaseFence, commit_handing_over
 from federation.operations.promote import LossEstimate, loss_from_sample, promote_dc
 from federation.progress import Progress
 from federation.samples import LsnSample
 from federation.store import LeaseView
 from federation.topology import Topology, parse_topology
+from tests.unit.fake_federation import FakeFederation
 from tests.unit.test_backup_jobs import MemoryDCS
 from tests.unit.test_record_store import STORE, TOPOLOGY, FakeStore
 
@@ -106,35 +105,29 @@ def fence(fake: LeaseStore, clock: Clock, *, force: bool = False) -> LeaseFence:
 
 
 @pytest.fixture
-def world(topo: Topology, lstore: LeaseStore, copies: dict[str, MemoryDCS],
-          monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """dc1 does not answer, dc2 has a standby leader; promotion, polling and re-pointing are no-ops."""
+def world(topo: Topology, lstore: LeaseStore, copies: dict[str, MemoryDCS]) -> dict[str, Any]:
+    """dc1 does not answer, dc2 has a standby leader (a fake federation); the record is the fake store's."""
     seed(topo, lstore)
-    target = topo.dc("dc2").members[0]
-    looks = {"dc1": SimpleNamespace(is_primary=False, answering=False, leader=None, leader_status=None),
-             "dc2": SimpleNamespace(is_primary=False, answering=True, leader=target,
-                                    leader_status=SimpleNamespace(role="standby_leader"))}
-    calls: dict[str, Any] = {"fence": "no fence command in the topology", "estimate_fence_point": []}
+    fed = FakeFederation(topo)
+    fed.kill("dc1")
+    calls: dict[str, Any] = {"fence": "no fence command in the topology", "estimate_fence_point": [], "fed": fed}
 
-    def estimate(topo: Topology, old: str, dc: Any, leader: Any, fence_point: float | None = None) -> LossEstimate:
+    def estimate(old: str, dc: Any, leader: Any, fence_point: float | None = None) -> LossEstimate:
         calls["estimate_fence_point"].append(fence_point)
         sample = LsnSample("dc1", "n1", 10_000, T0.isoformat(), "dc2/n3", bytes_per_second=1000.0)
         return loss_from_sample("dc1", sample, 10_000, None, T0.timestamp(), fence_point=fence_point)
 
-    monkeypatch.setattr(promote, "look_at_all", lambda topo: looks)
-    monkeypatch.setattr(promote, "look_at", lambda dc, timeout=1.5: looks[dc.name])
-    monkeypatch.setattr(promote, "estimate_loss", estimate)
-    monkeypatch.setattr(promote, "run_fence", lambda topo, dc, progress: calls["fence"])
-    monkeypatch.setattr(promote, "apply_role", lambda *a: {})
-    monkeypatch.setattr(promote, "poll", lambda *a, **k: True)
-    monkeypatch.setattr(promote, "_repoint", lambda *a, **k: "re-pointed: none needed")
+    fed.estimate = estimate
+    fed.fence_result = lambda dc: calls["fence"]
+    fed.record_names = lambda name: state.current_state(topo)[0].primary_dc == name
     return calls
 
 
-def run(topo: Topology, fake: LeaseStore, clock: Clock, *, force: bool = False) -> tuple[Any, str]:
+def run(topo: Topology, fake: LeaseStore, clock: Clock, *, force: bool = False,
+        world: dict[str, Any] | None = None) -> tuple[Any, str]:
     out = io.StringIO()
     report = promote_dc(topo, "dc2", Progress(out=out, clock=clock), force=force,
-                        lease=fence(fake, clock, force=force))
+                        lease=fence(fake, clock, force=force), world=world["fed"] if world else None)
     return report, out.getvalue()
 
 
@@ -142,7 +135,7 @@ def test_refuses_while_the_old_primary_dc_holds_its_lease(topo: Topology, lstore
                                                          world: dict[str, Any]) -> None:
     lstore.lease = ALIVE
     with pytest.raises(OperationRefused) as caught:
-        run(topo, lstore, Clock())
+        run(topo, lstore, Clock(), world=world)
     text = str(caught.value)
     assert "the primary DC dc1 still holds its lease in the federation store (renewed 3 s ago" in text
     assert "this is not a disaster; use switchover-dc" in text and "--force" in text
@@ -153,7 +146,7 @@ def test_force_revokes_the_lease_in_the_epoch_commit_then_waits_ttl_plus_bound(
         topo: Topology, lstore: LeaseStore, world: dict[str, Any]) -> None:
     lstore.lease = ALIVE
     clock = Clock()
-    report, out = run(topo, lstore, clock, force=True)
+    report, out = run(topo, lstore, clock, force=True, world=world)
     epoch_commits = [c for c in lstore.commits if '"epoch":1' in c["value"]]
     assert epoch_commits[0]["revoke"] == ALIVE and not epoch_commits[0]["lease_absent"]
     assert not lstore.lease.held
@@ -167,7 +160,7 @@ def test_force_revokes_the_lease_in_the_epoch_commit_then_waits_ttl_plus_bound(
 def test_a_gone_lease_waits_the_fence_bound_then_commits_on_lease_absent(
         topo: Topology, lstore: LeaseStore, world: dict[str, Any]) -> None:
     clock = Clock()
-    report, out = run(topo, lstore, clock)
+    report, out = run(topo, lstore, clock, world=world)
     assert sum(clock.slept) == pytest.approx(5.0)
     assert "dc1 has certainly fenced itself in 5 s" in out and "in 1 s" in out
     epoch_commit = next(c for c in lstore.commits if '"epoch":1' in c["value"])
@@ -185,7 +178,7 @@ def test_a_successful_fence_command_goes_at_once(topo: Topology, lstore: LeaseSt
                                                  world: dict[str, Any]) -> None:
     world["fence"] = "fence.sh exited 0"
     clock = Clock()
-    report, _out = run(topo, lstore, clock)
+    report, _out = run(topo, lstore, clock, world=world)
     assert clock.slept == []
     assert report.facts["fenced_by"] == "fence_command" and report.facts["fence_wait_seconds"] == 0.0
 
@@ -195,7 +188,7 @@ def test_the_lease_taken_again_during_the_wait_refuses_and_changes_nothing(
     lstore.leases = [LeaseView(None), LeaseView(None)]  # pre-check and the first tick; then dc1 is back
     lstore.lease = ALIVE
     with pytest.raises(OperationRefused, match="held again"):
-        run(topo, lstore, Clock())
+        run(topo, lstore, Clock(), world=world)
     assert state.current_state(topo)[0].epoch == 0
 
 
@@ -203,14 +196,14 @@ def test_no_store_quorum_from_here_refuses_naming_it(topo: Topology, lstore: Lea
                                                      world: dict[str, Any]) -> None:
     lstore.no_quorum = True
     with pytest.raises(OperationRefused, match="no quorum from here: 1 of 3 members answer"):
-        run(topo, lstore, Clock())
+        run(topo, lstore, Clock(), world=world)
     lstore.no_quorum = False
     assert lstore.commits == []
 
 
 def test_the_estimate_counts_to_the_fence_point(topo: Topology, lstore: LeaseStore,
                                                 world: dict[str, Any]) -> None:
-    report, _out = run(topo, lstore, Clock())
+    report, _out = run(topo, lstore, Clock(), world=world)
     # pre-check: the lease is gone now, so dc1 fences for certain by now + 5 s.
     assert world["estimate_fence_point"] == [T0.timestamp() + 5.0]
     assert report.facts["data_loss_estimate_bytes"] == 5000  # 5 s at 1000 B/s since the sample

@@ -16,7 +16,7 @@ def test_no_record_yet_means_no_summary_and_no_problem() -> None:
     assert record_summary(topo, [StateCopy("dc1", None, None), StateCopy("dc2", None, None)]) == (None, [])
 
 
-def test_an_interrupted_switchover_is_a_problem_that_says_how_to_resume_or_roll_back() -> None:
+def test_an_interrupted_switchover_is_a_problem_that_says_how_to_finish_or_undo_it() -> None:
     topo = load_topology(TOPOLOGY)
     op = PendingOperation(kind="switchover", source="dc1", target="dc2", step="promote", started="t0")
     st = FederationState(federation=topo.federation, epoch=3, primary_dc="dc2",
@@ -29,4 +29,12 @@ def test_an_interrupted_switchover_is_a_problem_that_says_how_to_resume_or_roll_
     assert summary["copies"] == {"dc1": 2, "dc2": 3, "dc3": "unreachable"}
     assert len(problems) == 1
     assert "step 'promote'" in problems[0]
-    assert "fedctl switchover-dc dc2" in problems[0] and "fedctl switchover-dc dc1" in problems[0]
+    # Past its commit point (epoch 3 names dc2): it can only be finished.
+    assert "`fedctl switchover-dc dc2` finishes it" in problems[0] and "abort" not in problems[0]
+    at_token = op.model_copy(update={"step": "token"})
+    before = st.model_copy(update={"epoch": 2, "primary_dc": "dc1", "operation": at_token})
+    _summary, problems = record_summary(topo, [StateCopy("dc1", before, 7)])
+    assert "`fedctl operation abort` undoes it" in problems[0] and "`fedctl operation show`" in problems[0]
+    # With a federation store, its record is the one shown, however far behind the copies are.
+    _summary, problems = record_summary(topo, [StateCopy("dc1", old, 7)], store_record=st)
+    assert "step 'promote'" in problems[0]

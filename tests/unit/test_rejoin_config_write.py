@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from federation.dcs.patroni_keys import config_key
-from federation.operations import rejoin
+from federation.operations import rejoin_parts
 from federation.topology import load_topology
 from tests.unit.test_backup_jobs import MemoryDCS
 
@@ -21,8 +20,7 @@ def dc1_silent(monkeypatch: pytest.MonkeyPatch) -> tuple[object, MemoryDCS]:
     topo = load_topology(TOPOLOGY)
     memory = MemoryDCS()
     memory.put(config_key(topo.dc("dc1")), json.dumps({"loop_wait": 1}))
-    monkeypatch.setattr(rejoin, "look_at", lambda dc: SimpleNamespace(leader=None, statuses={}))
-    monkeypatch.setattr(rejoin, "connect", lambda dc: memory)
+    monkeypatch.setattr(rejoin_parts, "connect", lambda dc: memory)
     return topo, memory
 
 
@@ -30,7 +28,7 @@ def test_a_write_that_loses_to_a_concurrent_one_is_read_and_made_again(dc1_silen
     topo, memory = dc1_silent
     key = config_key(topo.dc("dc1"))
     memory.before_replace.append(key)  # the agent rewrites the key just before our first compare-and-set
-    detail = rejoin._write_standby_config(topo, topo.dc("dc1"), {"dc1": "dc2", "dc2": None})
+    detail = rejoin_parts.write_role_in_dcs(topo, topo.dc("dc1"), {"dc1": "dc2", "dc2": None})
     assert detail.startswith("written straight into the DCS")
     written = json.loads(memory.get(key).value)
     assert written["loop_wait"] == 1
@@ -40,7 +38,7 @@ def test_a_write_that_loses_to_a_concurrent_one_is_read_and_made_again(dc1_silen
 def test_a_config_already_pointing_at_the_upstream_is_left_alone(dc1_silent: tuple) -> None:
     topo, memory = dc1_silent
     upstreams = {"dc1": "dc2", "dc2": None}
-    rejoin._write_standby_config(topo, topo.dc("dc1"), upstreams)
+    rejoin_parts.write_role_in_dcs(topo, topo.dc("dc1"), upstreams)
     version = memory.get(config_key(topo.dc("dc1"))).version
-    assert rejoin._write_standby_config(topo, topo.dc("dc1"), upstreams) == "already pointing there"
+    assert rejoin_parts.write_role_in_dcs(topo, topo.dc("dc1"), upstreams) == "already pointing there"
     assert memory.get(config_key(topo.dc("dc1"))).version == version

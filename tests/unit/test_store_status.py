@@ -72,9 +72,9 @@ def test_table_and_json_carry_the_store() -> None:
 def test_observe_reads_the_store_alongside_the_dcs(monkeypatch: pytest.MonkeyPatch) -> None:
     topo = parse_topology({**yaml.safe_load(TOPOLOGY.read_text()), "federation_store": STORE}, str(TOPOLOGY))
 
-    def slow_store(topo: Any, timeout: float) -> tuple[dict[str, Any], list[str]]:
+    def slow_store(topo: Any, timeout: float) -> tuple[dict[str, Any], list[str], None]:
         time.sleep(0.3)
-        return {"members_answering": 1, "members": 3, "quorum": False}, ["the federation store has no quorum"]
+        return {"members_answering": 1, "members": 3, "quorum": False}, ["the federation store has no quorum"], None
 
     monkeypatch.setattr(observe, "_read_dcs", lambda topo, dc, timeout: (time.sleep(0.3), (
         observe.DCSRead(error="down"), StateCopy(dc.name, None, None, error="down")))[1])
