@@ -116,7 +116,8 @@ def switchover_steps(run: Switchover) -> list[Step[Switchover]]:
              _read_token, done=lambda r: "token" in r.inputs, changes=False),
         Step("catch-up", f"wait until {target}'s standby leader has replayed exactly that LSN", _catch_up,
              done=lambda r: r.target_writable()),
-        Step("epoch", f"raise the federation epoch (primary DC {target}), revoking {source}'s lease", _raise_epoch,
+        Step("epoch", f"raise the federation epoch (primary DC {target})" + (
+            f", revoking {source}'s lease" if run.world.topo.federation_store is not None else ""), _raise_epoch,
              done=lambda r: r.journal.record.primary_dc == target, commits_itself=True),
         Step("promote", f"promote {target} and wait until it accepts writes", _promote,
              done=lambda r: r.target_writable()),

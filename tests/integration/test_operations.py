@@ -140,8 +140,9 @@ def test_bad_requests_are_refused_and_change_nothing(clean_two_dc: LabHandle) ->
     assert again.returncode == 2 and "already the primary DC" in again.stderr
     promote_primary = fedctl(lab, "promote-dc", primary_name, "--yes")
     assert promote_primary.returncode == 2 and "already the primary DC" in promote_primary.stderr
+    # Without --yes and a live primary DC: refused by the pre-checks, before any question is asked.
     no_yes = fedctl(lab, "promote-dc", "dc2")
-    assert no_yes.returncode == 2 and "add --yes to run it unattended" in no_yes.stderr, no_yes.stderr
+    assert no_yes.returncode == 1 and "still holds its lease" in no_yes.stderr, no_yes.stderr
     for refused in (unknown, again, promote_primary, no_yes):
         assert "Traceback" not in refused.stderr + refused.stdout, refused.stderr
     dry = fedctl(lab, "switchover-dc", "dc2" if primary_name == "dc1" else "dc1", "--dry-run")
