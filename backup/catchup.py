@@ -14,8 +14,8 @@ from backup.info import read_info
 from backup.runner import lab_host
 from backup.wal import Segment
 from federation.errors import OperationFailed, OperationRefused
-from federation.lab.health import member_state
 from federation.lab.lab import Lab
+from federation.patroni_api import patroni_state
 from federation.patroni_dynamic import ARCHIVE_GET
 from federation.topology import Datacenter, Member, Topology
 
@@ -26,10 +26,10 @@ def _show_restore_command(topo: Topology, member: Member) -> str:
 
 def replica_restore_command(topo: Topology, dc: Datacenter, member: Member) -> str:
     """The restore_command the member will run as a replica after the rebuild ('' when none)."""
-    role = (member_state(member, timeout=2.0) or {}).get("role")
+    role = (patroni_state(member, timeout=2.0) or {}).get("role")
     if role == "standby_leader":
         # Another member takes the lock while it is rebuilt, so it comes back as their replica.
-        others = [m for m in dc.members if m != member and (member_state(m) or {}).get("role") == "replica"]
+        others = [m for m in dc.members if m != member and (patroni_state(m) or {}).get("role") == "replica"]
         if others:
             return _show_restore_command(topo, others[0])
     return _show_restore_command(topo, member)

@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 
 from federation.errors import OperationFailed, OperationRefused
-from federation.lab.health import connect, member_state
-from federation.patroni_api import LEADER_ROLES, PRIMARY_ROLES
+from federation.operations.common import connect
+from federation.patroni_api import LEADER_ROLES, PRIMARY_ROLES, patroni_state
 from federation.topology import Datacenter, Member, Topology
 
 
@@ -28,7 +28,7 @@ def find_leader(dc: Datacenter) -> Leader:
     """The DC's leader now, by asking every member's Patroni. Raises OperationFailed when there is none."""
     seen = []
     for member in dc.members:
-        state = member_state(member, timeout=2.0)
+        state = patroni_state(member, timeout=2.0)
         role = (state or {}).get("role")
         seen.append(f"{member.name}={role or 'unreachable'}")
         if role in LEADER_ROLES:
@@ -66,9 +66,8 @@ def primary_dc(topo: Topology) -> Leader:
 
 def sql(topo: Topology, member: Member, query: str, params: Any = None) -> list[tuple[Any, ...]]:
     """Run one statement on a member as the superuser (autocommit) and return its rows."""
-    password = topo.credentials.superuser.password.resolve()
     try:
-        with connect(topo, member, password, timeout=5) as conn:
+        with connect(topo, member, timeout=5) as conn:
             cur = conn.execute(query, params)
             return cur.fetchall() if cur.description else []
     except psycopg.Error as exc:

@@ -1,4 +1,5 @@
-"""Scheduled backup jobs: the per-DC `jobs:` model, one run of a job, and a bounded result history in the DCS.
+"""Scheduled backup jobs: one run of a job, and a bounded result history in the DCS. What a DC declares
+(`jobs:` in the topology) is federation.job_spec's.
 
 The agent owns the schedule (apscheduler, one `Job.trigger()` per job) and calls `run_job(topo, dc, job)`;
 everything here is usable without it. A backup job in a DC that is a standby now is skipped, not failed:
@@ -15,18 +16,19 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from federation.dcs.base import DCS
 from federation.errors import DCSError, FedError, OperationRefused
+from federation.job_spec import DEFAULT_TIMEOUTS, Job, JobKind, JobList
+
+__all__ = ["DEFAULT_TIMEOUTS", "HISTORY_LIMIT", "Job", "JobKind", "JobList", "JobResult", "JobStore", "Status",
+           "bounded", "claim_key", "run_job"]
 
 if TYPE_CHECKING:
-    from apscheduler.triggers.cron import CronTrigger
-
     from federation.topology import Datacenter, Topology
 
 log = logging.getLogger(__name__)
@@ -36,69 +38,6 @@ CAS_ATTEMPTS = 5
 
 Status = Literal["ok", "failed", "skipped", "overrun", "missed", "crashed"]
 """`overrun`, `missed` and `crashed` come from the agent's scheduler (agent/scheduler.py), never from run_job."""
-
-
-class JobKind(StrEnum):
-    FULL_BACKUP = "full_backup"
-    DIFF_BACKUP = "diff_backup"
-    VERIFY_RESTORE = "verify_restore"
-    CHECK_ARCHIVE = "check_archive"
-
-
-# How long a run may take before its run claim in the DCS counts as stale (its agent died mid-run).
-DEFAULT_TIMEOUTS = {"full_backup": 6 * 3600, "diff_backup": 3 * 3600, "verify_restore": 3 * 3600,
-                    "check_archive": 15 * 60}
-
-
-class Job(BaseModel):
-    """One scheduled job of a DC: `{name: nightly, kind: full_backup, cron: "0 2 * * *"}`.
-
-    `timeout` (seconds, default per kind) does not interrupt a run: past it, another agent may take the
-    run claim over, on the assumption that the agent which held it died mid-run."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
-    kind: JobKind
-    cron: str
-    timeout: Annotated[int, Field(gt=0)] | None = None
-
-    @property
-    def timeout_seconds(self) -> int:
-        return self.timeout or DEFAULT_TIMEOUTS[self.kind.value]
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        try:
-            from apscheduler.triggers.cron import CronTrigger  # heavy (asyncio): only when jobs are declared
-
-            CronTrigger.from_crontab(value, timezone=UTC)
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not a cron expression (minute hour day month weekday, "
-                             f"e.g. '0 2 * * *'): {exc}") from None
-        return value
-
-    def trigger(self, timezone: Any = UTC) -> CronTrigger:
-        from apscheduler.triggers.cron import CronTrigger
-
-        return CronTrigger.from_crontab(self.cron, timezone=timezone)
-
-    def next_run(self, after: datetime) -> datetime | None:
-        """The first fire time strictly after `after` (UTC)."""
-        return self.trigger().get_next_fire_time(None, after + timedelta(microseconds=1))
-
-
-def _unique_names(jobs: list[Job]) -> list[Job]:
-    names = [job.name for job in jobs]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ValueError(f"job name(s) used twice in this datacenter: {', '.join(twice)}")
-    return jobs
-
-
-JobList = Annotated[list[Job], AfterValidator(_unique_names)]
-"""The type of `Datacenter.jobs`: `jobs: JobList = Field(default_factory=list)`."""
 
 
 class JobResult(BaseModel):

@@ -28,10 +28,10 @@ from backup.cluster import PRIMARY_ROLES
 from backup.restore_log import RestoreStats, last_restore_in_log, parse_restore_output
 from backup.runner import PgBackRestCommand, lab_host, run
 from federation.errors import OperationFailed, OperationRefused
-from federation.lab.health import member_state
 from federation.lab.lab import Lab, start_member
 from federation.lab.pgbackrest_conf import REPLICA_RESTORE
 from federation.lab.processes import kill_postmaster
+from federation.patroni_api import patroni_state
 from federation.progress import Progress
 from federation.topology import Datacenter, Member, Topology
 
@@ -101,7 +101,7 @@ def plan(topo: Topology, dc_name: str, member_name: str) -> tuple[str, list[str]
     """(role, steps) a rebuild would take; refuses a primary."""
     dc = topo.dc(dc_name)
     member = dc.member(member_name)
-    role = (member_state(member, timeout=2.0) or {}).get("role")
+    role = (patroni_state(member, timeout=2.0) or {}).get("role")
     if role in PRIMARY_ROLES:
         raise OperationRefused(f"{member.name} is the primary of {dc.name}: a primary is not rebuilt",
                                hint="switch over inside the DC first (patronictl switchover), then rebuild it")
@@ -141,7 +141,7 @@ def rebuild(topo: Topology, dc_name: str, member_name: str, progress: Progress |
         _by_restore(lab, dc, member, report, progress, timeout)
     report.seconds = time.monotonic() - started
     report.size_after = dir_size(data)
-    report.role_after = (member_state(member) or {}).get("role")
+    report.role_after = (patroni_state(member) or {}).get("role")
     return report
 
 
@@ -150,7 +150,7 @@ def _via_patroni(lab: Lab, dc: Datacenter, member: Member, report: RebuildReport
     report.how = "Patroni POST /reinitialize (create_replica_methods)"
     log = lab.layout.member(dc, member).patroni.logfile
     offset = log.stat().st_size if log.exists() else 0
-    before = (member_state(member) or {}).get("postmaster_start_time")
+    before = (patroni_state(member) or {}).get("postmaster_start_time")
     with progress.step(f"POST /reinitialize on {member.name}"):
         post_reinitialize(member)
     with progress.step(f"wait until {member.name} is recreated and streams") as step:
@@ -204,7 +204,7 @@ def wait_streaming(member: Member, timeout: float, must_restart: bool, previous_
     last: dict[str, Any] = {}
     restarted = not must_restart
     while time.monotonic() < deadline:
-        state = member_state(member, timeout=2.0) or {}
+        state = patroni_state(member, timeout=2.0) or {}
         last = state or last
         start_time = state.get("postmaster_start_time")
         if state and (state.get("state") != "running" or (previous_start and start_time not in (None, previous_start))):

@@ -134,6 +134,21 @@ def get_patroni(member_or_url: Member | str, *, timeout: float = DEFAULT_TIMEOUT
     return dict(_expect(dict, result, "GET /patroni", _who(member_or_url)))
 
 
+def patroni_state(member_or_url: Member | str, *, timeout: float = 1.0) -> dict[str, Any] | None:
+    """GET /patroni for polling: the body Patroni sends along a 503 (PostgreSQL not running) too, None while
+    the REST API does not answer."""
+    try:
+        return get_patroni(member_or_url, timeout=timeout)
+    except PatroniAPIError as exc:
+        try:
+            body = json.loads(exc.body) if exc.body else None
+        except ValueError:
+            return None
+        return dict(body) if isinstance(body, dict) else None
+    except FedError:
+        return None
+
+
 def get_cluster(member_or_url: Member | str, *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
     """GET /cluster: the member's view of its whole cluster (members with role, state, lag)."""
     result = request_json("GET", member_or_url, "/cluster", timeout=timeout)

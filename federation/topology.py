@@ -25,9 +25,9 @@ from pydantic import (
     model_validator,
 )
 
-from backup.jobs import JobList
 from federation.errors import BadInput, TopologyError
 from federation.field_rules import dcs_namespace, not_bool
+from federation.job_spec import JobList
 from federation.secret_ref import SecretRef as SecretRef  # re-exported: part of the topology API
 from federation.store_config import StoreConfig, store_problems
 from federation.yaml_lines import LineMap, dotted_path, load_yaml_with_lines

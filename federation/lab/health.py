@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
 from federation.errors import LabError
+from federation.patroni_api import patroni_state
 from federation.topology import Datacenter, Member, Topology
 
 
 def member_state(member: Member, timeout: float = 1.0) -> dict[str, Any] | None:
     """Patroni's GET /patroni for a member, or None while its REST API does not answer."""
-    try:
-        with urllib.request.urlopen(f"{member.api_url}/patroni", timeout=timeout) as resp:
-            return dict(json.load(resp))
-    except urllib.error.HTTPError as exc:  # 503 still carries the JSON body
-        try:
-            return dict(json.load(exc))
-        except (ValueError, OSError):
-            return None
-    except (OSError, ValueError):
-        return None
+    return patroni_state(member, timeout=timeout)
 
 
 def connect(topo: Topology, member: Member, password: str, dbname: str = "postgres",

@@ -1,8 +1,11 @@
-"""The layers of design.md: operations and the store below them never import the agent or the lab."""
+"""The layers of design.md: operations and the store below them never import the agent or the lab; the agent
+never imports the lab (the lab deploys the product the way a user would); the topology imports nothing above it."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +33,19 @@ def imported(path: Path) -> set[str]:
 def test_lower_layers_import_neither_the_agent_nor_the_lab(path: Path) -> None:
     bad = sorted(m for m in imported(path) if m == "agent" or m.startswith(("agent.", "federation.lab")))
     assert bad == [], f"{path.relative_to(ROOT)} imports {bad}"
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "agent").glob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_agent_never_imports_the_lab(path: Path) -> None:
+    bad = sorted(m for m in imported(path) if m.startswith("federation.lab"))
+    assert bad == [], f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_the_topology_loads_nothing_of_backup_or_the_agent() -> None:
+    """Transitively, in a fresh interpreter: a function-local import would hide a cycle from the AST check."""
+    code = ("import sys, federation.topology, federation.job_spec\n"
+            "from federation.topology import load_topology\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('backup', 'agent')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          check=True)
+    assert done.stdout.strip() == "[]", done.stdout
