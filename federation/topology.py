@@ -28,6 +28,8 @@ from pydantic import (
 from federation.errors import BadInput, TopologyError
 from federation.field_rules import dcs_namespace, not_bool
 from federation.job_spec import JobList
+from federation.pgbackrest_layout import PgBackRestConfig as PgBackRestConfig  # re-exported
+from federation.pgbackrest_layout import pgbackrest_problems
 from federation.secret_ref import SecretRef as SecretRef  # re-exported: part of the topology API
 from federation.store_config import StoreConfig, store_problems
 from federation.yaml_lines import LineMap, dotted_path, load_yaml_with_lines
@@ -139,6 +141,8 @@ class Member(Model):
     host: str
     port: Port = 5432
     api: Address
+    # Its `pgbackrest server` port, in the repository-host layout (default: pgbackrest.member_tls_port).
+    pgbackrest_port: Port | None = None
 
     @field_validator("host")
     @classmethod
@@ -159,21 +163,6 @@ class SyncMode(StrEnum):
     OFF = "off"
     ON = "on"
     QUORUM = "quorum"
-
-
-class PgBackRestConfig(Model):
-    stanza: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "fed"
-    repo_path: str = Field(min_length=1)
-    options: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("options", mode="before")
-    @classmethod
-    def _option_values(cls, value: Any) -> Any:
-        # `repo1-retention-full: 2` is natural YAML; pgBackRest's booleans are y/n.
-        if not isinstance(value, dict):
-            return value
-        return {k: ("y" if v else "n") if isinstance(v, bool) else str(v) if isinstance(v, int | float) else v
-                for k, v in value.items()}
 
 
 class Datacenter(Model):
@@ -300,7 +289,8 @@ Problem = tuple[FieldPath, str]
 
 def federation_problems(topo: Topology) -> list[Problem]:
     """Rules that span several fields. Returns (field path, message) pairs; empty when valid."""
-    return [*_duplicates(topo), *_per_datacenter(topo), *_upstreams(topo), *_lab_sites(topo), *store_problems(topo)]
+    return [*_duplicates(topo), *_per_datacenter(topo), *_upstreams(topo), *_lab_sites(topo), *store_problems(topo),
+            *pgbackrest_problems(topo)]
 
 
 def _duplicates(topo: Topology) -> list[Problem]:

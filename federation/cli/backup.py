@@ -158,3 +158,33 @@ def rebuild_cmd(topology_path: str, dc_name: str, member_name: str, fmt: str, dr
                f"(method: {report.replica_method or 'unknown'}); {copied}{total} [{report.bytes_how}]; "
                f"data dir {report.size_before / 1024**2:.1f} -> {report.size_after / 1024**2:.1f} MB; "
                f"now {report.role_after}")
+
+
+@cli.command("backup-config")
+@topology_option
+@click.option("--member", "member_name", metavar="NAME", help="Render that database host's config instead of the "
+              "repository host's.")
+@click.option("--output", "output", type=click.Path(dir_okay=False), help="Write it to this file (atomically) "
+              "instead of printing it.")
+@click.option("--write", "write", is_flag=True, help="Write the repository host's config to repo_host.config.")
+@reports_errors
+def backup_config_cmd(topology_path: str, member_name: str | None, output: str | None, write: bool) -> None:
+    """pgbackrest.conf for the repository-host layout (repo_host and tls in the pgbackrest section), rendered
+    from the topology and the DCs as they are now: the pgN-* hosts are the current primary DC's members."""
+    from backup.host_render import render_member, render_repo_host, write_config
+
+    topo = load(topology_path)
+    if member_name is not None:
+        if write:
+            raise click.UsageError("--write writes the repository host's config; use --output for a member's")
+        text, notes = render_member(topo, member_name), list[str]()
+    else:
+        text, notes, target = render_repo_host(topo)
+        output = target if write else output
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+    if output:
+        write_config(output, text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
