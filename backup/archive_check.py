@@ -20,7 +20,7 @@ from typing import Any
 from backup.cluster import Leader, find_leader, primary_dc, sql
 from backup.findings import Finding
 from backup.info import StanzaInfo, read_info
-from backup.runner import PgBackRestError, PgBackRestHost, lab_host, run
+from backup.runner import PgBackRestError, PgBackRestHost, run, stanza_host
 from backup.wal import (
     Gap,
     Segment,
@@ -34,7 +34,6 @@ from backup.wal import (
     timeline_path,
 )
 from federation.errors import OperationFailed
-from federation.lab.lab import Lab
 from federation.topology import Topology
 
 DEFAULT_MAX_READY_AGE = 120.0
@@ -224,7 +223,7 @@ def check_archive(topo: Topology, dc_name: str | None = None, *, archive_timeout
     else:
         dc_leader = leader
     report = ArchiveReport(dc_leader.dc.name, f"{leader.dc.name}/{leader.member.name}")
-    host = lab_host(Lab.of(topo), leader.dc, leader.member)
+    host = stanza_host(topo, leader.dc, leader.member)
     repo = topo.pgbackrest_for(leader.dc)
     assert repo is not None
     if not dc_leader.is_primary:

@@ -9,6 +9,7 @@ from pathlib import Path
 from backup.host_config import member_config, repo_host_config, require_repo_host
 from backup.host_layout import backup_hosts, data_location
 from federation.errors import BadInput
+from federation.os_user import OsUser
 from federation.topology import Topology
 
 
@@ -35,8 +36,9 @@ def render_member(topo: Topology, member_name: str) -> str:
     return member_config(topo, section, member, data_dir, socket_dir)
 
 
-def write_config(path: str, text: str) -> None:
-    """Replace `path` atomically (readers never see half a file), mode 0640."""
+def write_config(path: str, text: str, owner: OsUser | None = None) -> None:
+    """Replace `path` atomically (readers never see half a file), mode 0640, owned by `owner` (the user
+    pgBackRest runs as there) when we are root."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
@@ -44,6 +46,8 @@ def write_config(path: str, text: str) -> None:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.chmod(tmp, 0o640)
+        if owner is not None and os.geteuid() == 0:
+            os.chown(tmp, owner.uid, owner.gid)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

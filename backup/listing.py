@@ -6,15 +6,14 @@ from typing import Any
 
 from backup.cluster import find_leader, primary_dc
 from backup.info import StanzaInfo, read_info
-from backup.runner import lab_host
-from federation.lab.lab import Lab
+from backup.runner import stanza_host
 from federation.topology import Topology
 
 
 def list_backups(topo: Topology, dc_name: str | None = None) -> StanzaInfo:
     """The stanza's backups, read through the given DC's leader (any DC: the stanza is shared)."""
     leader = find_leader(topo.dc(dc_name)) if dc_name else primary_dc(topo)
-    host = lab_host(Lab.of(topo), leader.dc, leader.member)
+    host = stanza_host(topo, leader.dc, leader.member)
     repo = topo.pgbackrest_for(leader.dc)
     assert repo is not None
     return read_info(host, repo.stanza).require_ok(allow_no_backups=True)

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from federation.errors import FedError
-from federation.lab.processes import LabUser, as_user_argv, user_env
+from federation.os_user import OsUser, as_user, user_env
 
 if TYPE_CHECKING:
     from federation.lab.lab import Lab
-    from federation.topology import Datacenter, Member
+    from federation.pgbackrest_layout import PgBackRestConfig
+    from federation.topology import Datacenter, Member, Topology
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,10 @@ KNOWN_ERRORS: dict[int, tuple[str, str]] = {
     103: ("repo-invalid", "no valid repository was found: check repo1-path and that stanza-create ran"),
 }
 RETRYABLE = frozenset({50})
+TLS_REFUSED_HINT = ("a pgBackRest TLS server refused this host's client certificate: the certificate must be signed "
+                    "by pgbackrest.tls.ca_file and its common name must be in that server's tls-server-auth (the "
+                    "repository host's name for a member's server, a member's name for the repository host's); "
+                    "`fedctl backup-config` renders both")
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class PgBackRestHost:
     """Where pgBackRest runs for one member: as `user`, with the member's PGBACKREST_* env, in `cwd`."""
 
     label: str
-    user: LabUser
+    user: OsUser
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
 
@@ -93,7 +98,7 @@ class PgBackRestCommand:
     @property
     def argv(self) -> list[str]:
         """The exact argv run (with the privilege drop when we are not the lab user)."""
-        return as_user_argv(self.host.user, ["pgbackrest", *self.args])
+        return as_user(self.host.user, ["pgbackrest", *self.args])
 
     def __str__(self) -> str:
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.host.env.items()) if k.startswith("PGBACKREST_"))
@@ -144,6 +149,8 @@ def error_from_output(command: PgBackRestCommand, returncode: int, stdout: str, 
                                code=None, command=command, returncode=returncode, output=stderr + stdout)
     code, message, own_hint = parsed
     name, hint = KNOWN_ERRORS.get(code, (None, None))
+    if "access denied" in message:
+        name, hint = "access-denied", TLS_REFUSED_HINT
     label = f"[{code:03d}{' ' + name if name else ''}]"
     return PgBackRestError(f"pgbackrest {verb} on {command.host.label} failed {label}: {message}", code=code,
                            command=command, returncode=returncode, hint=hint or own_hint, output=stderr + stdout)
@@ -210,3 +217,30 @@ def lab_host(lab: Lab, dc: Datacenter, member: Member) -> PgBackRestHost:
     data = lab.layout.member(dc, member).data
     cwd = data if data.is_dir() else lab.layout.root
     return PgBackRestHost(f"{dc.name}/{member.name}", lab.user, lab.patroni_env(dc, member), cwd)
+
+
+def repo_host_runner(section: PgBackRestConfig) -> PgBackRestHost:
+    """pgBackRest on the repository host, as its pgBackRest user, with the config `fedctl backup-config` writes."""
+    repo = section.repo_host
+    assert repo is not None
+    user = OsUser.named(repo.user) if repo.user else OsUser.current()
+    return PgBackRestHost(f"repository host {repo.address}", user,
+                          {"PGBACKREST_CONFIG": repo.config, "PGBACKREST_STANZA": section.stanza},
+                          Path(repo.config).parent)
+
+
+def stanza_host(topo: Topology, dc: Datacenter, member: Member) -> PgBackRestHost:
+    """Where to run a command on the shared stanza: the repository host in the production layout (its config
+    rendered afresh, so its pgN-* hosts are the primary DC's as they are now), else the member itself in the
+    one-machine layout of the loopback labs."""
+    section = topo.pgbackrest_for(dc)
+    if section is not None and section.repo_host is not None:
+        from backup.host_render import render_repo_host, write_config
+
+        host = repo_host_runner(section)
+        text, _notes, path = render_repo_host(topo)
+        write_config(path, text, owner=host.user)
+        return host
+    from federation.lab.lab import Lab  # the one-machine layout is the lab's
+
+    return lab_host(Lab.of(topo), dc, member)

@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backup.cluster import Leader, primary_leader, sql
+from backup.host_render import render_repo_host, write_config
 from backup.info import Backup, StanzaInfo, read_info
-from backup.runner import PgBackRestCommand, lab_host, run
+from backup.runner import PgBackRestCommand, repo_host_runner, run, stanza_host
 from federation.errors import BadInput, OperationFailed
-from federation.lab.lab import Lab
+from federation.pgbackrest_layout import PgBackRestConfig
 from federation.progress import Progress
 from federation.topology import Topology
 
@@ -63,8 +64,11 @@ def backup_command(topo: Topology, dc_name: str, kind: str = "full") -> tuple[Le
     if kind not in BACKUP_TYPES:
         raise BadInput(f"unknown backup type {kind!r} (one of: {', '.join(BACKUP_TYPES)})")
     leader = primary_leader(topo.dc(dc_name))
-    host = lab_host(Lab.of(topo), leader.dc, leader.member)
-    return leader, host.command("backup", f"--type={kind}", timeout=3600)
+    section = topo.pgbackrest_for(leader.dc)
+    if section is not None and section.repo_host is not None:
+        # The production layout: the repository host backs up, through the members' TLS servers.
+        return leader, repo_host_runner(section).command("backup", f"--type={kind}", timeout=3600)
+    return leader, stanza_host(topo, leader.dc, leader.member).command("backup", f"--type={kind}", timeout=3600)
 
 
 def take_backup(topo: Topology, dc_name: str, kind: str = "full", progress: Progress | None = None) -> BackupOutcome:
@@ -73,6 +77,10 @@ def take_backup(topo: Topology, dc_name: str, kind: str = "full", progress: Prog
     with progress.step(f"find the primary of {dc_name}") as step:
         leader, command = backup_command(topo, dc_name, kind)
         step.detail = leader.member.name
+    section = topo.pgbackrest_for(leader.dc)
+    if section is not None and section.repo_host is not None:
+        with progress.step("render the repository host's pgbackrest.conf (the primary DC as it is now)") as step:
+            step.detail = _render_repo_config(topo, section, command, progress)
     started = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     with progress.step("write the canary row") as step:
@@ -95,3 +103,15 @@ def _info(topo: Topology, leader: Leader, command: PgBackRestCommand) -> StanzaI
     repo = topo.pgbackrest_for(leader.dc)
     assert repo is not None
     return read_info(command.host, repo.stanza).require_ok(allow_no_backups=True)
+
+
+def _render_repo_config(topo: Topology, section: PgBackRestConfig, command: PgBackRestCommand,
+                        progress: Progress) -> str:
+    """Write the repository host's config for the members as they are now; say who is left out and why."""
+    text, notes, path = render_repo_host(topo)
+    write_config(path, text, owner=command.host.user)
+    for note in notes:
+        progress.say(f"   {note}")
+    standby = "backup-standby=y" in text.splitlines()
+    source = "from a standby" if standby else "from the primary"
+    return f"{path}: {source}" + (f"; {'; '.join(notes)}" if notes else "")

@@ -50,7 +50,10 @@ class RepoHost(_Model):
     address: str = Field(min_length=1)  # its TLS server listens here; the database hosts connect to it
     tls_port: Port = DEFAULT_TLS_PORT
     name: HostName = "repo"  # its certificate's common name, and `{host}` in its certificate paths
-    config: AbsolutePath = "/etc/pgbackrest/pgbackrest.conf"  # rendered by `fedctl backup config --write`
+    config: AbsolutePath = "/etc/pgbackrest/pgbackrest.conf"  # rendered by `fedctl backup-config --write`
+    # The OS user pgBackRest runs as there (it owns the repository); fedctl started as root drops to it.
+    # None: the user fedctl runs as.
+    user: str | None = None
 
 
 class PgBackRestTLS(_Model):

@@ -19,11 +19,18 @@ import yaml
 
 from federation.errors import FedError, LabError
 from federation.gate import gate_config
-from federation.lab import agents, cuts, dcs_servers, follower, haproxy, netns, pgbouncer
+from federation.lab import agents, cuts, dcs_servers, follower, haproxy, netns, pgbackrest_servers, pgbouncer, tls_certs
 from federation.lab.health import dc_ready, wait_until
 from federation.lab.layout import LabLayout
 from federation.lab.patroni_conf import member_config
-from federation.lab.pgbackrest_conf import member_env, render_config, repo_dirs
+from federation.lab.pgbackrest_conf import (
+    member_env,
+    render_config,
+    repo_dirs,
+    repo_host_env,
+    repository_host,
+    write_layout_configs,
+)
 from federation.lab.processes import (
     LabUser,
     chown_tree,
@@ -70,6 +77,18 @@ class Lab:
                       cwd=self.layout.member(dc, member).data, timeout=timeout)
         return done.stdout
 
+    def pgbackrest_on_repo_host(self, *args: str, timeout: float = 300) -> str:
+        """pgBackRest on the repository host, with the config the product renders for it (as now)."""
+        from backup.host_render import render_repo_host, write_config
+
+        section = repository_host(self.layout)
+        assert section is not None and section.repo_host is not None
+        text, _notes, path = render_repo_host(self.topo)
+        write_config(path, text, owner=self.user)
+        done = run_as(self.user, ["pgbackrest", *args], env=repo_host_env(section),
+                      cwd=Path(section.repo_host.config).parent, timeout=timeout)
+        return done.stdout
+
 
 def ensure_secret_files(topo: Topology) -> None:
     """Create missing secret files with random passwords (lab only; production files are the operator's)."""
@@ -95,6 +114,9 @@ def prepare(lab: Lab) -> None:
     for d in repo_dirs(layout):
         d.mkdir(parents=True, exist_ok=True)
     layout.pgbackrest_config.write_text(render_config(layout))
+    if repository_host(layout) is not None:
+        tls_certs.ensure_certs(lab.topo, lab.user)
+        write_layout_configs(layout)
     passwords = lab.passwords()
     topology_copy = layout.root / "topology.yaml"
     if Path(lab.topo.source).is_file():
@@ -205,6 +227,10 @@ def lab_up(topo: Topology, progress: Progress) -> None:
     if store:
         with progress.step("initialise the federation store with the record (once)") as rec:
             rec.detail = init_store_once(topo)
+    if (repo := pgbackrest_servers.repo_server(lab.layout)) is not None:
+        with progress.step("start pgBackRest's TLS servers (the repository host and every member)"):
+            servers = [repo, *(s for dc in topo.datacenters for s in pgbackrest_servers.member_servers(lab.layout, dc))]
+            pgbackrest_servers.start_servers(servers, lab.user)
     if any((lab.layout.member(dc, m).data / "PG_VERSION").exists() for dc, m in topo.members()):
         # An existing lab: roles live in each DC's DCS now (a switchover may have moved them).
         with progress.step("start every member and agent of every DC and wait until each DC is healthy"):
@@ -294,12 +320,19 @@ def _first_start(lab: Lab, primary: Datacenter, progress: Progress) -> None:
         wait_until(f"a writable leader in {primary.name}",
                    lambda: _writable_leader(lab, primary, password), 120, on_fail=lambda: _log_tails(lab, primary))
     leader = _leader_member(lab, primary)
-    with progress.step("pgBackRest stanza-create"):
-        lab.pgbackrest(primary, leader, "stanza-create")
+    on_repo_host = repository_host(lab.layout) is not None
+    with progress.step("pgBackRest stanza-create" + (" on the repository host" if on_repo_host else "")):
+        if on_repo_host:
+            lab.pgbackrest_on_repo_host("stanza-create")
+        else:
+            lab.pgbackrest(primary, leader, "stanza-create")
     with ThreadPoolExecutor(max_workers=1) as pool:
         backup = None
         if not has_backup(lab, primary, leader):
-            backup = pool.submit(lab.pgbackrest, primary, leader, "backup", "--type=full")
+            if on_repo_host:
+                backup = pool.submit(lab.pgbackrest_on_repo_host, "backup", "--type=full")
+            else:
+                backup = pool.submit(lab.pgbackrest, primary, leader, "backup", "--type=full")
         with progress.step("start the other members and DCs, wait until every DC is healthy"):
             # A DC that cascades from a standby DC clones from one of its members: start it only once
             # that upstream is healthy, or its first member can fail to bootstrap and exit.
@@ -337,6 +370,7 @@ def stop_dc(lab: Lab, dc: Datacenter, *, stop_dcs: bool = True) -> None:
         list(pool.map(lambda m: lab.layout.member(dc, m).patroni.stop(timeout=60), dc.members))
     for member in dc.members:
         kill_postmaster(lab.layout.member(dc, member).data)
+    pgbackrest_servers.stop_servers(pgbackrest_servers.member_servers(lab.layout, dc))
     if stop_dcs:
         for _, proc, _d in dcs_servers.server_processes(lab.layout, dc):
             proc.stop(timeout=15)
@@ -361,6 +395,8 @@ def lab_down(topo: Topology, progress: Progress, wipe: bool = False) -> None:
         if (store := dcs_servers.store_group(lab.layout)) is not None:
             for _, proc, _d in dcs_servers.group_processes(store):
                 proc.stop(timeout=15)
+    if (repo := pgbackrest_servers.repo_server(lab.layout)) is not None:
+        pgbackrest_servers.stop_servers([repo])
     strays = kill_strays(lab.layout.root, lab.user.uid)
     if strays:
         progress.warn(f"stopped {len(strays)} lab process(es) that had lost their pid file:\n     "
@@ -398,6 +434,7 @@ def lab_kill(topo: Topology, dc_name: str) -> list[str]:
         if proc.running():
             killed.append(f"federation store member {host}")
         proc.kill()
+    killed += pgbackrest_servers.stop_servers(pgbackrest_servers.member_servers(lab.layout, dc), kill=True)
     return killed
 
 
@@ -410,6 +447,9 @@ def lab_start(topo: Topology, dc_name: str, progress: Progress, wait: bool = Fal
         if (store := dcs_servers.store_group(lab.layout)) is not None:
             dcs_servers.start_group(store, lab.user, only=dcs_servers.store_members_in(lab.layout, dc.name))
         dcs_servers.wait_dcs(lab.layout, dc, lab.user)
+    if servers := pgbackrest_servers.member_servers(lab.layout, dc):
+        with progress.step(f"start the pgBackRest TLS servers of {dc.name}"):
+            pgbackrest_servers.start_servers(servers, lab.user)
     with progress.step(f"start Patroni members of {dc.name}"):
         start_dc_members(lab, dc)
     with progress.step(f"start the fedctl agents of {dc.name}"):

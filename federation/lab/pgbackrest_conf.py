@@ -1,8 +1,12 @@
-"""pgBackRest settings for lab members: one shared repo and stanza, per-node settings by environment.
+"""pgBackRest settings for lab members: one shared repo and stanza.
 
-archive-push/archive-get require pg1-path to equal the node's data directory, and archive_command is a
-cluster-wide setting, so every Patroni process gets PGBACKREST_* variables that PostgreSQL and the
-replica-creation command inherit.
+Without a repository host (the loopback labs' default) every member shares one config file and gets its
+per-node settings by environment: archive-push/archive-get require pg1-path to equal the node's data
+directory, and archive_command is a cluster-wide setting, so every Patroni process gets PGBACKREST_*
+variables that PostgreSQL and the replica-creation command inherit.
+
+With `pgbackrest.repo_host` the lab deploys the production layout, with the files the product renders
+(backup/host_config.py): each member its own config (the repository over TLS), the repository host its own.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from federation.lab.layout import LabLayout, MemberPaths
+from federation.pgbackrest_layout import PgBackRestConfig
 from federation.topology import Datacenter, Member
 
 ARCHIVE_PUSH = "pgbackrest archive-push %p"
@@ -45,6 +50,8 @@ def member_env(layout: LabLayout, dc: Datacenter, member: Member) -> dict[str, s
     paths: MemberPaths = layout.member(dc, member)
     repo = layout.topo.pgbackrest_for(dc)
     assert repo is not None
+    if repo.repo_host is not None:
+        return {"PGBACKREST_CONFIG": str(member_config_path(layout, dc, member)), "PGBACKREST_STANZA": repo.stanza}
     return {
         "PGBACKREST_CONFIG": str(layout.pgbackrest_config),
         "PGBACKREST_STANZA": repo.stanza,
@@ -59,3 +66,39 @@ def repo_dirs(layout: LabLayout) -> list[Path]:
     assert repo is not None
     base = layout.pgbackrest_dir
     return [Path(repo.repo_path), base / "log", base / "lock", base / "spool"]
+
+
+def repository_host(layout: LabLayout) -> PgBackRestConfig | None:
+    """The section of the repository-host layout, when the lab deploys it."""
+    section = layout.topo.pgbackrest_for(layout.topo.datacenters[0])
+    return section if section is not None and section.repo_host is not None else None
+
+
+def member_config_path(layout: LabLayout, dc: Datacenter, member: Member) -> Path:
+    return layout.member(dc, member).root / "pgbackrest.conf"
+
+
+def repo_host_env(section: PgBackRestConfig) -> dict[str, str]:
+    assert section.repo_host is not None
+    return {"PGBACKREST_CONFIG": section.repo_host.config, "PGBACKREST_STANZA": section.stanza}
+
+
+def write_layout_configs(layout: LabLayout) -> None:
+    """Every member's config and the repository host's, as `fedctl backup-config` renders them; the lab knows
+    where each member's data and socket are, so it needs no running PostgreSQL to ask."""
+    from backup.host_config import PgHost, member_config, repo_host_config
+
+    section = repository_host(layout)
+    assert section is not None and section.repo_host is not None
+    topo = layout.topo
+    for dc, member in topo.members():
+        paths = layout.member(dc, member)
+        member_config_path(layout, dc, member).parent.mkdir(parents=True, exist_ok=True)
+        member_config_path(layout, dc, member).write_text(
+            member_config(topo, section, member, str(paths.data), str(paths.socket_dir)))
+    primary = topo.initial_primary
+    hosts = [PgHost(m, str(layout.member(primary, m).data), str(layout.member(primary, m).socket_dir), i == 0)
+             for i, m in enumerate(primary.members)]
+    config = Path(section.repo_host.config)
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(repo_host_config(topo, section, hosts))

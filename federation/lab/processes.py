@@ -18,18 +18,10 @@ from pathlib import Path
 
 from federation.errors import LabError
 from federation.lab.netns import in_netns
+from federation.os_user import OsUser, as_user
+from federation.os_user import user_env as user_env  # re-exported for the lab's callers
 
-
-@dataclass(frozen=True)
-class LabUser:
-    name: str
-    uid: int
-    gid: int
-    home: str
-
-    @property
-    def is_self(self) -> bool:
-        return os.geteuid() == self.uid
+LabUser = OsUser  # the lab's unprivileged user: an OsUser like any other
 
 
 def ensure_lab_user(name: str) -> LabUser:
@@ -51,16 +43,7 @@ def ensure_lab_user(name: str) -> LabUser:
 
 def as_user_argv(user: LabUser, argv: Sequence[str], netns: str | None = None) -> list[str]:
     """`argv` run as `user` (setpriv) inside the network namespace `netns` (nsenter); both exec in place."""
-    full = list(argv) if user.is_self else ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}",
-                                             "--init-groups", *argv]
-    return in_netns(full, netns)
-
-
-def user_env(user: LabUser, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": user.home, "USER": user.name,
-           "LOGNAME": user.name, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-    env.update(extra or {})
-    return env
+    return in_netns(as_user(user, argv), netns)
 
 
 def chown_tree(path: Path, user: LabUser) -> None:

@@ -145,3 +145,11 @@ def test_unknown_label_and_stanza_and_garbage() -> None:
         parse_info(json.dumps(INFO), "other")
     with pytest.raises(PgBackRestError, match="cannot read"):
         parse_info("not json", "fed")
+
+
+def test_a_refused_client_certificate_says_what_to_fix() -> None:
+    cmd = PgBackRestHost("repository host 10.0.9.10", me()).command("backup", "--type=incr")
+    err = error_from_output(cmd, 105, "", "ERROR: [105]: raised from remote-0 tls protocol on '10.0.1.11': "
+                                          "access denied\n")
+    assert "[105 access-denied]" in err.message and "access denied" in err.message
+    assert err.hint is not None and "tls-server-auth" in err.hint and "tls.ca_file" in err.hint

@@ -1,0 +1,74 @@
+"""The lab's certificate authority for pgBackRest's TLS servers (openssl): a user brings their own.
+
+One CA key and certificate next to `tls.ca_file`, and per host (every member, and the repository host) a key
+and a certificate whose common name is the host's name (pgBackRest's tls-server-auth checks it) and whose
+subject alternative names carry the host's address both as an IP and as a DNS name: pgBackRest 2.45 matches
+the address it connects to against the DNS names only.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from federation.errors import LabError
+from federation.lab.processes import LabUser
+from federation.pgbackrest_layout import PgBackRestConfig
+from federation.topology import Topology
+
+DAYS = 30
+CURVE = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+
+
+def _openssl(*args: str) -> None:
+    done = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise LabError(f"openssl {args[0]} failed: {(done.stderr or done.stdout).strip()[-300:]}",
+                       hint="is openssl installed? (make install)")
+
+
+def tls_sections(topo: Topology) -> list[PgBackRestConfig]:
+    sections = [topo.pgbackrest, *(dc.pgbackrest for dc in topo.datacenters)]
+    return [s for s in sections if s is not None and s.tls is not None and s.repo_host is not None]
+
+
+def lab_hosts(topo: Topology, section: PgBackRestConfig) -> dict[str, str]:
+    """Certificate name -> address, for every host of the layout."""
+    assert section.repo_host is not None
+    return {section.repo_host.name: section.repo_host.address, **{m.name: m.host for _dc, m in topo.members()}}
+
+
+def ensure_certs(topo: Topology, user: LabUser) -> list[Path]:
+    """Create what is missing (a CA, then each host's key and certificate); returns the files written."""
+    written: list[Path] = []
+    for section in tls_sections(topo):
+        tls = section.tls
+        assert tls is not None
+        ca_cert = Path(tls.ca_file)
+        ca_key = ca_cert.with_suffix(".key")
+        ca_cert.parent.mkdir(parents=True, exist_ok=True)
+        if not ca_cert.exists():
+            _openssl("req", "-x509", "-new", "-nodes", *CURVE, "-keyout", str(ca_key), "-out", str(ca_cert),
+                     "-days", str(DAYS), "-subj", f"/CN={topo.federation}-lab-ca")
+            written += [ca_cert, ca_key]
+        for name, address in lab_hosts(topo, section).items():
+            cert, key = Path(tls.cert(name)), Path(tls.key(name))
+            if cert.exists() and key.exists():
+                continue
+            cert.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                csr, ext = Path(tmp) / "host.csr", Path(tmp) / "host.ext"
+                ext.write_text(f"subjectAltName=IP:{address},DNS:{address}\n"
+                               "extendedKeyUsage=serverAuth,clientAuth\n")
+                _openssl("req", "-new", "-nodes", *CURVE, "-keyout", str(key), "-out", str(csr),
+                         "-subj", f"/CN={name}")
+                _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
+                         "-CAcreateserial", "-days", str(DAYS), "-out", str(cert), "-extfile", str(ext))
+            written += [cert, key]
+        for path in ca_cert.parent.iterdir():
+            if os.geteuid() == 0:
+                os.chown(path, user.uid, user.gid)
+            os.chmod(path, 0o600 if path.suffix == ".key" else 0o644)
+    return written
