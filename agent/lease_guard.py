@@ -34,6 +34,7 @@ from federation.store import LeaseView
 from federation.store_config import LEASE_CHECK_SECONDS
 
 RETRY_AFTER_FAILURE = 0.25
+NEAR_DEADLINE_INTERVALS = 2.5
 
 log = logging.getLogger("agent.lease_guard")
 NOT_INITIALISED = "federation store not initialised: run fedctl store init"
@@ -169,10 +170,17 @@ class LeaseGuard:
         self._changed.set()
 
     def store_wait(self) -> float:
-        """The store thread's pause: the check interval, but at once again while the store fails (each call is
-        bounded by its deadline), so that the first answer after a cut is not a whole interval late."""
+        """The store thread's pause: the check interval; but at once again while the store fails (each call is
+        bounded by its deadline), so that the first answer after a cut is not a whole interval late, and while
+        the fence deadline is near, so that the renewal which would save the DC is seen in time (after a
+        cut the lease has only what was left of its TTL, and the active agent renews it a moment later)."""
         with self._lock:
-            return RETRY_AFTER_FAILURE if self._store_error is not None else self.interval
+            if self._store_error is not None:
+                return RETRY_AFTER_FAILURE
+            fence_at = self._fence_at if self._fenced_at is None else None
+        if fence_at is not None and fence_at - self._clock() < NEAR_DEADLINE_INTERVALS * self.interval:
+            return RETRY_AFTER_FAILURE
+        return self.interval
 
     def _lease_step(self, record_ok: bool) -> bool:
         """Take, renew, release or read the lease as the decision says; False when the store failed."""

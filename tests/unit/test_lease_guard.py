@@ -402,3 +402,21 @@ def test_a_dc_just_made_primary_gets_its_grace_from_then_not_from_the_agents_sta
     tick(guard, world, 1.0)
     tick(guard, world, 1.0)
     assert world.patches() == [], "the lease lives: no fence"
+
+
+def test_near_the_fence_deadline_and_after_a_store_failure_the_store_is_asked_at_once_again(world: World) -> None:
+    """Back from a short cut, a watching agent sees the lease with little left; the renewal that saves the DC
+    comes a moment later, and must be seen before the deadline: a whole interval is too long then."""
+    guard = make(world, active=False, member="n2", interval=1.0)
+    world.lease = LeaseView("dc1", "dc1/n1", 8.0, 3)  # deadline 100 + 8 - 3 = 105
+    tick(guard, world)
+    assert guard.store_wait() == 1.0
+    world.lease = LeaseView("dc1", "dc1/n1", 4.0, 3)  # 3.5 s later, no renewal yet: the deadline stays 105
+    tick(guard, world, 3.5)
+    assert guard.store_wait() < 0.5
+    world.lease = LeaseView("dc1", "dc1/n1", 9.0, 3)  # renewed: deadline 103.75 + 9 - 3
+    tick(guard, world, 0.25)
+    assert guard.store_wait() == 1.0 and world.patches() == []
+    world.store_up = False
+    tick(guard, world, 1.0)
+    assert guard.store_wait() < 0.5
