@@ -38,7 +38,7 @@ integration: install
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -q -p no:cacheprovider tests $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=12 tests $(PYTEST_ARGS)
 
 bench: install
 	$(VENV)/bin/python -m bench

@@ -78,7 +78,9 @@ def member_config(topo: Topology, section: PgBackRestConfig, member: Member, dat
     section, repo = require_repo_host(section, topo.source)
     assert section.tls is not None
     tls = section.tls
-    lines = [FILE_HEADER, "[global]", f"repo1-host={repo.address}", "repo1-host-type=tls",
+    # repo1-path names the repository on the repository host: pgBackRest sends it along with each request.
+    lines = [FILE_HEADER, "[global]", f"repo1-path={section.repo_path}", f"repo1-host={repo.address}",
+             "repo1-host-type=tls",
              f"repo1-host-port={repo.tls_port}", f"repo1-host-cert-file={tls.cert(member.name)}",
              f"repo1-host-key-file={tls.key(member.name)}", f"repo1-host-ca-file={tls.ca_file}",
              f"tls-server-address={member.host}",

@@ -149,6 +149,12 @@ def error_from_output(command: PgBackRestCommand, returncode: int, stdout: str, 
                                code=None, command=command, returncode=returncode, output=stderr + stdout)
     code, message, own_hint = parsed
     name, hint = KNOWN_ERRORS.get(code, (None, None))
+    # With several pg hosts, a TLS server refusing our certificate shows only as WARN lines before the error
+    # ("unable to find primary cluster"): say what the servers said.
+    refused = [line.split("WARN:", 1)[1].strip() for line in (stderr + stdout).splitlines()
+               if "WARN:" in line and "access denied" in line]
+    if refused and "access denied" not in message:
+        message += " (" + "; ".join(refused) + ")"
     if "access denied" in message:
         name, hint = "access-denied", TLS_REFUSED_HINT
     label = f"[{code:03d}{' ' + name if name else ''}]"

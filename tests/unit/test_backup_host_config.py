@@ -88,7 +88,7 @@ def test_a_member_reaches_the_repository_over_tls_and_only_the_repo_host_may_use
     assert "repo1-host=127.0.0.1" in got and "repo1-host-type=tls" in got and "repo1-host-port=18432" in got
     assert f"repo1-host-cert-file=/etc/pgbackrest/tls/{member.name}.crt" in got
     assert f"tls-server-address={member.host}" in got and "tls-server-auth=repo=fed" in got
-    assert "pg1-path=/data/n3" in got and not any(line.startswith("repo1-path") for line in got)
+    assert "pg1-path=/data/n3" in got and "repo1-path=/var/lib/pgbackrest" in got  # the path on the repo host
 
 
 def test_pgbackrest_itself_knows_every_option_rendered(topo: Topology, tmp_path: Path) -> None:

@@ -153,3 +153,12 @@ def test_a_refused_client_certificate_says_what_to_fix() -> None:
                                           "access denied\n")
     assert "[105 access-denied]" in err.message and "access denied" in err.message
     assert err.hint is not None and "tls-server-auth" in err.hint and "tls.ca_file" in err.hint
+
+
+def test_a_certificate_refused_by_every_pg_host_is_named_behind_the_primary_not_found_error() -> None:
+    cmd = PgBackRestHost("repository host 10.0.9.10", me()).command("backup", "--type=incr")
+    stderr = ("WARN: unable to check pg1: [AccessError] raised from remote-0 tls protocol on '10.0.1.11': access "
+              "denied\nERROR: [056]: unable to find primary cluster - cannot proceed\n")
+    err = error_from_output(cmd, 56, "", stderr)
+    assert "unable to find primary cluster" in err.message and "'10.0.1.11': access denied" in err.message
+    assert err.hint is not None and "tls-server-auth" in err.hint
