@@ -245,6 +245,9 @@ def lab_up(topo: Topology, progress: Progress) -> None:
         with progress.step("start the fedctl agents (one per member, one active per DC)"):
             for dc in topo.datacenters:
                 agents.start_agents(lab, dc)
+    if repository_host(lab.layout) is not None:
+        with progress.step("start the repository host's agent (it runs the scheduled jobs)"):
+            agents.start_backup_host_agent(lab)
     if topo.federation_store is not None:
         with progress.step("wait until the primary DC's agent holds the primary-DC lease") as rec:
             rec.detail = _wait_for_lease(topo)
@@ -385,6 +388,7 @@ def lab_down(topo: Topology, progress: Progress, wipe: bool = False) -> None:
     with progress.step("stop the fedctl agents"):
         for dc in topo.datacenters:
             agents.stop_agents(lab, dc)
+        agents.backup_host_process(lab.layout).stop(timeout=15)
     with progress.step("stop Patroni and PostgreSQL of every DC"):
         with ThreadPoolExecutor(max_workers=len(topo.datacenters)) as pool:
             list(pool.map(lambda dc: stop_dc(lab, dc, stop_dcs=False), topo.datacenters))

@@ -98,3 +98,43 @@ def _issue(ca: Path, ca_key: Path, cert: Path, key: Path, name: str, address: st
                        check=True, capture_output=True)
         cert.write_bytes(new_cert.read_bytes())
         key.write_bytes(new_key.read_bytes())
+
+
+def test_the_repository_hosts_agent_runs_the_scheduled_jobs(backup_lab: LabHandle, tmp_path: Path) -> None:
+    """`fedctl agent run --backup-host`, with a job every minute: its run lands in dc1's etcd and in
+    `fedctl jobs`, exactly as a DC agent's did. (Up to a minute's wait for the cron.)"""
+    import subprocess as sp
+    import sys
+
+    import yaml
+
+    from backup.jobs import JobStore
+    from federation.dcs import connect
+
+    lab = backup_lab
+    data = yaml.safe_load(lab.path.read_text())
+    data["datacenters"][0]["jobs"] = [{"name": "minute-check", "kind": "check_archive", "cron": "* * * * *"}]
+    path = tmp_path / "backup-host-jobs.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    dc = lab.dc("dc1")
+
+    def history() -> list:
+        with connect(dc) as dcs:
+            return [r for r in JobStore(dcs, dc.dcs.namespace, lab.topo.federation).history("dc1")
+                    if r.job == "minute-check"]
+
+    before = len(history())
+    log = tmp_path / "backup-host.log"
+    with open(log, "w") as out:
+        proc = sp.Popen([sys.executable, "-m", "federation", "agent", "run", "--backup-host", "-t", str(path)],
+                        stdout=out, stderr=sp.STDOUT, stdin=sp.DEVNULL)
+    try:
+        runs = eventually("the backup host's agent to run the job", lambda: history()[before:] or None,
+                          timeout=90, interval=1.0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert runs[0].status == "ok", runs[0].summary
+    assert "backup-host agent" in log.read_text() and "1 job(s) of 1 DC(s)" in log.read_text()
+    code, out_text = fedctl(lab, "jobs", "dc1")
+    assert code == 0 and "minute-check" in out_text
