@@ -484,11 +484,11 @@ def lab_processes(topo: Topology) -> list[list[str]]:
             rows.append([dc.name, f"patroni {member.name}", f"{member.host}:{member.port} api {member.api}",
                          str(paths.patroni.pid() or "-")])
         rows.extend(agents.agent_rows(layout, dc))
-        rows += [[dc.name, "pgbackrest server", f"{host}:{port}", str(proc.pid() or "-")]
-                 for host, port, proc in pgbackrest_servers.member_servers(layout, dc)]
+        rows += [[dc.name, "pgbackrest server", f"{address}:{port}", str(server.pid() or "-")]
+                 for address, port, server in pgbackrest_servers.member_servers(layout, dc)]
     if (repo := pgbackrest_servers.repo_server(layout)) is not None:
-        host, port, proc = repo
-        rows.append(["repo host", "pgbackrest server", f"{host}:{port}", str(proc.pid() or "-")])
+        address, port, server = repo
+        rows.append(["repo host", "pgbackrest server", f"{address}:{port}", str(server.pid() or "-")])
         rows.append(["repo host", "backup-host agent", "-", str(agents.backup_host_process(layout).pid() or "-")])
     if (store := dcs_servers.store_group(layout)) is not None:
         assert topo.federation_store is not None
