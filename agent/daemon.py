@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from agent import act
 from agent.background import Background, Finished
+from agent.backup_host import jobs_on_repo_host
 from agent.decide import Action, Decision, Observation, cross_dc_lag, decide, record_to_copy, upstream_sample
 from agent.guard_wiring import open_guard
 from agent.leadership import LeaseKeeper
@@ -43,6 +44,8 @@ class Agent:
         s = settings
         self.metrics = AgentMetrics(s.topo.federation, s.dc.name, s.member.name)
         self.jobs = JobScheduler(s.topo, s.dc.name, s.identity, registry=self.metrics.registry)
+        # In the repository-host layout the repository host's agent runs the jobs (agent/backup_host.py).
+        self._runs_jobs = not jobs_on_repo_host(s.topo)
         self.keeper = LeaseKeeper(open_lease(s.dc, s.lease_key, s.identity, ttl=s.lease_ttl),
                                   on_change=self._lease_changed,
                                   on_error=lambda _exc: self.metrics.errors.labels("lease").inc())
@@ -114,7 +117,7 @@ class Agent:
 
     def _lease_changed(self, active: bool) -> None:
         try:
-            if active:
+            if active and self._runs_jobs:
                 self.jobs.start()
             else:
                 self.jobs.shutdown()

@@ -91,3 +91,10 @@ def member_config(topo: Topology, section: PgBackRestConfig, member: Member, dat
     if socket_dir:
         lines.append(f"pg1-socket-path={socket_dir}")
     return "\n".join([*lines, ""])
+
+
+def restore_config(section: PgBackRestConfig) -> str:
+    """The repository host's config for restoring into a scratch directory there: the repository alone, no
+    pg hosts (a restore with pgN-host set would be sent to that host)."""
+    return "\n".join([FILE_HEADER, "[global]", f"repo1-path={section.repo_path}", *_global(section), "",
+                      f"[{section.stanza}]", ""])

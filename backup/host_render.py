@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
-from backup.host_config import member_config, repo_host_config, require_repo_host
+from backup.host_config import member_config, repo_host_config, require_repo_host, restore_config
 from backup.host_layout import backup_hosts, data_location
+from backup.runner import PgBackRestHost, repo_host_runner
 from federation.errors import BadInput
 from federation.os_user import OsUser
+from federation.pgbackrest_layout import PgBackRestConfig
 from federation.topology import Topology
 
 
@@ -52,3 +55,13 @@ def write_config(path: str, text: str, owner: OsUser | None = None) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def restore_host(section: PgBackRestConfig) -> PgBackRestHost:
+    """pgBackRest on the repository host for a local restore (verify-restore): its own small config next to
+    the repository host's, written afresh."""
+    assert section.repo_host is not None
+    host = repo_host_runner(section)
+    path = Path(section.repo_host.config).with_name("pgbackrest-restore.conf")
+    write_config(str(path), restore_config(section), owner=host.user)
+    return replace(host, label=f"{host.label} (local restore)", env={**host.env, "PGBACKREST_CONFIG": str(path)})

@@ -84,11 +84,25 @@ class ArchiveRange(_Model):
     max: str | None = None
 
 
+class DbEntry(_Model):
+    """One PostgreSQL system/version the stanza has held (a major upgrade adds one)."""
+
+    id: int
+    version: str
+    system_id: int | None = Field(default=None, alias="system-id")
+
+
 class StanzaInfo(_Model):
     name: str
     status: Status
     backup: list[Backup] = Field(default_factory=list)
     archive: list[ArchiveRange] = Field(default_factory=list)
+    db: list[DbEntry] = Field(default_factory=list)
+
+    def version_of(self, backup: Backup) -> str | None:
+        """The PostgreSQL major version a backup set was taken of (its binaries must restore it)."""
+        wanted = backup.database.id
+        return next((d.version for d in self.db if d.id == wanted), self.db[-1].version if self.db else None)
 
     @property
     def backups(self) -> list[Backup]:

@@ -1,10 +1,12 @@
 """`fedctl rebuild DC MEMBER`: reinitialise a member from the shared repository with a pgBackRest delta restore.
 
 A replica: Patroni's `POST /reinitialize` (force), which runs the member's `create_replica_methods`
-(`pgbackrest --delta --type=standby restore` with keep_data, falling back to basebackup). A standby leader
-is never reinitialised by Patroni itself, so in the lab we stop its Patroni (its PostgreSQL with it; the
-other member takes the standby leader lock), run the same delta restore as the lab user, start Patroni
-again and wait until it streams. Never `--archive-mode=off`: a rebuilt member is a real member.
+(`pgbackrest --delta --type=standby restore` with keep_data, falling back to basebackup) on that host. A
+standby leader is never reinitialised by Patroni itself: its role first goes to another streaming member
+of the DC (Patroni's switchover inside the standby cluster), then it is reinitialised as a replica; a
+standby DC with no other member gets a refusal saying what to do by hand. `via="restore"` (the lab only)
+stops the member's Patroni, runs the delta restore itself and starts Patroni again, for exact byte
+counts. Never `--archive-mode=off`: a rebuilt member is a real member.
 
 Bytes copied: for the restore we run, from pgBackRest's per-file `detail` output; for Patroni's, from the
 pgBackRest restore log when `log-level-file=detail`, else only the total restore size is known. The data
@@ -111,9 +113,11 @@ def plan(topo: Topology, dc_name: str, member_name: str) -> tuple[str, list[str]
         return role, [f"POST {member.api_url}/reinitialize {{\"force\": true}} (Patroni runs create_replica_methods: "
                       f"{REPLICA_RESTORE})", f"wait until {member.name} streams again"]
     if role == "standby_leader":
-        cmd = restore_command(Lab.of(topo), dc, member)
-        return role, [f"stop Patroni of {member.name} (its PostgreSQL stops; another member may take the lock)",
-                      f"run {cmd}", f"start Patroni of {member.name}", f"wait until {member.name} streams again"]
+        candidate = switchover_candidate(dc, member)
+        return role, [f"POST {member.api_url}/switchover {{\"leader\": \"{member.name}\", \"candidate\": "
+                      f"\"{candidate.name}\"}}: {candidate.name} becomes {dc.name}'s standby leader",
+                      f"POST {member.api_url}/reinitialize {{\"force\": true}} (Patroni runs create_replica_methods: "
+                      f"{REPLICA_RESTORE})", f"wait until {member.name} streams again"]
     raise OperationFailed(f"{member.name} is not running as a replica or standby leader (role: {role or 'unknown'})",
                           hint="start its Patroni first; a member that cannot start is rebuilt by Patroni itself "
                                "when you remove its data directory")
@@ -121,9 +125,8 @@ def plan(topo: Topology, dc_name: str, member_name: str) -> tuple[str, list[str]
 
 def rebuild(topo: Topology, dc_name: str, member_name: str, progress: Progress | None = None,
             *, timeout: float = 900.0, via: Literal["auto", "patroni", "restore"] = "auto") -> RebuildReport:
-    """Rebuild a replica (through Patroni) or a standby leader (Patroni stopped, delta restore, started).
-
-    `via="restore"` takes the second way for a replica too (it reports exact bytes copied)."""
+    """Rebuild a replica (through Patroni) or a standby leader (its role handed to another member, then
+    through Patroni). `via="restore"` (the lab only): Patroni stopped, delta restore, started (exact bytes)."""
     progress = progress or Progress(quiet=True)
     lab = Lab.of(topo)
     dc = topo.dc(dc_name)
@@ -135,6 +138,11 @@ def rebuild(topo: Topology, dc_name: str, member_name: str, progress: Progress |
     started = time.monotonic()
     if via == "patroni" and role != "replica":
         raise OperationRefused(f"Patroni reinitialises only replicas; {member.name} is the {role}")
+    if role == "standby_leader" and via != "restore":
+        # Patroni reinitialises only replicas: hand the standby leader role to another member first.
+        _hand_over_standby_leader(dc, member, progress, timeout)
+        role = "replica"
+        report.how = "standby leader role handed over, then "
     if role == "replica" and via != "restore":
         _via_patroni(lab, dc, member, report, progress, timeout)
     else:
@@ -145,9 +153,58 @@ def rebuild(topo: Topology, dc_name: str, member_name: str, progress: Progress |
     return report
 
 
+def switchover_candidate(dc: Datacenter, member: Member) -> Member:
+    """Another member of the standby DC that streams and can take the standby leader role; refuses without one."""
+    for other in dc.members:
+        if other == member:
+            continue
+        state = patroni_state(other, timeout=2.0) or {}
+        if state.get("role") == "replica" and state.get("state") in ("streaming", "running") \
+                and state.get("replication_state") == "streaming":
+            return other
+    raise OperationRefused(
+        f"{member.name} is {dc.name}'s standby leader and no other member of {dc.name} streams to take that role: "
+        "Patroni reinitialises only replicas",
+        hint=f"add a member to {dc.name} (or bring one back), or on {member.host}: stop Patroni, run `"
+             f"{REPLICA_RESTORE}` as the postgres user, start Patroni")
+
+
+def post_switchover(member: Member, leader: str, candidate: str, timeout: float = 30.0) -> str:
+    """Patroni's POST /switchover {leader, candidate}; it answers in plain text."""
+    request = urllib.request.Request(f"{member.api_url}/switchover", method="POST",
+                                     data=json.dumps({"leader": leader, "candidate": candidate}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return str(response.read().decode(errors="replace"))
+    except urllib.error.HTTPError as exc:
+        text = exc.read().decode(errors="replace").strip() if exc.fp else ""
+        raise OperationFailed(f"Patroni on {member.name} refused the switchover to {candidate}: HTTP {exc.code} "
+                              f"{text}", hint="`patronictl list` shows whether the candidate is healthy") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise OperationFailed(f"Patroni REST API of {member.name} ({member.api_url}) is unreachable: {exc}") from None
+
+
+def _hand_over_standby_leader(dc: Datacenter, member: Member, progress: Progress, timeout: float) -> None:
+    candidate = switchover_candidate(dc, member)
+    with progress.step(f"switch {dc.name}'s standby leader role over to {candidate.name}") as step:
+        step.detail = post_switchover(member, member.name, candidate.name).strip()[:120]
+        deadline = time.monotonic() + timeout
+        while True:
+            roles = {m.name: (patroni_state(m, timeout=2.0) or {}).get("role") for m in (member, candidate)}
+            if roles[candidate.name] == "standby_leader" and roles[member.name] == "replica":
+                return
+            if time.monotonic() > deadline:
+                raise OperationFailed(f"{candidate.name} did not take over {dc.name}'s standby leader role within "
+                                      f"{timeout:.0f} s (roles now: {roles})",
+                                      hint="`patronictl list`; the old standby leader was not rebuilt")
+            time.sleep(0.3)
+
+
 def _via_patroni(lab: Lab, dc: Datacenter, member: Member, report: RebuildReport, progress: Progress,
                  timeout: float) -> None:
-    report.how = "Patroni POST /reinitialize (create_replica_methods)"
+    report.how += "Patroni POST /reinitialize (create_replica_methods)"
     log = lab.layout.member(dc, member).patroni.logfile
     offset = log.stat().st_size if log.exists() else 0
     before = (patroni_state(member) or {}).get("postmaster_start_time")

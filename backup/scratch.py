@@ -23,7 +23,6 @@ from typing import Any
 import psycopg
 
 from federation.errors import OperationFailed
-from federation.lab.layout import PG_BIN_DIR
 from federation.lab.processes import LabUser, ManagedProcess, as_user_argv, chown_tree, kill_postmaster, user_env
 
 OVERRIDES_MARK = "# fedctl verify-restore overrides"
@@ -45,6 +44,7 @@ class ScratchCluster:
     root: Path
     user: LabUser
     superuser: str
+    bin_dir: Path  # the PostgreSQL binaries of the backup set's major version
     host: str = "127.0.0.1"
     port: int = 0
 
@@ -62,7 +62,7 @@ class ScratchCluster:
                               str(self.data))
 
     @classmethod
-    def create(cls, lab_dir: Path, name: str, user: LabUser, superuser: str) -> ScratchCluster:
+    def create(cls, lab_dir: Path, name: str, user: LabUser, superuser: str, bin_dir: Path) -> ScratchCluster:
         root = scratch_root(lab_dir) / f"{name}-{os.getpid()}"
         root.mkdir(parents=True, exist_ok=False)
         (root / "owner").write_text(f"{os.getpid()}\n")
@@ -71,7 +71,7 @@ class ScratchCluster:
         if os.geteuid() == 0:
             os.chown(root.parent, user.uid, user.gid)
         chown_tree(root, user)
-        return cls(root, user, superuser, port=spare_port())
+        return cls(root, user, superuser, bin_dir, port=spare_port())
 
     def write_overrides(self) -> None:
         """Appended to postgresql.auto.conf, so they win over the restored settings: own port and socket,
@@ -89,7 +89,7 @@ class ScratchCluster:
         chown_tree(self.root, self.user)
 
     def start(self, env: dict[str, str]) -> None:
-        self.process.start(self.user, [str(PG_BIN_DIR / "postgres"), "-D", str(self.data)], env=env, cwd=self.data)
+        self.process.start(self.user, [str(self.bin_dir / "postgres"), "-D", str(self.data)], env=env, cwd=self.data)
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection[Any]:
         return psycopg.connect(host=str(self.socket_dir), port=self.port, user=self.superuser, dbname=dbname,

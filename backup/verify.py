@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from backup.cluster import find_leader, primary_dc, sql
 from backup.findings import Finding
+from backup.host_render import restore_host
 from backup.info import Backup, read_info
+from backup.pg_bin import bin_dir_for
 from backup.runner import PgBackRestError, lab_host, run
 from backup.scratch import Interrupted, ScratchCluster, signals_unwind, sweep_stale
 from backup.take import CANARY_TABLE
 from federation.errors import FedError, OperationFailed
 from federation.lab.lab import Lab
-from federation.lab.layout import PG_BIN_DIR
 from federation.progress import Progress
 from federation.topology import Topology
 
@@ -80,23 +82,29 @@ def expected_canary(topo: Topology, backup: Backup) -> tuple[int | None, str]:
 def verify_restore(topo: Topology, dc_name: str, label: str | None = None, progress: Progress | None = None,
                    *, recovery_timeout: float = 600.0) -> VerifyReport:
     progress = progress or Progress(quiet=True)
-    lab = Lab.of(topo)
     dc = topo.dc(dc_name)
     repo = topo.pgbackrest_for(dc)
     assert repo is not None
-    leader = find_leader(dc)
-    host = lab_host(lab, dc, leader.member)
+    if repo.repo_host is not None:
+        # The production layout: restore on the repository host, where the repository is local.
+        host = restore_host(repo)
+        user, scratch_base = host.user, Path(repo.repo_host.scratch_dir)
+    else:
+        lab = Lab.of(topo)
+        host = lab_host(lab, dc, find_leader(dc).member)
+        user, scratch_base = lab.user, lab.layout.root
     with progress.step("choose the backup set") as step:
         info = read_info(host, repo.stanza).require_ok()
         backup = info.find(label) if label else info.backups[-1]
-        step.detail = f"{backup.label} ({backup.type})"
+        step.detail = f"{backup.label} ({backup.type}) of PostgreSQL {info.version_of(backup) or '?'} on {host.label}"
+    bin_dir = bin_dir_for(info.version_of(backup))
     canary_id, canary_how = expected_canary(topo, backup)
     report = VerifyReport(dc_name, backup.label, backup.type, backup.info.size)
-    sweep_stale(lab.layout.root)
+    sweep_stale(scratch_base)
     try:
         with signals_unwind():
-            scratch = ScratchCluster.create(lab.layout.root, backup.label, lab.user,
-                                            topo.credentials.superuser.username)
+            scratch = ScratchCluster.create(scratch_base, backup.label, user, topo.credentials.superuser.username,
+                                            bin_dir)
             try:
                 _restore_and_check(scratch, host, backup, report, progress, recovery_timeout, canary_id, canary_how)
             finally:
@@ -147,8 +155,9 @@ def _restore_and_check(scratch: ScratchCluster, host: Any, backup: Backup, repor
 
 
 def _amcheck(scratch: ScratchCluster) -> Finding:
-    done = scratch.run_tool([str(PG_BIN_DIR / "pg_amcheck"), "-h", str(scratch.socket_dir), "-p", str(scratch.port),
-                             "-U", scratch.superuser, "--all", "--install-missing", "--heapallindexed"], timeout=7200)
+    done = scratch.run_tool([str(scratch.bin_dir / "pg_amcheck"), "-h", str(scratch.socket_dir),
+                             "-p", str(scratch.port), "-U", scratch.superuser, "--all", "--install-missing",
+                             "--heapallindexed"], timeout=7200)
     if done.returncode == 0:
         return Finding("pg_amcheck", True, "no corruption in heap tables and B-tree indexes (--heapallindexed)")
     output = (done.stdout + done.stderr).strip()
@@ -178,7 +187,7 @@ def _checksums(scratch: ScratchCluster, checksums_on: bool) -> Finding:
                        "(pg_amcheck's heap checks still read every table)")
     if scratch.process.running():
         return Finding("page checksums", False, "the copy did not stop, so pg_checksums could not run")
-    done = scratch.run_tool([str(PG_BIN_DIR / "pg_checksums"), "--check", "-D", str(scratch.data)], timeout=7200)
+    done = scratch.run_tool([str(scratch.bin_dir / "pg_checksums"), "--check", "-D", str(scratch.data)], timeout=7200)
     summary = " ".join(line.strip() for line in done.stdout.splitlines() if ":" in line)
     if done.returncode == 0:
         return Finding("page checksums", True, f"pg_checksums --check on the stopped copy: {summary}")

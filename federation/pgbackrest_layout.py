@@ -54,6 +54,8 @@ class RepoHost(_Model):
     # The OS user pgBackRest runs as there (it owns the repository); fedctl started as root drops to it.
     # None: the user fedctl runs as.
     user: str | None = None
+    # verify-restore's scratch copies go under <scratch_dir>/verify on the repository host.
+    scratch_dir: AbsolutePath = "/var/tmp/fedctl"
 
 
 class PgBackRestTLS(_Model):

@@ -14,7 +14,9 @@ def agent() -> None:
 
 @agent.command("run")
 @topology_option
-@click.option("--dc", "dc_name", required=True, metavar="DC", help="The datacenter this agent belongs to.")
+@click.option("--dc", "dc_name", metavar="DC", help="The datacenter this agent belongs to.")
+@click.option("--backup-host", is_flag=True, help="Run on the repository host instead: every DC's scheduled "
+              "jobs, and nothing else (pgBackRest's repository-host layout).")
 @click.option("--member", "member_name", metavar="NAME",
               help="The member this agent runs next to (default: the one whose address is on this host).")
 @click.option("--listen", metavar="HOST:PORT",
@@ -25,14 +27,35 @@ def agent() -> None:
               help="Seconds after which a dead active agent's lease expires and another agent takes over.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING"]), default="INFO", show_default=True)
 @reports_errors
-def run_cmd(topology_path: str, dc_name: str, member_name: str | None, listen: str | None, interval: float,
-            lease_ttl: int, log_level: str) -> None:
+def run_cmd(topology_path: str, dc_name: str | None, backup_host: bool, member_name: str | None, listen: str | None,
+            interval: float, lease_ttl: int, log_level: str) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C (which release its lease)."""
     from agent.daemon import Agent
     from agent.logs import configure
     from agent.settings import agent_settings
 
+    if backup_host:
+        _run_backup_host(topology_path, dc_name, log_level)
+        return
+    if dc_name is None:
+        raise click.UsageError("--dc DC is required (or --backup-host on the repository host)")
     settings = agent_settings(load(topology_path), dc_name, member_name, listen, interval=interval,
                               lease_ttl=lease_ttl)
     configure(log_level, dc=settings.dc.name, member=settings.member.name)
     Agent(settings).run()
+
+
+def _run_backup_host(topology_path: str, dc_name: str | None, log_level: str) -> None:
+    import socket
+
+    from agent.backup_host import BackupHostAgent, jobs_on_repo_host
+    from agent.logs import configure
+
+    if dc_name is not None:
+        raise click.UsageError("--backup-host runs the jobs of every DC: leave --dc out")
+    topo = load(topology_path)
+    if not jobs_on_repo_host(topo):
+        raise click.UsageError("the topology has no pgbackrest.repo_host: the DC agents run the jobs there")
+    identity = f"backup-host@{socket.gethostname()}"
+    configure(log_level, dc="-", member=identity)
+    BackupHostAgent(topo, identity).run()

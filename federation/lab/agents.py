@@ -90,3 +90,19 @@ def agent_rows(layout: LabLayout, dc: Datacenter) -> list[list[str]]:
 
     return [[dc.name, f"agent {m.name}", str(default_listen(m)), str(agent_process(layout, dc, m).pid() or "-")]
             for m in dc.members]
+
+
+def backup_host_process(layout: LabLayout) -> ManagedProcess:
+    """The repository host's agent (`agent run --backup-host`), in the repository-host layout."""
+    root = layout.root / "repo-host"
+    return ManagedProcess("backup-host agent", root / "agent.pid", root / "agent.log",
+                          f"--backup-host -t {topology_copy(layout)} ")
+
+
+def start_backup_host_agent(lab: Lab) -> int:
+    share_secrets_with_lab_user(lab)
+    env = {"PATH": f"{lab.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}", "PYTHONUNBUFFERED": "1"}
+    proc = backup_host_process(lab.layout)
+    proc.pidfile.parent.mkdir(parents=True, exist_ok=True)
+    argv = [str(lab.bin / "fedctl"), "agent", "run", "--backup-host", "-t", str(topology_copy(lab.layout))]
+    return proc.start(lab.user, argv, env=env, cwd=proc.pidfile.parent)

@@ -245,6 +245,9 @@ def lab_up(topo: Topology, progress: Progress) -> None:
         with progress.step("start the fedctl agents (one per member, one active per DC)"):
             for dc in topo.datacenters:
                 agents.start_agents(lab, dc)
+    if repository_host(lab.layout) is not None:
+        with progress.step("start the repository host's agent (it runs the scheduled jobs)"):
+            agents.start_backup_host_agent(lab)
     if topo.federation_store is not None:
         with progress.step("wait until the primary DC's agent holds the primary-DC lease") as rec:
             rec.detail = _wait_for_lease(topo)
@@ -385,6 +388,7 @@ def lab_down(topo: Topology, progress: Progress, wipe: bool = False) -> None:
     with progress.step("stop the fedctl agents"):
         for dc in topo.datacenters:
             agents.stop_agents(lab, dc)
+        agents.backup_host_process(lab.layout).stop(timeout=15)
     with progress.step("stop Patroni and PostgreSQL of every DC"):
         with ThreadPoolExecutor(max_workers=len(topo.datacenters)) as pool:
             list(pool.map(lambda dc: stop_dc(lab, dc, stop_dcs=False), topo.datacenters))
@@ -480,6 +484,12 @@ def lab_processes(topo: Topology) -> list[list[str]]:
             rows.append([dc.name, f"patroni {member.name}", f"{member.host}:{member.port} api {member.api}",
                          str(paths.patroni.pid() or "-")])
         rows.extend(agents.agent_rows(layout, dc))
+        rows += [[dc.name, "pgbackrest server", f"{address}:{port}", str(server.pid() or "-")]
+                 for address, port, server in pgbackrest_servers.member_servers(layout, dc)]
+    if (repo := pgbackrest_servers.repo_server(layout)) is not None:
+        address, port, server = repo
+        rows.append(["repo host", "pgbackrest server", f"{address}:{port}", str(server.pid() or "-")])
+        rows.append(["repo host", "backup-host agent", "-", str(agents.backup_host_process(layout).pid() or "-")])
     if (store := dcs_servers.store_group(layout)) is not None:
         assert topo.federation_store is not None
         for h, (host, proc, _d) in zip(topo.federation_store.hosts, dcs_servers.group_processes(store), strict=True):

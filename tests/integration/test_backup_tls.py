@@ -98,3 +98,70 @@ def _issue(ca: Path, ca_key: Path, cert: Path, key: Path, name: str, address: st
                        check=True, capture_output=True)
         cert.write_bytes(new_cert.read_bytes())
         key.write_bytes(new_key.read_bytes())
+
+
+def test_the_repository_hosts_agent_runs_the_scheduled_jobs(backup_lab: LabHandle, tmp_path: Path) -> None:
+    """`fedctl agent run --backup-host`, with a job every minute: its run lands in dc1's etcd and in
+    `fedctl jobs`, exactly as a DC agent's did. (Up to a minute's wait for the cron.)"""
+    import subprocess as sp
+    import sys
+
+    import yaml
+
+    from backup.jobs import JobStore
+    from federation.dcs import connect
+
+    lab = backup_lab
+    data = yaml.safe_load(lab.path.read_text())
+    data["datacenters"][0]["jobs"] = [{"name": "minute-check", "kind": "check_archive", "cron": "* * * * *"}]
+    path = tmp_path / "backup-host-jobs.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    dc = lab.dc("dc1")
+
+    def history() -> list:
+        with connect(dc) as dcs:
+            return [r for r in JobStore(dcs, dc.dcs.namespace, lab.topo.federation).history("dc1")
+                    if r.job == "minute-check"]
+
+    before = len(history())
+    log = tmp_path / "backup-host.log"
+    with open(log, "w") as out:
+        proc = sp.Popen([sys.executable, "-m", "federation", "agent", "run", "--backup-host", "-t", str(path)],
+                        stdout=out, stderr=sp.STDOUT, stdin=sp.DEVNULL)
+    try:
+        runs = eventually("the backup host's agent to run the job", lambda: history()[before:] or None,
+                          timeout=90, interval=1.0)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert runs[0].status == "ok", runs[0].summary
+    assert "backup-host agent" in log.read_text() and "1 job(s) of 1 DC(s)" in log.read_text()
+    code, out_text = fedctl(lab, "jobs", "dc1")
+    assert code == 0 and "minute-check" in out_text
+
+
+def test_rebuilding_dc2s_standby_leader_under_a_writer_loses_nothing(backup_lab: LabHandle) -> None:
+    """The standby leader's role goes to the other member of dc2 (Patroni's switchover in a standby cluster),
+    then Patroni reinitialises the old one from the repository; dc1 keeps taking writes throughout."""
+    from backup.rebuild import rebuild
+    from tests.integration.labkit import Writer
+
+    lab = backup_lab
+    dc2 = lab.dc("dc2")
+    old_leader = lab.leader_of(dc2)
+    writer = Writer(lab, "rebuild_rows").start()
+    try:
+        eventually("the writer commits", lambda: len(writer.acked) > 30, timeout=20)
+        report = rebuild(lab.topo, "dc2", old_leader.name)
+        count = len(writer.acked)
+        eventually("the writer commits after the rebuild", lambda: len(writer.acked) > count + 30, timeout=30)
+    finally:
+        writer.stop()
+    assert report.role_before == "standby_leader" and report.role_after == "replica", report
+    assert report.how.startswith("standby leader role handed over") and report.replica_method == "pgbackrest"
+    assert lab.leader_of(dc2) != old_leader
+    for member in dc2.members:
+        eventually(f"{member.name} streams", lambda m=member: lab.sql_one(
+            m, "SELECT status FROM pg_stat_wal_receiver") == "streaming", timeout=60)
+        eventually(f"{member.name} has every acknowledged row", lambda m=member: writer.missing_on(lab, m) == [],
+                   timeout=60)

@@ -129,3 +129,25 @@ def test_backup_config_without_a_repo_host_says_what_to_add() -> None:
     out = CliRunner().invoke(cli, ["backup-config", "--member", "n1", "-t", str(TOPOLOGY)])
     assert out.exit_code == 2, out.output
     assert "has no pgbackrest.repo_host" in out.output and "docs/backups.md" in out.output
+
+
+def test_the_restore_config_holds_the_repository_and_no_pg_host(topo: Topology) -> None:
+    from backup.host_config import restore_config
+
+    got = lines(restore_config(topo.pgbackrest))  # type: ignore[arg-type]
+    assert "repo1-path=/var/lib/pgbackrest" in got and "[fed]" in got
+    assert not any(line.startswith(("pg1-", "repo1-host", "tls-server")) for line in got)
+
+
+def test_postgresql_binaries_are_found_by_the_stanzas_version(tmp_path: Path) -> None:
+    from backup.pg_bin import bin_dir_for
+    from federation.errors import OperationFailed
+
+    (tmp_path / "16" / "bin").mkdir(parents=True)
+    (tmp_path / "16" / "bin" / "postgres").write_text("")
+    patterns = (str(tmp_path / "{version}" / "bin"),)
+    assert bin_dir_for("16", patterns) == tmp_path / "16" / "bin"
+    with pytest.raises(OperationFailed, match="no PostgreSQL 15 binaries on this host") as caught:
+        bin_dir_for("15", patterns)
+    assert caught.value.hint is not None and "postgresql-15" in caught.value.hint
+    assert bin_dir_for("15").name == "bin"  # this machine's own PostgreSQL 15 (the lab's)

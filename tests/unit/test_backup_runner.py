@@ -162,3 +162,14 @@ def test_a_certificate_refused_by_every_pg_host_is_named_behind_the_primary_not_
     err = error_from_output(cmd, 56, "", stderr)
     assert "unable to find primary cluster" in err.message and "'10.0.1.11': access denied" in err.message
     assert err.hint is not None and "tls-server-auth" in err.hint
+
+
+def test_the_stanza_says_which_postgresql_version_a_set_is_of() -> None:
+    text = json.dumps([{"name": "fed", "status": {"code": 0, "message": "ok"},
+                        "db": [{"id": 1, "system-id": 7, "version": "14"}, {"id": 2, "system-id": 7, "version": "15"}],
+                        "backup": [{"label": "A", "type": "full", "timestamp": {"start": 1, "stop": 2},
+                                    "database": {"id": 1}},
+                                   {"label": "B", "type": "full", "timestamp": {"start": 3, "stop": 4},
+                                    "database": {"id": 2}}]}])
+    info = parse_info(text, "fed")
+    assert [info.version_of(b) for b in info.backups] == ["14", "15"]
