@@ -13,7 +13,9 @@ from tests.unit.test_backup_jobs import TOPOLOGY
 
 
 def test_the_scheduler_follows_the_lease(tmp_path: Path) -> None:
+    """Without a repository host the DC's active agent runs the jobs (with one, agent/backup_host.py does)."""
     data = yaml.safe_load(TOPOLOGY.read_text())
+    data["pgbackrest"] = {"stanza": "fed", "repo_path": "/var/tmp/pg-federation/test-backup/pgbackrest/repo"}
     data["datacenters"][0]["jobs"] = [{"name": "archive", "kind": "check_archive", "cron": "*/10 * * * *"}]
     path = tmp_path / "topo.yaml"
     path.write_text(yaml.safe_dump(data))
