@@ -15,12 +15,9 @@ directory's size before and after is reported too.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,11 +26,11 @@ from backup.catchup import require_catch_up
 from backup.cluster import PRIMARY_ROLES
 from backup.restore_log import RestoreStats, last_restore_in_log, parse_restore_output
 from backup.runner import PgBackRestCommand, lab_host, run
-from federation.errors import OperationFailed, OperationRefused
+from federation.errors import FedError, OperationFailed, OperationRefused
 from federation.lab.lab import Lab, start_member
 from federation.lab.pgbackrest_conf import REPLICA_RESTORE
 from federation.lab.processes import kill_postmaster
-from federation.patroni_api import patroni_state
+from federation.patroni_api import PatroniAPIError, patroni_state, post_action
 from federation.progress import Progress
 from federation.topology import Datacenter, Member, Topology
 
@@ -67,19 +64,14 @@ class RebuildReport:
 
 
 def post_reinitialize(member: Member, timeout: float = 10.0) -> str:
-    """Patroni's POST /reinitialize {"force": true}; it answers in plain text, not JSON."""
-    request = urllib.request.Request(f"{member.api_url}/reinitialize", data=json.dumps({"force": True}).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    """Patroni's POST /reinitialize {"force": true}."""
     try:
-        with opener.open(request, timeout=timeout) as response:
-            return str(response.read().decode(errors="replace"))
-    except urllib.error.HTTPError as exc:
-        text = exc.read().decode(errors="replace").strip() if exc.fp else ""
-        raise OperationFailed(f"Patroni on {member.name} refused to reinitialize: HTTP {exc.code} {text}",
+        return post_action(member, "/reinitialize", {"force": True}, timeout=timeout)
+    except PatroniAPIError as exc:
+        raise OperationFailed(f"Patroni on {member.name} refused to reinitialize: HTTP {exc.status} {exc.body}",
                               hint="Patroni reinitialises only replicas of a cluster that has a leader") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise OperationFailed(f"Patroni REST API of {member.name} ({member.api_url}) is unreachable: {exc}") from None
+    except FedError as exc:
+        raise OperationFailed(exc.message, hint=exc.hint) from None
 
 
 def dir_size(path: Path) -> int:
@@ -170,20 +162,14 @@ def switchover_candidate(dc: Datacenter, member: Member) -> Member:
 
 
 def post_switchover(member: Member, leader: str, candidate: str, timeout: float = 30.0) -> str:
-    """Patroni's POST /switchover {leader, candidate}; it answers in plain text."""
-    request = urllib.request.Request(f"{member.api_url}/switchover", method="POST",
-                                     data=json.dumps({"leader": leader, "candidate": candidate}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    """Patroni's POST /switchover {leader, candidate}."""
     try:
-        with opener.open(request, timeout=timeout) as response:
-            return str(response.read().decode(errors="replace"))
-    except urllib.error.HTTPError as exc:
-        text = exc.read().decode(errors="replace").strip() if exc.fp else ""
-        raise OperationFailed(f"Patroni on {member.name} refused the switchover to {candidate}: HTTP {exc.code} "
-                              f"{text}", hint="`patronictl list` shows whether the candidate is healthy") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise OperationFailed(f"Patroni REST API of {member.name} ({member.api_url}) is unreachable: {exc}") from None
+        return post_action(member, "/switchover", {"leader": leader, "candidate": candidate}, timeout=timeout)
+    except PatroniAPIError as exc:
+        raise OperationFailed(f"Patroni on {member.name} refused the switchover to {candidate}: HTTP {exc.status} "
+                              f"{exc.body}", hint="`patronictl list` shows whether the candidate is healthy") from None
+    except FedError as exc:
+        raise OperationFailed(exc.message, hint=exc.hint) from None
 
 
 def _hand_over_standby_leader(dc: Datacenter, member: Member, progress: Progress, timeout: float) -> None:

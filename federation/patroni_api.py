@@ -65,9 +65,9 @@ def _who(member_or_url: Member | str) -> str:
     return url if isinstance(member_or_url, str) else f"{member_or_url.name} ({url})"
 
 
-def request_json(method: str, member_or_url: Member | str, path: str, body: Any = None, *,
-                 timeout: float = DEFAULT_TIMEOUT, auth: tuple[str, str] | None = None) -> Any:
-    """One HTTP request to a member's REST API; returns the decoded JSON body (None when empty)."""
+def _request(method: str, member_or_url: Member | str, path: str, body: Any, timeout: float,
+             auth: tuple[str, str] | None) -> bytes:
+    """One HTTP request to a member's REST API: the raw body, or the error translated."""
     url = base_url(member_or_url) + path
     who = _who(member_or_url)
     headers = {"Accept": "application/json"}
@@ -80,7 +80,7 @@ def request_json(method: str, member_or_url: Member | str, path: str, body: Any 
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with _opener.open(request, timeout=timeout) as response:
-            raw = response.read()
+            return bytes(response.read())
     except urllib.error.HTTPError as exc:
         text = exc.read().decode(errors="replace").strip() if exc.fp else ""
         raise _http_error(method, path, who, exc.code, text) from None
@@ -89,13 +89,25 @@ def request_json(method: str, member_or_url: Member | str, path: str, body: Any 
         raise PatroniUnreachable(f"Patroni REST API of {who} is unreachable: {_describe(reason, timeout)}",
                                  hint="check that Patroni runs on that member and that restapi.listen "
                                       "matches the member's api address in the topology") from None
+
+
+def request_json(method: str, member_or_url: Member | str, path: str, body: Any = None, *,
+                 timeout: float = DEFAULT_TIMEOUT, auth: tuple[str, str] | None = None) -> Any:
+    """One HTTP request to a member's REST API; returns the decoded JSON body (None when empty)."""
+    raw = _request(method, member_or_url, path, body, timeout, auth)
     if not raw.strip():
         return None
     try:
         return json.loads(raw)
     except ValueError:
-        raise PatroniUnreachable(f"{method} {path} on {who} did not return JSON: {raw[:80]!r}",
+        raise PatroniUnreachable(f"{method} {path} on {_who(member_or_url)} did not return JSON: {raw[:80]!r}",
                                  hint="is that address really a Patroni REST API?") from None
+
+
+def post_action(member_or_url: Member | str, path: str, body: Any, *, timeout: float = DEFAULT_TIMEOUT,
+                auth: tuple[str, str] | None = None) -> str:
+    """POST /reinitialize, /switchover, /restart...: Patroni answers these in plain text, not JSON."""
+    return _request("POST", member_or_url, path, body, timeout, auth).decode(errors="replace")
 
 
 def _describe(reason: object, timeout: float) -> str:

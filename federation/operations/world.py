@@ -143,7 +143,7 @@ class LiveWorld:
         return member_position(self.topo, member)
 
     def reinitialize(self, member: Member) -> None:
-        patroni_api.request_json("POST", member, "/reinitialize", {"force": True})
+        patroni_api.post_action(member, "/reinitialize", {"force": True})
 
     def write_config_in_dcs(self, dc: Datacenter, upstreams: Mapping[str, str | None]) -> str:
         from federation.operations.rejoin_parts import write_role_in_dcs

@@ -23,6 +23,7 @@ from federation.patroni_api import (
     get_history,
     get_patroni,
     patch_config,
+    post_action,
 )
 from federation.topology import Member
 
@@ -56,7 +57,7 @@ class FakePatroni(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
-    do_GET = do_PATCH = _answer
+    do_GET = do_PATCH = do_POST = _answer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -181,3 +182,13 @@ def test_node_status_is_lenient() -> None:
     assert NodeStatus.from_json({"pause": True}).maintenance and not odd.maintenance
     naive = NodeStatus.from_json({"xlog": {"replayed_timestamp": "2026-11-25 18:20:01"}})
     assert naive.replayed_at is None
+
+
+def test_actions_answered_in_plain_text_are_returned_as_text(fake: str) -> None:
+    FakePatroni.routes[("POST", "/reinitialize")] = (200, b"reinitialize started")
+    assert post_action(fake, "/reinitialize", {"force": True}) == "reinitialize started"
+    assert FakePatroni.seen[-1][:3] == ("POST", "/reinitialize", {"force": True})
+    FakePatroni.routes[("POST", "/switchover")] = (412, b"candidate name does not match")
+    with pytest.raises(PatroniAPIError, match=r"POST /switchover on .* failed: HTTP 412") as raised:
+        post_action(fake, "/switchover", {"leader": "n3", "candidate": "n9"})
+    assert raised.value.body == "candidate name does not match"
