@@ -148,9 +148,13 @@ def _server_healthy(kind: str, host: Address, timeout: float) -> bool:
         if kind == "etcd3":
             with urllib.request.urlopen(f"http://{host}/health", timeout=timeout) as resp:
                 return b'"true"' in resp.read()
+        # `ruok` answers imok before the server takes sessions; `srvr` names a Mode only once it serves.
         with socket.create_connection((host.host, host.port), timeout=timeout) as sock:
-            sock.sendall(b"ruok")
-            return sock.recv(16) == b"imok"
+            sock.sendall(b"srvr")
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+            return b"\nMode: " in answer
     except OSError:
         return False
 
