@@ -223,7 +223,7 @@ def check_archive(topo: Topology, dc_name: str | None = None, *, archive_timeout
     else:
         dc_leader = leader
     report = ArchiveReport(dc_leader.dc.name, f"{leader.dc.name}/{leader.member.name}")
-    host = stanza_host(topo, leader.dc, leader.member)
+    host = stanza_host(topo, leader.dc)
     repo = topo.pgbackrest_for(leader.dc)
     assert repo is not None
     if not dc_leader.is_primary:

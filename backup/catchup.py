@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from backup.cluster import find_leader, sql
 from backup.info import read_info
-from backup.runner import lab_host
+from backup.runner import stanza_host
 from backup.wal import Segment
 from federation.errors import OperationFailed, OperationRefused
-from federation.lab.lab import Lab
 from federation.patroni_api import patroni_state
 from federation.patroni_dynamic import ARCHIVE_GET
 from federation.topology import Datacenter, Member, Topology
@@ -39,9 +38,8 @@ def catch_up_problem(topo: Topology, dc: Datacenter, member: Member) -> str | No
     """Why `member` could not catch up after a rebuild from the newest backup; None when it can."""
     if replica_restore_command(topo, dc, member):
         return None
-    repo = topo.pgbackrest_for(dc)
-    assert repo is not None
-    info = read_info(lab_host(Lab.of(topo), dc, member), repo.stanza).require_ok()
+    host = stanza_host(topo, dc)
+    info = read_info(host, host.env["PGBACKREST_STANZA"]).require_ok()
     newest = info.backups[-1]
     if not newest.archive.start:
         return None

@@ -13,7 +13,7 @@ from federation.topology import Topology
 def list_backups(topo: Topology, dc_name: str | None = None) -> StanzaInfo:
     """The stanza's backups, read through the given DC's leader (any DC: the stanza is shared)."""
     leader = find_leader(topo.dc(dc_name)) if dc_name else primary_dc(topo)
-    host = stanza_host(topo, leader.dc, leader.member)
+    host = stanza_host(topo, leader.dc)
     repo = topo.pgbackrest_for(leader.dc)
     assert repo is not None
     return read_info(host, repo.stanza).require_ok(allow_no_backups=True)

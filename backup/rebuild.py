@@ -1,40 +1,36 @@
 """`fedctl rebuild DC MEMBER`: reinitialise a member from the shared repository with a pgBackRest delta restore.
 
 A replica: Patroni's `POST /reinitialize` (force), which runs the member's `create_replica_methods`
-(`pgbackrest --delta --type=standby restore` with keep_data, falling back to basebackup) on that host. A
-standby leader is never reinitialised by Patroni itself: its role first goes to another streaming member
-of the DC (Patroni's switchover inside the standby cluster), then it is reinitialised as a replica; a
-standby DC with no other member gets a refusal saying what to do by hand. `via="restore"` (the lab only)
-stops the member's Patroni, runs the delta restore itself and starts Patroni again, for exact byte
-counts. Never `--archive-mode=off`: a rebuilt member is a real member.
+(`pgbackrest --delta --type=standby restore` with keep_data, falling back to basebackup) on that host:
+pgBackRest restores only locally, so the restore runs where the data is. A standby leader is never
+reinitialised by Patroni itself: its role first goes to another streaming member of the DC (Patroni's
+switchover inside the standby cluster), then it is reinitialised as a replica; a standby DC with no other
+member gets a refusal saying what to do by hand. Never `--archive-mode=off`: a rebuilt member is a real member.
 
-Bytes copied: for the restore we run, from pgBackRest's per-file `detail` output; for Patroni's, from the
-pgBackRest restore log when `log-level-file=detail`, else only the total restore size is known. The data
-directory's size before and after is reported too.
+What was copied is read from pgBackRest's restore log (`<log-path>/<stanza>-restore.log`, per-file lines at
+`log-level-file=detail`) when that file is readable where fedctl runs (fedctl on the database host, or a
+shared log directory); the data directory's size before and after likewise. Elsewhere the report says so.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from backup.catchup import require_catch_up
-from backup.cluster import PRIMARY_ROLES
-from backup.restore_log import RestoreStats, last_restore_in_log, parse_restore_output
-from backup.runner import PgBackRestCommand, lab_host, run
+from backup.cluster import PRIMARY_ROLES, sql
+from backup.restore_log import RESTORE_DONE, RestoreStats, last_restore_in_log, parse_restore_output
 from federation.errors import FedError, OperationFailed, OperationRefused
-from federation.lab.lab import Lab, start_member
-from federation.lab.pgbackrest_conf import REPLICA_RESTORE
-from federation.lab.processes import kill_postmaster
 from federation.patroni_api import PatroniAPIError, patroni_state, post_action
+from federation.patroni_dynamic import REPLICA_RESTORE
+from federation.pgbackrest_layout import PgBackRestConfig
 from federation.progress import Progress
 from federation.topology import Datacenter, Member, Topology
 
-_CREATED_RE = re.compile(r"replica has been created using (\w+)")
+DEFAULT_LOG_PATH = "/var/log/pgbackrest"  # pgBackRest's default log-path
 
 
 @dataclass
@@ -44,19 +40,17 @@ class RebuildReport:
     role_before: str
     how: str
     seconds: float = 0.0
-    restore_seconds: float | None = None
     replica_method: str | None = None
     stats: RestoreStats | None = None
     bytes_how: str = ""
-    size_before: int = 0
-    size_after: int = 0
+    size_before: int | None = None  # None: the data directory is not readable where fedctl runs
+    size_after: int | None = None
     role_after: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         s = self.stats
         return {"dc": self.dc, "member": self.member, "role_before": self.role_before, "how": self.how,
                 "replica_method": self.replica_method, "seconds": round(self.seconds, 3),
-                "restore_seconds": None if self.restore_seconds is None else round(self.restore_seconds, 3),
                 "copied_bytes": s.copied_bytes if s else None, "copied_files": s.copied_files if s else None,
                 "kept_bytes": s.kept_bytes if s else None, "total_bytes": s.total_bytes if s else None,
                 "bytes_how": self.bytes_how, "data_dir_bytes_before": self.size_before,
@@ -74,7 +68,10 @@ def post_reinitialize(member: Member, timeout: float = 10.0) -> str:
         raise OperationFailed(exc.message, hint=exc.hint) from None
 
 
-def dir_size(path: Path) -> int:
+def dir_size(path: Path) -> int | None:
+    """Bytes under `path`; None when it is not a directory fedctl can read from here."""
+    if not path.is_dir():
+        return None
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
@@ -83,12 +80,6 @@ def dir_size(path: Path) -> int:
             except OSError:
                 pass
     return total
-
-
-def restore_command(lab: Lab, dc: Datacenter, member: Member) -> PgBackRestCommand:
-    """The member's own replica method (`pgbackrest --delta --type=standby restore`), with per-file output."""
-    args = REPLICA_RESTORE.split()[1:]
-    return lab_host(lab, dc, member).command(*args, "--log-level-console=detail", timeout=7200)
 
 
 def plan(topo: Topology, dc_name: str, member_name: str) -> tuple[str, list[str]]:
@@ -116,33 +107,33 @@ def plan(topo: Topology, dc_name: str, member_name: str) -> tuple[str, list[str]
 
 
 def rebuild(topo: Topology, dc_name: str, member_name: str, progress: Progress | None = None,
-            *, timeout: float = 900.0, via: Literal["auto", "patroni", "restore"] = "auto") -> RebuildReport:
+            *, timeout: float = 900.0) -> RebuildReport:
     """Rebuild a replica (through Patroni) or a standby leader (its role handed to another member, then
-    through Patroni). `via="restore"` (the lab only): Patroni stopped, delta restore, started (exact bytes)."""
+    through Patroni)."""
     progress = progress or Progress(quiet=True)
-    lab = Lab.of(topo)
     dc = topo.dc(dc_name)
     member = dc.member(member_name)
     role, _steps = plan(topo, dc_name, member_name)
-    data = lab.layout.member(dc, member).data
+    data = Path(str(sql(topo, member, "SHOW data_directory")[0][0]))
     report = RebuildReport(dc.name, member.name, role, "")
     report.size_before = dir_size(data)
     started = time.monotonic()
-    if via == "patroni" and role != "replica":
-        raise OperationRefused(f"Patroni reinitialises only replicas; {member.name} is the {role}")
-    if role == "standby_leader" and via != "restore":
+    if role == "standby_leader":
         # Patroni reinitialises only replicas: hand the standby leader role to another member first.
         _hand_over_standby_leader(dc, member, progress, timeout)
-        role = "replica"
         report.how = "standby leader role handed over, then "
-    if role == "replica" and via != "restore":
-        _via_patroni(lab, dc, member, report, progress, timeout)
-    else:
-        _by_restore(lab, dc, member, report, progress, timeout)
+    _via_patroni(topo.pgbackrest_for(dc), dc, member, data, report, progress, timeout)
     report.seconds = time.monotonic() - started
     report.size_after = dir_size(data)
     report.role_after = (patroni_state(member) or {}).get("role")
     return report
+
+
+def restore_log_path(section: PgBackRestConfig | None) -> Path | None:
+    """pgBackRest's restore log on the database hosts, from the topology's pgbackrest options."""
+    if section is None:
+        return None
+    return Path(section.options.get("log-path", DEFAULT_LOG_PATH)) / f"{section.stanza}-restore.log"
 
 
 def switchover_candidate(dc: Datacenter, member: Member) -> Member:
@@ -188,57 +179,34 @@ def _hand_over_standby_leader(dc: Datacenter, member: Member, progress: Progress
             time.sleep(0.3)
 
 
-def _via_patroni(lab: Lab, dc: Datacenter, member: Member, report: RebuildReport, progress: Progress,
-                 timeout: float) -> None:
+def _via_patroni(section: PgBackRestConfig | None, dc: Datacenter, member: Member, data: Path,
+                 report: RebuildReport, progress: Progress, timeout: float) -> None:
     report.how += "Patroni POST /reinitialize (create_replica_methods)"
-    log = lab.layout.member(dc, member).patroni.logfile
-    offset = log.stat().st_size if log.exists() else 0
+    restore_log = restore_log_path(section)
+    offset = _size(restore_log)
     before = (patroni_state(member) or {}).get("postmaster_start_time")
     with progress.step(f"POST /reinitialize on {member.name}"):
         post_reinitialize(member)
     with progress.step(f"wait until {member.name} is recreated and streams") as step:
         wait_streaming(member, timeout, must_restart=True, previous_start=before)
         step.detail = "streaming"
-    new_log = _read_from(log, offset)
-    methods = _CREATED_RE.findall(new_log)
-    report.replica_method = methods[-1] if methods else None
-    restore_log = lab.layout.pgbackrest_dir / "log" / f"{_stanza(lab, dc)}-restore.log"
-    run_text = last_restore_in_log(_read_from(restore_log, 0), str(lab.layout.member(dc, member).data))
-    report.stats = parse_restore_output(run_text or "")
-    if report.replica_method != "pgbackrest":
-        report.bytes_how = f"Patroni used {report.replica_method or 'an unknown method'}, not pgBackRest: " \
-                           "every byte was copied (see the data directory size)"
-    elif report.stats.copied_bytes is not None:
+    if restore_log is None or offset is None:
+        report.bytes_how = (f"not known here: pgBackRest's restore log ({restore_log or 'log-path'}) is on "
+                           f"{member.host}, not readable where fedctl runs; Patroni's log there names the method")
+        return
+    run_text = last_restore_in_log(_read_from(restore_log, offset), str(data))
+    if run_text is None or RESTORE_DONE not in run_text:
+        report.replica_method = "basebackup"
+        report.bytes_how = (f"no completed pgBackRest restore of {data} in {restore_log} since the rebuild "
+                            "started: Patroni fell back to basebackup and copied every byte (see its log)")
+        return
+    report.replica_method = "pgbackrest"
+    report.stats = parse_restore_output(run_text)
+    if report.stats.copied_bytes is not None:
         report.bytes_how = "from pgBackRest's per-file lines in its restore log (log-level-file=detail)"
     else:
         report.bytes_how = "not known: pgBackRest logs copied files only at log-level-file=detail; total restore " \
                            "size from its log, data directory size before/after by walking it"
-
-
-def _by_restore(lab: Lab, dc: Datacenter, member: Member, report: RebuildReport, progress: Progress,
-                    timeout: float) -> None:
-    report.how = "Patroni stopped, pgbackrest --delta --type=standby restore, Patroni started"
-    paths = lab.layout.member(dc, member)
-    if not paths.patroni.running():
-        raise OperationRefused(f"Patroni of {member.name} is not a process this lab started, so fedctl cannot "
-                               "stop and start it", hint=f"stop Patroni on {member.host}, run "
-                               f"`{REPLICA_RESTORE}` there as the postgres user, then start Patroni")
-    with progress.step(f"stop Patroni of {member.name}"):
-        paths.patroni.stop(timeout=60)
-        kill_postmaster(paths.data)  # only if Patroni left it behind; a running server blocks the restore
-    try:
-        with progress.step(f"pgbackrest delta restore of {member.name}") as step:
-            result = run(restore_command(lab, dc, member))
-            report.restore_seconds = result.seconds
-            report.stats = parse_restore_output(result.stdout + result.stderr)
-            report.replica_method = "pgbackrest"
-            report.bytes_how = "from pgBackRest's per-file output (--log-level-console=detail)"
-            step.detail = f"{report.stats.copied_files} file(s) copied, {report.stats.kept_files} kept"
-    finally:
-        with progress.step(f"start Patroni of {member.name}"):
-            start_member(lab, dc, member)
-    with progress.step(f"wait until {member.name} streams"):
-        wait_streaming(member, timeout, must_restart=False)
 
 
 def wait_streaming(member: Member, timeout: float, must_restart: bool, previous_start: str | None = None) -> None:
@@ -261,6 +229,15 @@ def wait_streaming(member: Member, timeout: float, must_restart: bool, previous_
                           hint=f"read {member.name}'s Patroni log; `patronictl list` shows its state")
 
 
+def _size(path: Path | None) -> int | None:
+    try:
+        return path.stat().st_size if path is not None else None
+    except FileNotFoundError:
+        return 0 if path is not None and path.parent.is_dir() else None
+    except OSError:
+        return None
+
+
 def _read_from(path: Path, offset: int) -> str:
     try:
         with open(path, "rb") as f:
@@ -268,9 +245,3 @@ def _read_from(path: Path, offset: int) -> str:
             return f.read().decode(errors="replace")
     except OSError:
         return ""
-
-
-def _stanza(lab: Lab, dc: Datacenter) -> str:
-    repo = lab.topo.pgbackrest_for(dc)
-    assert repo is not None
-    return repo.stanza

@@ -15,6 +15,7 @@ _FILE_RE = re.compile(r"DETAIL: restore file (\S+) (- [^(]*)?\((\d+(?:\.\d+)?)(B
 _TOTAL_RE = re.compile(r"INFO: restore size = (\d+(?:\.\d+)?)(B|KB|MB|GB|TB), file total = (\d+)")
 _UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 PROCESS_START = "-------------------PROCESS START-------------------"
+RESTORE_DONE = "restore command end: completed successfully"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The pgBackRest command line, by subprocess: argv built apart from running it, one log line per run.
 
-A `PgBackRestHost` says where and as whom pgBackRest runs for one member: the lab user, the member's
-PGBACKREST_* environment (pg1-path must equal the member's data directory) and a working directory.
+A `PgBackRestHost` says where and as whom pgBackRest runs: on the repository host, as its pgBackRest user,
+with the config `fedctl backup-config` renders there (PGBACKREST_CONFIG) and a working directory.
 `host.command(...)` builds a `PgBackRestCommand` (printable in a dry run); `run(command)` runs it without a
 shell and turns a failure into `PgBackRestError`, which carries pgBackRest's numeric error code.
 Only the `[NNN]` code is used for decisions, never the prose around it.
@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from federation.errors import FedError
+from federation.errors import FedError, OperationRefused
 from federation.os_user import OsUser, as_user, user_env
 
 if TYPE_CHECKING:
-    from federation.lab.lab import Lab
     from federation.pgbackrest_layout import PgBackRestConfig
-    from federation.topology import Datacenter, Member, Topology
+    from federation.topology import Datacenter, Topology
 
 log = logging.getLogger(__name__)
 
@@ -218,13 +217,6 @@ def terminate(proc: subprocess.Popen[str], grace: float = 10.0) -> None:
         proc.wait()
 
 
-def lab_host(lab: Lab, dc: Datacenter, member: Member) -> PgBackRestHost:
-    """pgBackRest as the lab user with the member's environment (the same one its Patroni runs with)."""
-    data = lab.layout.member(dc, member).data
-    cwd = data if data.is_dir() else lab.layout.root
-    return PgBackRestHost(f"{dc.name}/{member.name}", lab.user, lab.patroni_env(dc, member), cwd)
-
-
 def repo_host_runner(section: PgBackRestConfig) -> PgBackRestHost:
     """pgBackRest on the repository host, as its pgBackRest user, with the config `fedctl backup-config` writes."""
     repo = section.repo_host
@@ -235,18 +227,27 @@ def repo_host_runner(section: PgBackRestConfig) -> PgBackRestHost:
                           Path(repo.config).parent)
 
 
-def stanza_host(topo: Topology, dc: Datacenter, member: Member) -> PgBackRestHost:
-    """Where to run a command on the shared stanza: the repository host in the production layout (its config
-    rendered afresh, so its pgN-* hosts are the primary DC's as they are now), else the member itself in the
-    one-machine layout of the loopback labs."""
+def repository_section(topo: Topology, dc: Datacenter) -> PgBackRestConfig:
+    """The pgbackrest section of `dc` in the repository-host layout; refuses without a repository host."""
     section = topo.pgbackrest_for(dc)
-    if section is not None and section.repo_host is not None:
-        from backup.host_render import render_repo_host, write_config
+    if section is None:
+        raise OperationRefused(f"{dc.name} has no pgbackrest section in {topo.source}: there is no repository "
+                               "to back up to or restore from", hint="add one (docs/backups.md)")
+    if section.repo_host is None:
+        raise OperationRefused(
+            f"{dc.name}'s pgbackrest section names no repository host: fedctl runs pgBackRest there (the "
+            "repository is local to it; the database hosts are reached through their pgBackRest TLS servers)",
+            hint="add pgbackrest.repo_host (address, config, user, scratch_dir) and pgbackrest.tls; "
+                 "docs/backups.md shows the layout and how to set it up on running clusters")
+    return section
 
-        host = repo_host_runner(section)
-        text, _notes, path = render_repo_host(topo)
-        write_config(path, text, owner=host.user)
-        return host
-    from federation.lab.lab import Lab  # the one-machine layout is the lab's
 
-    return lab_host(Lab.of(topo), dc, member)
+def stanza_host(topo: Topology, dc: Datacenter) -> PgBackRestHost:
+    """The repository host, with its config rendered afresh so its pgN-* hosts are the primary DC's members
+    as they are now; every command on the shared stanza runs there."""
+    from backup.host_render import render_repo_host, write_config
+
+    host = repo_host_runner(repository_section(topo, dc))
+    text, _notes, path = render_repo_host(topo)
+    write_config(path, text, owner=host.user)
+    return host

@@ -1,8 +1,9 @@
 """A throw-away PostgreSQL for restore verification: its own directory, spare loopback port and socket dir.
 
-Everything lives under `<lab dir>/verify/<name>-<pid>/`, owned by the lab user. `ScratchCluster.close()` stops
-the server (fast shutdown, then SIGKILL of its process group) and removes the directory; `sweep_stale` does
-the same for runs whose fedctl process died without cleaning up (SIGKILL, power loss).
+Everything lives under `<scratch_dir>/verify/<name>-<pid>/` on the repository host, owned by its pgBackRest
+user. `ScratchCluster.close()` stops the server (fast shutdown, then SIGKILL of its process group) and removes
+the directory; `sweep_stale` does the same for runs whose fedctl process died without cleaning up (SIGKILL,
+power loss).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 import psycopg
 
 from federation.errors import OperationFailed
-from federation.lab.processes import LabUser, ManagedProcess, as_user_argv, chown_tree, kill_postmaster, user_env
+from federation.os_user import OsUser, as_user, chown_tree, user_env
+from federation.pidfile_process import PidfileProcess, kill_postmaster
 
 OVERRIDES_MARK = "# fedctl verify-restore overrides"
 
@@ -35,14 +37,14 @@ def spare_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def scratch_root(lab_dir: Path) -> Path:
-    return lab_dir / "verify"
+def scratch_root(base_dir: Path) -> Path:
+    return base_dir / "verify"
 
 
 @dataclass
 class ScratchCluster:
     root: Path
-    user: LabUser
+    user: OsUser
     superuser: str
     bin_dir: Path  # the PostgreSQL binaries of the backup set's major version
     host: str = "127.0.0.1"
@@ -57,13 +59,13 @@ class ScratchCluster:
         return self.root / "run"
 
     @property
-    def process(self) -> ManagedProcess:
-        return ManagedProcess("scratch postgres", self.root / "postgres.pid", self.root / "postgres.log",
+    def process(self) -> PidfileProcess:
+        return PidfileProcess("scratch postgres", self.root / "postgres.pid", self.root / "postgres.log",
                               str(self.data))
 
     @classmethod
-    def create(cls, lab_dir: Path, name: str, user: LabUser, superuser: str, bin_dir: Path) -> ScratchCluster:
-        root = scratch_root(lab_dir) / f"{name}-{os.getpid()}"
+    def create(cls, base_dir: Path, name: str, user: OsUser, superuser: str, bin_dir: Path) -> ScratchCluster:
+        root = scratch_root(base_dir) / f"{name}-{os.getpid()}"
         root.mkdir(parents=True, exist_ok=False)
         (root / "owner").write_text(f"{os.getpid()}\n")
         for sub in ("data", "run"):
@@ -122,8 +124,8 @@ class ScratchCluster:
             return "(no log)"
 
     def run_tool(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-        """Run a PostgreSQL client tool as the lab user; returns it whatever its exit code."""
-        return subprocess.run(as_user_argv(self.user, argv), env=user_env(self.user), cwd=self.root,
+        """Run a PostgreSQL client tool as the scratch copy's user; returns it whatever its exit code."""
+        return subprocess.run(as_user(self.user, argv), env=user_env(self.user), cwd=self.root,
                               capture_output=True, text=True, timeout=timeout)
 
     def stop(self, timeout: float = 60.0) -> None:
@@ -146,10 +148,10 @@ class ScratchCluster:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def sweep_stale(lab_dir: Path) -> list[Path]:
+def sweep_stale(base_dir: Path) -> list[Path]:
     """Remove scratch runs whose owning fedctl process is gone (stopping a server left running there)."""
     removed: list[Path] = []
-    root = scratch_root(lab_dir)
+    root = scratch_root(base_dir)
     if not root.is_dir():
         return removed
     for run_dir in root.iterdir():
@@ -159,7 +161,7 @@ def sweep_stale(lab_dir: Path) -> list[Path]:
             owner = -1
         if owner > 0 and Path(f"/proc/{owner}").exists():
             continue
-        ManagedProcess("scratch postgres", run_dir / "postgres.pid", run_dir / "postgres.log",
+        PidfileProcess("scratch postgres", run_dir / "postgres.pid", run_dir / "postgres.log",
                        str(run_dir / "data")).kill()
         kill_postmaster(run_dir / "data")
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -15,7 +15,7 @@ from typing import Any
 from backup.cluster import Leader, primary_leader, sql
 from backup.host_render import render_repo_host, write_config
 from backup.info import Backup, StanzaInfo, read_info
-from backup.runner import PgBackRestCommand, repo_host_runner, run, stanza_host
+from backup.runner import PgBackRestCommand, repo_host_runner, repository_section, run
 from federation.errors import BadInput, OperationFailed
 from federation.pgbackrest_layout import PgBackRestConfig
 from federation.progress import Progress
@@ -64,11 +64,9 @@ def backup_command(topo: Topology, dc_name: str, kind: str = "full") -> tuple[Le
     if kind not in BACKUP_TYPES:
         raise BadInput(f"unknown backup type {kind!r} (one of: {', '.join(BACKUP_TYPES)})")
     leader = primary_leader(topo.dc(dc_name))
-    section = topo.pgbackrest_for(leader.dc)
-    if section is not None and section.repo_host is not None:
-        # The production layout: the repository host backs up, through the members' TLS servers.
-        return leader, repo_host_runner(section).command("backup", f"--type={kind}", timeout=3600)
-    return leader, stanza_host(topo, leader.dc, leader.member).command("backup", f"--type={kind}", timeout=3600)
+    # The repository host backs up, through the members' TLS servers.
+    return leader, repo_host_runner(repository_section(topo, leader.dc)).command("backup", f"--type={kind}",
+                                                                                 timeout=3600)
 
 
 def take_backup(topo: Topology, dc_name: str, kind: str = "full", progress: Progress | None = None) -> BackupOutcome:

@@ -18,16 +18,15 @@ from typing import Any
 
 import psycopg
 
-from backup.cluster import find_leader, primary_dc, sql
+from backup.cluster import primary_dc, sql
 from backup.findings import Finding
 from backup.host_render import restore_host
 from backup.info import Backup, read_info
 from backup.pg_bin import bin_dir_for
-from backup.runner import PgBackRestError, lab_host, run
+from backup.runner import PgBackRestError, repository_section, run
 from backup.scratch import Interrupted, ScratchCluster, signals_unwind, sweep_stale
 from backup.take import CANARY_TABLE
 from federation.errors import FedError, OperationFailed
-from federation.lab.lab import Lab
 from federation.progress import Progress
 from federation.topology import Topology
 
@@ -83,16 +82,11 @@ def verify_restore(topo: Topology, dc_name: str, label: str | None = None, progr
                    *, recovery_timeout: float = 600.0) -> VerifyReport:
     progress = progress or Progress(quiet=True)
     dc = topo.dc(dc_name)
-    repo = topo.pgbackrest_for(dc)
-    assert repo is not None
-    if repo.repo_host is not None:
-        # The production layout: restore on the repository host, where the repository is local.
-        host = restore_host(repo)
-        user, scratch_base = host.user, Path(repo.repo_host.scratch_dir)
-    else:
-        lab = Lab.of(topo)
-        host = lab_host(lab, dc, find_leader(dc).member)
-        user, scratch_base = lab.user, lab.layout.root
+    # On the repository host, where the repository is local (pgBackRest restores only locally).
+    repo = repository_section(topo, dc)
+    assert repo.repo_host is not None
+    host = restore_host(repo)
+    user, scratch_base = host.user, Path(repo.repo_host.scratch_dir)
     with progress.step("choose the backup set") as step:
         info = read_info(host, repo.stanza).require_ok()
         backup = info.find(label) if label else info.backups[-1]

@@ -8,6 +8,7 @@ import os
 import pwd
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from federation.errors import BadInput
 
@@ -51,3 +52,13 @@ def user_env(user: OsUser, extra: Mapping[str, str] | None = None) -> dict[str, 
            "LOGNAME": user.name, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
     env.update(extra or {})
     return env
+
+
+def chown_tree(path: Path, user: OsUser) -> None:
+    """Give `user` everything under `path` (only root can; anyone else owns what it creates already)."""
+    if os.geteuid() != 0:
+        return
+    for root, dirs, files in os.walk(path):
+        os.chown(root, user.uid, user.gid)
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), user.uid, user.gid)

@@ -14,6 +14,9 @@ from typing import Any
 from federation.topology import Datacenter, Topology
 
 ARCHIVE_GET = 'pgbackrest archive-get %f "%p"'
+ARCHIVE_PUSH = "pgbackrest archive-push %p"
+# The members' first create_replica_method (keep_data, no_params): a rebuild restores only what changed.
+REPLICA_RESTORE = "pgbackrest --delta --type=standby restore"
 FEDERATION_SLOT_PREFIX = "fed_"
 
 

@@ -401,6 +401,20 @@ def dc_addresses(dc: Datacenter) -> list[tuple[FieldPath, str]]:
     return out
 
 
+def _repo_host_addresses(topo: Topology) -> list[tuple[FieldPath, str]]:
+    sections: list[tuple[FieldPath, Any]] = [(("pgbackrest",), topo.pgbackrest)]
+    sections += [(("datacenters", i, "pgbackrest"), dc.pgbackrest) for i, dc in enumerate(topo.datacenters)]
+    return [((*at, "repo_host", "address"), s.repo_host.address) for at, s in sections
+            if s is not None and s.repo_host is not None]
+
+
+def _in_subnet(host: str, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        return ipaddress.ip_address(host) in net
+    except ValueError:
+        return False
+
+
 def _lab_sites(topo: Topology) -> list[Problem]:
     """A namespace lab: every DC is a site, every address of a DC lies in its site's subnet (not its first
     address, which the lab gives the WAN side of the site's link), and no two sites overlap."""
@@ -432,6 +446,14 @@ def _lab_sites(topo: Topology) -> list[Problem]:
                              f"name (sites: {', '.join(nets)})"))
         else:
             placed.append((at, h.site, h.host))
+    for at, host in _repo_host_addresses(topo):
+        site_name = next((name for name, net in nets.items() if _in_subnet(host, net)), "")
+        if not site_name:
+            problems.append((at, f"the repository host {host} lies in no site's subnet (sites: "
+                             f"{', '.join(f'{n} {nets[n]}' for n in nets)}): give it an address in one, e.g. "
+                             "the witness site"))
+        else:
+            placed.append((at, site_name, host))
     for at, site_name, host in placed:
         net = nets[site_name]
         gateway = next(net.hosts())

@@ -156,8 +156,12 @@ def rebuild_cmd(topology_path: str, dc_name: str, member_name: str, fmt: str, dr
     total = f" of {stats.total_bytes / 1024**2:.1f} MB" if stats and stats.total_bytes else ""
     click.echo(f"{dc_name}/{member_name} rebuilt in {report.seconds:.1f} s via {report.how} "
                f"(method: {report.replica_method or 'unknown'}); {copied}{total} [{report.bytes_how}]; "
-               f"data dir {report.size_before / 1024**2:.1f} -> {report.size_after / 1024**2:.1f} MB; "
+               f"data dir {_megabytes(report.size_before)} -> {_megabytes(report.size_after)}; "
                f"now {report.role_after}")
+
+
+def _megabytes(size: int | None) -> str:
+    return "? (not readable here)" if size is None else f"{size / 1024**2:.1f} MB"
 
 
 @cli.command("backup-config")

@@ -11,6 +11,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from federation.lab.pgbackrest_conf import repository_host
 from federation.lab.processes import ManagedProcess
 from federation.topology import Datacenter, Member
 
@@ -95,8 +96,10 @@ def agent_rows(layout: LabLayout, dc: Datacenter) -> list[list[str]]:
 def backup_host_process(layout: LabLayout) -> ManagedProcess:
     """The repository host's agent (`agent run --backup-host`), in the repository-host layout."""
     root = layout.root / "repo-host"
+    section = repository_host(layout)
+    netns = layout.netns_of_address(section.repo_host.address) if section and section.repo_host else None
     return ManagedProcess("backup-host agent", root / "agent.pid", root / "agent.log",
-                          f"--backup-host -t {topology_copy(layout)} ")
+                          f"--backup-host -t {topology_copy(layout)} ", netns=netns)
 
 
 def start_backup_host_agent(lab: Lab) -> int:

@@ -86,7 +86,8 @@ class Lab:
         text, _notes, path = render_repo_host(self.topo)
         write_config(path, text, owner=self.user)
         done = run_as(self.user, ["pgbackrest", *args], env=repo_host_env(section),
-                      cwd=Path(section.repo_host.config).parent, timeout=timeout)
+                      cwd=Path(section.repo_host.config).parent, timeout=timeout,
+                      netns=self.layout.netns_of_address(section.repo_host.address))
         return done.stdout
 
 

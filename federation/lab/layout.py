@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from federation.lab.netns import netns_of
+from federation.lab.netns import netns_of, netns_of_address
 from federation.lab.processes import ManagedProcess
 from federation.topology import Datacenter, Member, Topology
 
@@ -68,6 +68,10 @@ class LabLayout:
     def netns(self, dc: Datacenter) -> str | None:
         """The network namespace a DC's processes run in (None in a loopback lab)."""
         return netns_of(self.topo, dc.name)
+
+    def netns_of_address(self, address: str) -> str | None:
+        """The network namespace of the site that holds `address` (the repository host's, say)."""
+        return netns_of_address(self.topo, address)
 
     def member(self, dc: Datacenter, member: Member) -> MemberPaths:
         return MemberPaths(self.dc_dir(dc) / member.name, self.netns(dc))

@@ -65,10 +65,21 @@ def sites(topo: Topology) -> list[Site]:
         found = [host for _path, host in dc_addresses(dcs[name])] if name in dcs else []
         store = topo.federation_store
         found += [h.host for h in (store.hosts if store else []) if h.site == name]
+        found += [host for host in repo_host_addresses(topo) if ipaddress.ip_address(host) in net]
         addresses = tuple(dict.fromkeys([own, *found]))
         out.append(Site(name, net, f"fedlab-{topo.federation}-{name}", wan_link_name(topo.federation, name),
                         addresses))
     return out
+
+
+def repo_host_addresses(topo: Topology) -> list[str]:
+    sections = [topo.pgbackrest, *(dc.pgbackrest for dc in topo.datacenters)]
+    return list(dict.fromkeys(s.repo_host.address for s in sections if s is not None and s.repo_host is not None))
+
+
+def netns_of_address(topo: Topology, address: str) -> str | None:
+    """The namespace of the site whose subnet holds `address`; None in a loopback lab."""
+    return next((s.netns for s in sites(topo) if ipaddress.ip_address(address) in s.subnet), None)
 
 
 def site(topo: Topology, name: str) -> Site:

@@ -14,11 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from federation.lab.layout import LabLayout, MemberPaths
+from federation.patroni_dynamic import ARCHIVE_PUSH as ARCHIVE_PUSH  # re-exported for the lab's callers
+from federation.patroni_dynamic import REPLICA_RESTORE as REPLICA_RESTORE
 from federation.pgbackrest_layout import PgBackRestConfig
 from federation.topology import Datacenter, Member
-
-ARCHIVE_PUSH = "pgbackrest archive-push %p"
-REPLICA_RESTORE = "pgbackrest --delta --type=standby restore"
 
 
 def render_config(layout: LabLayout) -> str:

@@ -26,7 +26,8 @@ def repo_server(layout: LabLayout) -> tuple[str, int, ManagedProcess] | None:
     if section is None or section.repo_host is None:
         return None
     repo = section.repo_host
-    return repo.address, repo.tls_port, _process(Path(repo.config).parent, repo.config)
+    return repo.address, repo.tls_port, _process(Path(repo.config).parent, repo.config,
+                                                 layout.netns_of_address(repo.address))
 
 
 def member_servers(layout: LabLayout, dc: Datacenter) -> list[tuple[str, int, ManagedProcess]]:

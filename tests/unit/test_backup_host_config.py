@@ -125,8 +125,12 @@ def test_a_standby_whose_tls_server_is_down_is_left_out_and_said(topo: Topology,
     assert "backup-standby=n" in lines(text)
 
 
-def test_backup_config_without_a_repo_host_says_what_to_add() -> None:
-    out = CliRunner().invoke(cli, ["backup-config", "--member", "n1", "-t", str(TOPOLOGY)])
+def test_backup_config_without_a_repo_host_says_what_to_add(tmp_path: Path) -> None:
+    data = yaml.safe_load(TOPOLOGY.read_text())
+    data["pgbackrest"] = {"stanza": "fed", "repo_path": "/var/lib/pgbackrest"}
+    path = tmp_path / "no-repo-host.yaml"
+    path.write_text(yaml.safe_dump(data))
+    out = CliRunner().invoke(cli, ["backup-config", "--member", "n1", "-t", str(path)])
     assert out.exit_code == 2, out.output
     assert "has no pgbackrest.repo_host" in out.output and "docs/backups.md" in out.output
 

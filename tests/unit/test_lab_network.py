@@ -44,7 +44,8 @@ def test_shipped_partition_lab_has_a_site_per_dc_and_a_witness() -> None:
     assert list(plan) == ["dc1", "dc2", "witness"]
     assert plan["dc1"].gateway == "10.250.1.1" and plan["dc1"].own_address == "10.250.1.2"
     assert {"10.250.1.5", "10.250.1.9", "10.250.1.11", "10.250.1.12"} <= set(plan["dc1"].addresses)
-    assert plan["witness"].addresses == ("10.250.3.2", "10.250.3.9"), "the witness holds a store member"
+    assert plan["witness"].addresses == ("10.250.3.2", "10.250.3.9", "10.250.3.20"), \
+        "the witness holds a store member and the repository host"
     assert all(len(s.wan_link) <= 15 for s in plan.values()), "Linux interface names hold 15 characters"
     assert len({s.wan_link for s in plan.values()}) == 3
     assert netns.netns_of(topo, "dc2") == plan["dc2"].netns and netns.netns_of(topo, "witness") == plan["witness"].netns
@@ -72,6 +73,12 @@ def test_an_address_outside_its_site_is_refused_with_its_file_line_and_field(tmp
     with pytest.raises(TopologyError) as err:
         load_topology(broken)
     assert f"{broken}:{line}: datacenters[1].members[0].host: 10.250.9.11 is not a host address" in str(err.value)
+
+
+def test_a_repository_host_outside_every_site_is_refused() -> None:
+    text = _problems(edit={"pgbackrest.repo_host.address": "10.99.0.20"})
+    assert "pgbackrest.repo_host.address: the repository host 10.99.0.20 lies in no site's subnet" in text
+    assert netns.netns_of_address(load_topology(LAB), "10.250.3.20") == "fedlab-lab-partition-witness"
 
 
 def test_the_wan_side_address_of_a_site_is_refused() -> None:
