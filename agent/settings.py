@@ -11,9 +11,8 @@ import socket
 from dataclasses import dataclass
 
 from federation.errors import BadInput
-from federation.topology import Address, Datacenter, Member, Topology
+from federation.topology import AGENT_PORT_OFFSET, Address, Datacenter, Member, Topology
 
-AGENT_PORT_OFFSET = 100
 DEFAULT_INTERVAL = 2.0
 DEFAULT_LEASE_TTL = 5
 

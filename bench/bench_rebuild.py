@@ -90,10 +90,12 @@ def give_replicas_a_restore_command(topo: Topology) -> None:
     restore_command pgBackRest writes, so it must come from Patroni's config (see backup/catchup.py)."""
     leader = find_leader(topo.dc("dc1")).member
     patch_config(leader, {"postgresql": {"recovery_conf": {"restore_command": ARCHIVE_GET}}})
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not sql(topo, topo.dc("dc1").member("n2"), "SHOW restore_command")[0][0]:
         if time.monotonic() > deadline:
-            raise SystemExit("n2 did not get its restore_command within 30 s")
+            state = member_state(topo.dc("dc1").member("n2")) or {}
+            raise SystemExit(f"n2 did not get its restore_command within 120 s (n2: role {state.get('role')}, "
+                             f"pending restart {state.get('pending_restart')})")
         time.sleep(0.2)
 
 

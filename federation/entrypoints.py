@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.settings import default_listen
+from federation.field_rules import host_port
 from federation.state import FederationState
 from federation.topology import Datacenter, Member, Topology
 
@@ -82,7 +83,7 @@ def render_libpq(topo: Topology, dbname: str = "postgres") -> str:
     """A multi-host libpq URI over every member; libpq keeps the first that accepts writes.
 
     No password: set PGPASSWORD or a PGPASSFILE entry per host."""
-    hosts = ",".join(f"{m.host}:{m.port}" for _, m in topo.members())
+    hosts = ",".join(host_port(m.host, m.port) for _, m in topo.members())
     user = topo.credentials.superuser.username
     return f"postgresql://{user}@{hosts}/{dbname}?target_session_attrs=read-write&connect_timeout=2"
 

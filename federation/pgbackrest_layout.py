@@ -17,9 +17,9 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from federation.field_rules import not_bool
+from federation.field_rules import OS_USER_PATTERN, no_control, not_bool
 
 if TYPE_CHECKING:
     from federation.topology import Problem, Topology
@@ -36,6 +36,7 @@ class _Model(BaseModel):
 
 
 def _absolute(value: str) -> str:
+    no_control(value)
     if not PurePosixPath(value).is_absolute():
         raise ValueError(f"{value!r} must be an absolute path")
     return value
@@ -53,7 +54,7 @@ class RepoHost(_Model):
     config: AbsolutePath = "/etc/pgbackrest/pgbackrest.conf"  # rendered by `fedctl backup-config --write`
     # The OS user pgBackRest runs as there (it owns the repository); fedctl started as root drops to it.
     # None: the user fedctl runs as.
-    user: str | None = None
+    user: Annotated[str, Field(pattern=OS_USER_PATTERN)] | None = None
     # verify-restore's scratch copies go under <scratch_dir>/verify on the repository host.
     scratch_dir: AbsolutePath = "/var/tmp/fedctl"
 
@@ -72,8 +73,9 @@ class PgBackRestTLS(_Model):
 
 class PgBackRestConfig(_Model):
     stanza: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "fed"
-    repo_path: str = Field(min_length=1)
-    options: dict[str, str] = Field(default_factory=dict)
+    repo_path: AbsolutePath
+    options: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$")], Annotated[str, AfterValidator(no_control)]] = \
+        Field(default_factory=dict)
     repo_host: RepoHost | None = None
     tls: PgBackRestTLS | None = None
     member_tls_port: Port = DEFAULT_TLS_PORT  # each database host's `pgbackrest server` (a member may override)

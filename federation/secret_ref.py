@@ -7,9 +7,11 @@ inline value is a `SecretStr`, so it stays masked in repr, model dumps and JSON.
 from __future__ import annotations
 
 import os
+import re
+import stat
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from federation.errors import BadInput
 
@@ -29,6 +31,13 @@ class SecretRef(BaseModel):
         if len(given) != 1:
             raise ValueError("give exactly one of 'env', 'file' or 'value'")
         return self
+
+    @field_validator("file", "env")
+    @classmethod
+    def _plain(cls, value: str | None) -> str | None:
+        if value is not None and re.search(r"[\x00-\x1f\x7f]", value):
+            raise ValueError(f"{value!r} contains a control character")
+        return value
 
     @property
     def file_path(self) -> Path | None:
@@ -59,6 +68,8 @@ class SecretRef(BaseModel):
     def _read_file(self) -> str:
         path = self.file_path
         assert path is not None
+        if (why := secret_file_problem(path)) is not None:
+            raise BadInput(why, hint=f"chmod 600 {path} (640 for a group that needs it), owned by this user or root")
         try:
             # Only the line ending goes: a password may legitimately start or end with spaces.
             return path.read_text().rstrip("\r\n")
@@ -66,3 +77,23 @@ class SecretRef(BaseModel):
             raise BadInput(f"cannot read secret {self.describe()}: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise BadInput(f"secret {self.describe()} is not UTF-8 text") from None
+
+
+def secret_file_problem(path: Path) -> str | None:
+    """Why `path` may not hold a secret (loose mode, foreign owner, not a file); None when it may, or is absent."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot check secret file {path}: {exc.strerror}"
+    if not stat.S_ISREG(info.st_mode):
+        return f"secret file {path} is not a regular file"
+    if info.st_uid not in (os.geteuid(), 0):
+        return (f"secret file {path} belongs to uid {info.st_uid}, not to this user or root: someone else could "
+                "change the password fedctl sends")
+    loose = stat.S_IMODE(info.st_mode) & (stat.S_IRWXO | stat.S_IWGRP | stat.S_IXGRP)
+    if loose:
+        return (f"secret file {path} has mode {stat.S_IMODE(info.st_mode):04o}: others may not read or write it, "
+                "nor its group write it (chmod 600, or 640 for a group that needs it)")
+    return None

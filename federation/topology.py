@@ -10,12 +10,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import shlex
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,11 +28,21 @@ from pydantic import (
 )
 
 from federation.errors import BadInput, TopologyError
-from federation.field_rules import dcs_namespace, not_bool
+from federation.field_rules import (
+    OS_USER_PATTERN,
+    ROLE_NAME_PATTERN,
+    dcs_namespace,
+    federation_name,
+    host_port,
+    lab_dir,
+    no_control,
+    not_bool,
+)
 from federation.job_spec import JobList
 from federation.pgbackrest_layout import PgBackRestConfig as PgBackRestConfig  # re-exported
 from federation.pgbackrest_layout import pgbackrest_problems
 from federation.secret_ref import SecretRef as SecretRef  # re-exported: part of the topology API
+from federation.secret_ref import secret_file_problem
 from federation.store_config import StoreConfig, store_problems
 from federation.yaml_lines import LineMap, dotted_path, load_yaml_with_lines
 
@@ -44,7 +56,7 @@ class Model(BaseModel):
 
 
 class Credential(Model):
-    username: str = Field(min_length=1)
+    username: Annotated[str, Field(pattern=ROLE_NAME_PATTERN)]
     password: SecretRef
 
 
@@ -87,7 +99,13 @@ class Address(Model):
             host, sep, port = data.rpartition(":")
             if not sep or not port.isascii() or not port.isdigit():
                 raise ValueError(f"{data!r} is not host:port")
-            return {"host": host.strip("[]"), "port": int(port)}
+            if host.startswith("[") and host.endswith("]"):
+                host = host[1:-1]
+                if ":" not in host:
+                    raise ValueError(f"{data!r}: brackets are for IPv6 addresses only")
+            elif ":" in host:
+                raise ValueError(f"{data!r}: an IPv6 address needs brackets, as in [{host}]:{port}")
+            return {"host": host, "port": int(port)}
         if not isinstance(data, dict):
             raise ValueError(f"expected 'host:port' as a string, got {data!r}")
         return data
@@ -98,7 +116,7 @@ class Address(Model):
         return _check_host(value)
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
 
 class EtcdDCS(Model):
@@ -175,8 +193,14 @@ class Datacenter(Model):
     pgbackrest: PgBackRestConfig | None = None
     synchronous: SyncMode = SyncMode.OFF
     synchronous_node_count: Annotated[int, BeforeValidator(not_bool), Field(ge=1)] = 1
+    # An argument list written as one line (split like a shell would, run without a shell); see docs/topology.md.
     fence_command: str | None = None
     jobs: JobList = Field(default_factory=list)
+
+    @field_validator("fence_command")
+    @classmethod
+    def _fence_command(cls, value: str | None) -> str | None:
+        return None if value is None else fence_argv_line(value)
 
     @field_validator("synchronous", mode="before")
     @classmethod
@@ -223,12 +247,19 @@ SiteName = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class LabSettings(Model):
-    dir: str | None = None
-    user: str = "postgres"
+    dir: Annotated[str, AfterValidator(lab_dir)] | None = None
+    user: Annotated[str, Field(pattern=OS_USER_PATTERN)] = "postgres"  # never root: PostgreSQL refuses it
     # `namespaces`: every site (each DC, plus any extra site such as a witness) runs in its own Linux
     # network namespace with the addresses of `sites`, so the lab can cut the WAN between them.
     network: LabNetwork = LabNetwork.LOOPBACK
     sites: dict[SiteName, str] = Field(default_factory=dict)
+
+    @field_validator("user")
+    @classmethod
+    def _not_root(cls, value: str) -> str:
+        if value == "root":
+            raise ValueError("the lab runs PostgreSQL and Patroni as this user, and PostgreSQL refuses root")
+        return value
 
     @field_validator("sites")
     @classmethod
@@ -244,7 +275,7 @@ class LabSettings(Model):
 
 
 class Topology(Model):
-    federation: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    federation: Annotated[str, AfterValidator(federation_name)]
     credentials: Credentials
     fencing: FencingPolicy = FencingPolicy.PERMISSIVE
     pgbackrest: PgBackRestConfig | None = None
@@ -269,8 +300,13 @@ class Topology(Model):
 
     @property
     def lab_dir(self) -> Path:
-        chosen = os.environ.get("FEDCTL_LAB_DIR") or self.lab.dir or f"{DEFAULT_LAB_ROOT}/{self.federation}"
-        return Path(chosen)
+        override = os.environ.get("FEDCTL_LAB_DIR")
+        if override:
+            try:
+                lab_dir(override)
+            except ValueError as exc:
+                raise BadInput(f"FEDCTL_LAB_DIR: {exc}") from None
+        return Path(override or self.lab.dir or f"{DEFAULT_LAB_ROOT}/{self.federation}")
 
     @property
     def lab_cuts_file(self) -> Path:
@@ -290,7 +326,47 @@ Problem = tuple[FieldPath, str]
 def federation_problems(topo: Topology) -> list[Problem]:
     """Rules that span several fields. Returns (field path, message) pairs; empty when valid."""
     return [*_duplicates(topo), *_per_datacenter(topo), *_upstreams(topo), *_lab_sites(topo), *store_problems(topo),
-            *pgbackrest_problems(topo)]
+            *pgbackrest_problems(topo), *_derived_ports(topo), *_secret_files(topo)]
+
+
+SHELL_OPERATORS = frozenset({"|", "||", "&", "&&", ";", ";;", ">", ">>", "<", "<<", "(", ")", "`"})
+
+
+def fence_argv_line(value: str) -> str:
+    """A fence command is a program and its arguments, split like a shell would and run without one."""
+    no_control(value)
+    try:
+        argv = shlex.split(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} cannot be split into arguments ({exc}): check its quotes") from None
+    if not argv:
+        raise ValueError("an empty fence_command fences nothing: leave the field out if this DC has none")
+    shell = [a for a in argv if a in SHELL_OPERATORS or a.startswith(("$(", "`")) or a.endswith((";", "|"))]
+    if shell:
+        raise ValueError(f"{value!r} uses shell syntax ({' '.join(shell)}), but the command runs without a shell: "
+                         "put it in a script, or write sh -c '...' explicitly")
+    return value
+
+
+AGENT_PORT_OFFSET = 100  # the agent listens on its member's Patroni API port + 100 (agent/settings.py)
+
+
+def _derived_ports(topo: Topology) -> list[Problem]:
+    return [(("datacenters", i, "members", j, "api"),
+             f"the agent's port is the Patroni API port + {AGENT_PORT_OFFSET} = {m.api.port + AGENT_PORT_OFFSET}, "
+             f"beyond 65535: give Patroni's API a port of at most {65535 - AGENT_PORT_OFFSET}")
+            for i, dc in enumerate(topo.datacenters) for j, m in enumerate(dc.members)
+            if m.api.port + AGENT_PORT_OFFSET > 65535]
+
+
+def _secret_files(topo: Topology) -> list[Problem]:
+    """A secret file that exists must be owned by this user (or root) and readable by no one else but a group."""
+    problems: list[Problem] = []
+    for role in ("superuser", "replication", "rewind"):
+        ref = getattr(topo.credentials, role).password
+        if ref.file_path is not None and (why := secret_file_problem(ref.file_path)):
+            problems.append((("credentials", role, "password", "file"), why))
+    return problems
 
 
 def _duplicates(topo: Topology) -> list[Problem]:
@@ -482,7 +558,11 @@ def parse_topology(data: Any, source: str = "<memory>", lines: LineMap | None = 
         problems = []
         for err in exc.errors():
             loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-            problems.append(f"{source}:{lines.line_of(loc)}: {dotted_path(loc) or '(top)'}: {_message(err)}")
+            message = _message(err)
+            if loc and loc[-1] == "[key]":  # pydantic's marker for a mapping key that failed, not its value
+                loc = loc[:-1]
+                message = f"{loc[-1]!r} is not a valid key: {message}"
+            problems.append(f"{source}:{lines.line_of(loc)}: {dotted_path(loc) or '(top)'}: {message}")
         raise TopologyError(source, problems) from None
     found = federation_problems(topo)
     if found:

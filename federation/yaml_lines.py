@@ -12,6 +12,11 @@ from federation.errors import TopologyError
 Path_ = tuple[str | int, ...]
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
+# A topology of 20 DCs of 9 members with jobs is some 3,000 nodes and 30 kB: these bounds are far above any
+# real file and far below what an alias bomb needs to hurt (each alias counts as the nodes it expands to).
+MAX_BYTES = 1024 * 1024
+MAX_NODES = 50_000
+MAX_DEPTH = 24
 
 
 class LineMap:
@@ -27,8 +32,13 @@ class LineMap:
 
 
 def load_yaml_with_lines(text: str, source: str) -> tuple[Any, LineMap]:
+    if len(text.encode()) > MAX_BYTES:
+        raise TopologyError(source, [f"{source}:1: the file is {len(text.encode())} bytes, more than a topology "
+                                     f"needs (at most {MAX_BYTES}): is it the right file?"])
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_shape(node, source)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise TopologyError(source, [f"{source}:{_yaml_error(exc)}"]) from None
@@ -39,6 +49,31 @@ def load_yaml_with_lines(text: str, source: str) -> tuple[Any, LineMap]:
     if problems:
         raise TopologyError(source, problems)
     return data, LineMap(lines)
+
+
+def _check_shape(root: yaml.Node, source: str) -> None:
+    """Refuse, before anything walks the data, a document that nests too deeply, refers to itself through an
+    anchor, or expands (aliases counted at their full size) to more nodes than any topology has."""
+    count = 0
+    stack: list[tuple[yaml.Node, tuple[int, ...]]] = [(root, ())]
+    while stack:
+        node, ancestors = stack.pop()
+        count += 1
+        line = node.start_mark.line + 1
+        if count > MAX_NODES:
+            raise TopologyError(source, [f"{source}:{line}: the document expands to more than {MAX_NODES} values "
+                                         "(aliases of aliases?): a topology is far smaller"])
+        if id(node) in ancestors:
+            raise TopologyError(source, [f"{source}:{line}: an anchor refers to itself through an alias: the "
+                                         "value would never end"])
+        if len(ancestors) >= MAX_DEPTH:
+            raise TopologyError(source, [f"{source}:{line}: nested more than {MAX_DEPTH} levels deep: a topology "
+                                         "is far flatter"])
+        inner = (*ancestors, id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack += [(child, inner) for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(child, inner) for child in node.value]
 
 
 def _yaml_error(exc: yaml.YAMLError) -> str:

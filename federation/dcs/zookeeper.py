@@ -16,6 +16,7 @@ from typing import Any
 
 from federation.dcs.base import DCS, Versioned
 from federation.errors import DCSError
+from federation.field_rules import host_port
 
 DEFAULT_TIMEOUT = 2.5
 # ZooKeeper refuses sessions shorter than 2 x tickTime (4 s with the default tickTime of 2 s).
@@ -58,7 +59,7 @@ class ZooKeeperDCS(DCS):
         self._probe()
         kz = _kazoo()
         self._zk: Any = kz.client.KazooClient(
-            hosts=",".join(f"{h}:{p}" for h, p in self.hosts), timeout=session_timeout,
+            hosts=",".join(host_port(h, p) for h, p in self.hosts), timeout=session_timeout,
             connection_retry={"max_tries": -1, "max_delay": 1.0}, logger=_kazoo_log)
         try:
             self._zk.start(timeout=timeout)

@@ -11,9 +11,10 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from federation.errors import LabError
 from federation.lab.pgbackrest_conf import repository_host
 from federation.lab.processes import ManagedProcess
-from federation.topology import Datacenter, Member
+from federation.topology import DEFAULT_LAB_ROOT, Datacenter, Member
 
 if TYPE_CHECKING:
     from federation.lab.lab import Lab
@@ -47,12 +48,22 @@ def share_secrets_with_lab_user(lab: Lab) -> None:
         path = ref.file_path
         if path is None or not path.is_file():
             continue
+        if not _under_lab_roots(lab, path):
+            # Never chgrp/chmod a file the lab did not make (password: {file: /etc/shadow} must stay as it is).
+            raise LabError(f"secret file {path} lies outside {DEFAULT_LAB_ROOT} and {lab.layout.root}: the lab "
+                           "shares only secret files it keeps itself with its user",
+                           hint=f"put the lab's secrets under {DEFAULT_LAB_ROOT}/secrets (lab up creates them)")
         for target, bits in ((path.parent, stat.S_IXGRP), (path, stat.S_IRGRP)):
             info = target.stat()
             if info.st_gid != lab.user.gid:
                 os.chown(target, -1, lab.user.gid)
             if not info.st_mode & bits:
                 os.chmod(target, stat.S_IMODE(info.st_mode) | bits)
+
+
+def _under_lab_roots(lab: Lab, path: Path) -> bool:
+    resolved = path.resolve()
+    return any(resolved.is_relative_to(Path(root).resolve()) for root in (DEFAULT_LAB_ROOT, lab.layout.root))
 
 
 def start_agents(lab: Lab, dc: Datacenter) -> list[int]:

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shutil
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -465,12 +466,26 @@ def lab_start(topo: Topology, dc_name: str, progress: Progress, wait: bool = Fal
 
 
 def lab_dsn(topo: Topology) -> str:
-    """A libpq string that reaches the current primary, whichever DC holds it."""
+    """A libpq string that reaches the current primary, whichever DC holds it; the password stays in a
+    pgpass file of the lab's (mode 600), named by `passfile`, so it never shows in output or `ps`."""
     members = [m for _, m in topo.members()]
-    password = topo.credentials.superuser.password.resolve()
     return (f"host={','.join(m.host for m in members)} port={','.join(str(m.port) for m in members)} "
-            f"user={topo.credentials.superuser.username} password={password} dbname=postgres "
+            f"user={topo.credentials.superuser.username} passfile={write_pgpass(topo)} dbname=postgres "
             "target_session_attrs=read-write connect_timeout=2")
+
+
+def write_pgpass(topo: Topology) -> Path:
+    """<lab dir>/pgpass: the superuser's password for every member (libpq's format, ':' and '\\' escaped)."""
+    user = topo.credentials.superuser.username
+    password = topo.credentials.superuser.password.resolve().replace("\\", "\\\\").replace(":", "\\:")
+    text = "".join(f"{m.host}:{m.port}:*:{user}:{password}\n" for _, m in topo.members())
+    path = topo.lab_dir / "pgpass"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".pgpass.")
+    with os.fdopen(fd, "w") as f:  # mkstemp creates it 0600, as libpq insists
+        f.write(text)
+    os.replace(tmp, path)
+    return path
 
 
 def lab_processes(topo: Topology) -> list[list[str]]:

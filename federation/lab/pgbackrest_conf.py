@@ -1,12 +1,11 @@
-"""pgBackRest settings for lab members: one shared repo and stanza.
+"""pgBackRest settings for lab members: one shared repository and stanza.
 
-Without a repository host (the loopback labs' default) every member shares one config file and gets its
-per-node settings by environment: archive-push/archive-get require pg1-path to equal the node's data
-directory, and archive_command is a cluster-wide setting, so every Patroni process gets PGBACKREST_*
-variables that PostgreSQL and the replica-creation command inherit.
-
-With `pgbackrest.repo_host` the lab deploys the production layout, with the files the product renders
-(backup/host_config.py): each member its own config (the repository over TLS), the repository host its own.
+With `pgbackrest.repo_host` (every shipped lab topology) the lab deploys the production layout, with the
+files the product renders (backup/host_config.py): each member its own config (the repository over TLS),
+the repository host its own. A lab topology without one still starts, in the old one-machine layout: every
+member shares one config file and gets its per-node settings by environment (archive-push/archive-get
+require pg1-path to equal the node's data directory); fedctl's backup commands then refuse, as they would
+on real hosts.
 """
 
 from __future__ import annotations

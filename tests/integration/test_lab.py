@@ -43,6 +43,8 @@ def test_dsn_reaches_the_primary(clean_two_dc: LabHandle) -> None:
                          check=True, capture_output=True, text=True).stdout.strip()
     import psycopg
 
+    password = clean_two_dc.topo.credentials.superuser.password.resolve()
+    assert password not in dsn and "passfile=" in dsn, "the password stays in the lab's pgpass file"
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
 

@@ -85,6 +85,7 @@ def write(tmp_path: Path, text: str | bytes, name: str = "topology.yaml") -> Pat
         path.write_bytes(text)
     else:
         path.write_text(text)
+    path.chmod(0o600)  # a secret file must be; a topology file may be
     return path
 
 
@@ -241,7 +242,7 @@ def test_unknown_field(tmp_path: Path, old: str, new: str, field: str) -> None:
      "'node-3' is not a valid name: lowercase letters"),
     ("      - name: n1\n", f"      - name: n{'x' * 31}  # HERE\n", "datacenters[0].members[0].name",
      "at most 31 characters"),
-    ("federation: unit\n", "federation: my federation  # HERE\n", "federation", "should match pattern"),
+    ("federation: unit\n", "federation: my federation  # HERE\n", "federation", "is not a federation name"),
     ("    upstream: dc1\n", "    upstream: dc1\n    scope: 'a/b'  # HERE\n", "datacenters[1].scope",
      "should match pattern"),
 ])
@@ -351,7 +352,9 @@ def test_bad_member_port(tmp_path: Path, port: str, fragment: str) -> None:
     ('":8008"', "api.host", "host must be an IP address or a DNS name"),
     ('"10.1.0.11:0"', "api.port", "greater than or equal to 1"),
     ('"10.1.0.11:99999"', "api.port", "less than or equal to 65535"),
-    ('"a:b:8008"', "api.host", "'a:b' is neither an IP address nor a DNS name"),
+    ('"a:b:8008"', "api", "an IPv6 address needs brackets"),
+    ('"fd00::11:8008"', "api", "an IPv6 address needs brackets, as in [fd00::11]:8008"),
+    ('"[10.1.0.11]:8008"', "api", "brackets are for IPv6 addresses only"),
     ("8008", "api", "expected 'host:port' as a string, got 8008"),
 ])
 def test_bad_host_port_string(tmp_path: Path, api: str, field: str, fragment: str) -> None:
