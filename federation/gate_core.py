@@ -16,13 +16,14 @@ from __future__ import annotations
 import base64
 import json
 import sys
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from http.client import HTTPException
 from typing import Any
 
 from federation.gate_store import StoreView, read_store
+from federation.http_deadline import exchange
 
 GATE_ALLOW = 0
 GATE_REFUSE = 1
@@ -99,16 +100,17 @@ def decide_with_store(dc_name: str, strict: bool, initial_primary: str, copies: 
 
 def _etcd_get(hosts: Sequence[str], key: str, timeout: float) -> str | None:
     body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     last: Exception | None = None
-    for host in hosts:
-        request = urllib.request.Request(f"http://{host}/v3/kv/range", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+    for address in hosts:
+        host, _, port = address.rpartition(":")
         try:
-            with opener.open(request, timeout=timeout) as resp:
-                kvs = json.load(resp).get("kvs") or []
+            status, raw = exchange(host.strip("[]"), int(port), "POST", "/v3/kv/range", body=body,
+                                   headers={"Content-Type": "application/json"}, timeout=timeout)
+            if status != 200:
+                raise OSError(f"HTTP {status}")
+            kvs = json.loads(raw).get("kvs") or []
             return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, HTTPException, ValueError, KeyError) as exc:
             last = exc
     raise OSError(f"no etcd host answered: {last}")
 

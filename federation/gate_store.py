@@ -16,8 +16,10 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.client import HTTPConnection, HTTPException
+from http.client import HTTPException
 from typing import Any
+
+from federation.http_deadline import exchange
 
 PROBE_TIMEOUT = 0.4
 STORE_DEADLINE = 1.2
@@ -36,15 +38,10 @@ class StoreView:
 
 def _post(address: str, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
     host, _, port = address.rpartition(":")
-    conn = HTTPConnection(host, int(port), timeout=max(0.05, timeout))
-    try:
-        conn.request("POST", path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        raw = response.read()
-    finally:
-        conn.close()
-    if response.status != 200:
-        raise OSError(f"HTTP {response.status} from {address}")
+    status, raw = exchange(host.strip("[]"), int(port), "POST", path, body=json.dumps(body).encode(),
+                           headers={"Content-Type": "application/json"}, timeout=timeout)
+    if status != 200:
+        raise OSError(f"HTTP {status} from {address}")
     data = json.loads(raw)
     if not isinstance(data, dict):
         raise ValueError(f"not an etcd answer from {address}")

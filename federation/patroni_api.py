@@ -1,10 +1,12 @@
-"""A small client for Patroni's REST API on the standard library (urllib), with short timeouts.
+"""The one client for Patroni's REST API: the standard library's http.client, one overall deadline per request.
 
 `get_patroni` (one member's own view: role, state, WAL positions), `get_cluster`, `get_history`,
 `get_config` read; `patch_config` changes the dynamic configuration the way `patronictl edit-config`
 does, compare-and-set inside Patroni (HTTP 409 when someone else changed it first). Send config
 patches to the DC's leader: on etcd only the member that receives the PATCH wakes at once.
-HTTP proxies from the environment are ignored: the API is always reached directly.
+HTTP proxies from the environment are ignored and no redirect is followed: the API is always reached
+directly. Each request finishes within its `timeout` in all (federation.http_deadline), even against a
+peer that trickles its answer.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import urllib.error
-import urllib.request
+import ssl
 from dataclasses import dataclass
 from datetime import datetime
+from http.client import HTTPException
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from federation.errors import FedError
+from federation.http_deadline import DeadlineExceeded, exchange
 from federation.lsn import lsn_or_none
 
 # Patroni >= 3 says "primary"; older members still say "master".
@@ -30,8 +33,6 @@ if TYPE_CHECKING:
     from federation.topology import Member
 
 DEFAULT_TIMEOUT = 2.0
-
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class PatroniUnreachable(FedError):
@@ -68,7 +69,7 @@ def _who(member_or_url: Member | str) -> str:
 def _request(method: str, member_or_url: Member | str, path: str, body: Any, timeout: float,
              auth: tuple[str, str] | None) -> bytes:
     """One HTTP request to a member's REST API: the raw body, or the error translated."""
-    url = base_url(member_or_url) + path
+    parts = urlsplit(base_url(member_or_url))
     who = _who(member_or_url)
     headers = {"Accept": "application/json"}
     data = None
@@ -77,18 +78,23 @@ def _request(method: str, member_or_url: Member | str, path: str, body: Any, tim
         headers["Content-Type"] = "application/json"
     if auth is not None:
         headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    if parts.scheme not in ("http", "https") or parts.hostname is None:
+        raise PatroniUnreachable(f"{who} is not an http:// or https:// address of a Patroni REST API")
+    tls = ssl.create_default_context() if parts.scheme == "https" else None
+    port = parts.port or (443 if tls else 80)
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            return bytes(response.read())
-    except urllib.error.HTTPError as exc:
-        text = exc.read().decode(errors="replace").strip() if exc.fp else ""
-        raise _http_error(method, path, who, exc.code, text) from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        raise PatroniUnreachable(f"Patroni REST API of {who} is unreachable: {_describe(reason, timeout)}",
+        status, raw = exchange(parts.hostname, port, method, path, body=data, headers=headers, timeout=timeout,
+                               tls=tls)
+    except (OSError, HTTPException) as exc:
+        raise PatroniUnreachable(f"Patroni REST API of {who} is unreachable: {_describe(exc, timeout)}",
                                  hint="check that Patroni runs on that member and that restapi.listen "
                                       "matches the member's api address in the topology") from None
+    if 300 <= status < 400:
+        raise PatroniUnreachable(f"{method} {path} on {who} answered with a redirect (HTTP {status}): fedctl never "
+                                 "follows one", hint="point the member's api at the Patroni REST API itself")
+    if status >= 400:
+        raise _http_error(method, path, who, status, raw.decode(errors="replace").strip())
+    return raw
 
 
 def request_json(method: str, member_or_url: Member | str, path: str, body: Any = None, *,
@@ -111,6 +117,8 @@ def post_action(member_or_url: Member | str, path: str, body: Any, *, timeout: f
 
 
 def _describe(reason: object, timeout: float) -> str:
+    if isinstance(reason, DeadlineExceeded):
+        return f"no complete answer within {timeout:g} s"
     if isinstance(reason, TimeoutError | socket.timeout):
         return f"no answer within {timeout:g} s"
     if isinstance(reason, OSError) and reason.strerror:

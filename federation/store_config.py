@@ -66,7 +66,7 @@ class StoreHost(_Model):
 
     @property
     def host(self) -> str:
-        return self.address.rpartition(":")[0]
+        return self.address.rpartition(":")[0].strip("[]")  # an IPv6 address is kept in brackets
 
     @property
     def port(self) -> int:

@@ -14,8 +14,9 @@ import socket
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.client import HTTPConnection, HTTPException
+from http.client import HTTPException
 
+from federation.http_deadline import exchange
 from federation.store_config import StoreHost
 
 
@@ -56,19 +57,15 @@ class QuorumView:
 
 
 def probe_etcd(host: StoreHost, timeout: float) -> MemberProbe:
-    conn = HTTPConnection(host.host, host.port, timeout=timeout)
     try:
-        conn.request("POST", "/v3/maintenance/status", body=b"{}", headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        raw = response.read()
+        status_code, raw = exchange(host.host, host.port, "POST", "/v3/maintenance/status", body=b"{}",
+                                    headers={"Content-Type": "application/json"}, timeout=timeout)
     except TimeoutError:
         return MemberProbe(host, False, f"no answer within {timeout:g} s")
     except (OSError, HTTPException) as exc:
         return MemberProbe(host, False, (getattr(exc, "strerror", None) or type(exc).__name__).lower())
-    finally:
-        conn.close()
-    if response.status != 200:
-        return MemberProbe(host, False, f"HTTP {response.status}")
+    if status_code != 200:
+        return MemberProbe(host, False, f"HTTP {status_code}")
     try:
         status = json.loads(raw)
     except ValueError:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from federation.dcs.base import DCS, Versioned
 from federation.errors import DCSError
+from federation.http_deadline import hard_deadline
 
 if TYPE_CHECKING:
     from http.client import HTTPConnection
@@ -172,10 +173,11 @@ class EtcdDCS(DCS):
             host, port = self.hosts[index]
             make = http.client.HTTPSConnection if self.protocol == "https" else http.client.HTTPConnection
             conn = self._connections[index] = make(host, port, timeout=self.timeout)
-        conn.request("POST", f"/v3{path}", body=json.dumps(payload).encode(),
-                     headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, response.read()
+        with hard_deadline(conn, self.timeout):  # a trickling member must not outlast the timeout
+            conn.request("POST", f"/v3{path}", body=json.dumps(payload).encode(),
+                         headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            return response.status, response.read()
 
     def _drop(self, index: int) -> None:
         conn = self._connections.pop(index, None)

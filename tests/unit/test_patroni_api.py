@@ -155,9 +155,39 @@ def test_a_silent_member_times_out() -> None:
         listener.bind((HOST, 0))
         listener.listen()
         started = time.monotonic()
-        with pytest.raises(PatroniUnreachable, match=r"no answer within 0.3 s"):
+        with pytest.raises(PatroniUnreachable, match=r"answer within 0.3 s"):
             get_patroni(f"{HOST}:{listener.getsockname()[1]}", timeout=0.3)
         assert time.monotonic() - started < 1.0
+
+
+def test_a_member_that_trickles_its_answer_is_cut_off_at_the_deadline() -> None:
+    from tests.unit.trickler import took, trickling_peer
+
+    with trickling_peer(HOST) as (host, port):
+        seconds, error = took(get_patroni, f"{host}:{port}", timeout=0.5)
+    assert isinstance(error, PatroniUnreachable) and "no complete answer within 0.5 s" in error.message, error
+    assert seconds < 0.9, f"a per-read timeout would let it run on; it took {seconds:.2f} s"
+
+
+def test_a_redirect_is_refused_not_followed() -> None:
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((HOST, 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(PatroniUnreachable, match=r"redirect .*never follows one"):
+            get_patroni(f"{HOST}:{server.server_address[1]}", timeout=1.0)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_node_status_of_a_standby_leader() -> None:
