@@ -72,10 +72,13 @@ def render_haproxy(topo: Topology, *, read_write_bind: str, read_only_bind: str,
               "backend fed_replicas", "    balance roundrobin", f"    option httpchk GET {replica_check}",
               "    http-check expect status 200",
               f"    default-server {CHECK_TIMING} on-marked-down shutdown-sessions"]
+    # Patroni's /replica check over https when the members' REST API serves it, verified against its CA.
+    tls = topo.patroni_api.tls if topo.patroni_api is not None else None
+    check_tls = f" check-ssl verify required ca-file {tls.ca_file}" if tls is not None else ""
     for dc, member in topo.members():
         if local_dc is None or dc.name == local_dc:
             lines.append(f"    server {_server_name(dc, member)} {member.host}:{member.port} "
-                         f"check port {member.api.port}")
+                         f"check port {member.api.port}{check_tls}")
     return "\n".join(lines) + "\n"
 
 

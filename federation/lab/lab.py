@@ -94,9 +94,17 @@ class Lab:
 
 def ensure_secret_files(topo: Topology) -> None:
     """Create missing secret files with random passwords (lab only; production files are the operator's)."""
-    creds = topo.credentials
-    for ref in (creds.superuser.password, creds.replication.password, creds.rewind.password):
+    for ref in secret_refs(topo):
         _ensure_secret(ref)
+
+
+def secret_refs(topo: Topology) -> list[SecretRef]:
+    """Every secret of the topology the lab's processes need: the three roles' and Patroni's REST API's."""
+    creds = topo.credentials
+    refs = [creds.superuser.password, creds.replication.password, creds.rewind.password]
+    if topo.patroni_api is not None and topo.patroni_api.authentication is not None:
+        refs.append(topo.patroni_api.authentication.password)
+    return refs
 
 
 def _ensure_secret(ref: SecretRef) -> None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from federation.errors import LabError
 from federation.lab.layout import PG_BIN_DIR, LabLayout
 from federation.lab.pgbackrest_conf import ARCHIVE_PUSH, REPLICA_RESTORE
+from federation.lab.tls_certs import tls_sections
 from federation.patroni_dynamic import desired_slots, standby_cluster_section
 from federation.topology import Datacenter, DCRole, Member, SyncMode, Topology
 
@@ -67,6 +69,27 @@ def client_networks(topo: Topology) -> list[str]:
     return ["127.0.0.0/8", *topo.lab.sites.values()]
 
 
+def restapi_section(topo: Topology, member: Member) -> dict[str, Any]:
+    """Patroni's restapi: https with the lab CA's certificate of the member (the one its pgBackRest server
+    uses: common name its name, its address as subject alternative name) and basic auth on the unsafe
+    endpoints, when the topology's patroni_api asks for them."""
+    section: dict[str, Any] = {"listen": str(member.api), "connect_address": str(member.api)}
+    api = topo.patroni_api
+    if api is None:
+        return section
+    if api.tls is not None:
+        tls = next((s.tls for s in tls_sections(topo)), None)
+        if tls is None or tls.ca_file != api.tls.ca_file:
+            raise LabError("patroni_api.tls.ca_file must be the lab CA of pgbackrest.tls (the lab has one CA, "
+                           "and gives each member one certificate for pgBackRest and Patroni)",
+                           hint=f"set patroni_api.tls.ca_file: {tls.ca_file if tls else '<pgbackrest.tls.ca_file>'}")
+        section |= {"certfile": tls.cert(member.name), "keyfile": tls.key(member.name), "cafile": tls.ca_file}
+    if api.authentication is not None:
+        section["authentication"] = {"username": api.authentication.username,
+                                     "password": api.authentication.password.resolve()}
+    return section
+
+
 def member_config(layout: LabLayout, dc: Datacenter, member: Member, passwords: dict[str, str],
                   pre_promote: str | None = None) -> dict[str, Any]:
     topo = layout.topo
@@ -102,7 +125,7 @@ def member_config(layout: LabLayout, dc: Datacenter, member: Member, passwords: 
         "namespace": dc.dcs.namespace,
         "name": member.name,
         "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
-        "restapi": {"listen": str(member.api), "connect_address": str(member.api)},
+        "restapi": restapi_section(layout.topo, member),
         dc.dcs.kind: {"hosts": dcs_hosts},
         "bootstrap": {
             "dcs": dynamic_config(topo, dc),
