@@ -104,7 +104,7 @@ def test_the_members_certificate_is_verified_against_the_topologys_ca(https_port
     assert member.api_url.startswith("https://")
     assert get_patroni(member)["role"] == "primary"
     impostor = topology(https_port, certs["other_ca"]).datacenters[0].members[0]
-    with pytest.raises(PatroniUnreachable, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+    with pytest.raises(PatroniUnreachable, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
         get_patroni(impostor)
 
 
