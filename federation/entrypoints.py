@@ -88,7 +88,8 @@ def render_libpq(topo: Topology, dbname: str = "postgres") -> str:
     No password: set PGPASSWORD or a PGPASSFILE entry per host."""
     hosts = ",".join(host_port(m.host, m.port) for _, m in topo.members())
     user = topo.credentials.superuser.username
-    return f"postgresql://{user}@{hosts}/{dbname}?target_session_attrs=read-write&connect_timeout=2"
+    tls = "".join(f"&{k}={v}" for k, v in topo.ssl_params().items()) if topo.postgres_tls is not None else ""
+    return f"postgresql://{user}@{hosts}/{dbname}?target_session_attrs=read-write&connect_timeout=2{tls}"
 
 
 def render_pgbouncer(topo: Topology, record: FederationState, leader: Member,

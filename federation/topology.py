@@ -156,9 +156,16 @@ class DCSConfig(Model):
         return chosen.hosts
 
 
-class PatroniApiTLS(Model):
-    # The CA that signed the members' REST API certificates: fedctl verifies each member against it.
+class ServerTLS(Model):
+    # The CA that signed the members' server certificates: fedctl verifies each member against it.
     ca_file: Annotated[str, AfterValidator(absolute_path)]
+
+
+class PostgresSettings(Model):
+    """How fedctl (and the lab's clients) reach PostgreSQL on the members: with `tls`, the members accept
+    only TLS connections (hostssl) and fedctl connects with sslmode=verify-full against this CA."""
+
+    tls: ServerTLS | None = None
 
 
 class PatroniApi(Model):
@@ -166,7 +173,7 @@ class PatroniApi(Model):
     (with `tls`) and with basic auth for the unsafe endpoints (with `authentication`, Patroni's
     restapi.authentication)."""
 
-    tls: PatroniApiTLS | None = None
+    tls: ServerTLS | None = None
     authentication: Credential | None = None
 
 
@@ -306,6 +313,7 @@ class Topology(Model):
     lab: LabSettings = Field(default_factory=LabSettings)
     federation_store: StoreConfig | None = None
     patroni_api: PatroniApi | None = None
+    postgresql: PostgresSettings | None = None
     datacenters: list[Datacenter] = Field(min_length=1)
     source: str = Field(default="<memory>", exclude=True)
 
@@ -324,6 +332,16 @@ class Topology(Model):
     @property
     def initial_primary(self) -> Datacenter:
         return next(dc for dc in self.datacenters if dc.role is DCRole.PRIMARY)
+
+    @property
+    def postgres_tls(self) -> ServerTLS | None:
+        return self.postgresql.tls if self.postgresql is not None else None
+
+    def ssl_params(self) -> dict[str, Any]:
+        """libpq's TLS settings for connecting to a member: verify-full against the CA when the members
+        require TLS, else libpq's default (TLS when the server offers it)."""
+        tls = self.postgres_tls
+        return {"sslmode": "verify-full", "sslrootcert": tls.ca_file} if tls is not None else {"sslmode": "prefer"}
 
     def pgbackrest_for(self, dc: Datacenter) -> PgBackRestConfig | None:
         return dc.pgbackrest or self.pgbackrest

@@ -479,6 +479,7 @@ def lab_dsn(topo: Topology) -> str:
     members = [m for _, m in topo.members()]
     return (f"host={','.join(m.host for m in members)} port={','.join(str(m.port) for m in members)} "
             f"user={topo.credentials.superuser.username} passfile={write_pgpass(topo)} dbname=postgres "
+            f"{' '.join(f'{k}={v}' for k, v in topo.ssl_params().items())} "
             "target_session_attrs=read-write connect_timeout=2")
 
 
