@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
 import socket
 import ssl
 from dataclasses import dataclass
@@ -69,14 +70,20 @@ def _who(member_or_url: Member | str) -> str:
     return url if isinstance(member_or_url, str) else f"{member_or_url.name} ({url})"
 
 
-@functools.lru_cache(maxsize=16)
 def _tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """Verifies the member's certificate and its address (against the CA of the topology's patroni_api.tls)."""
+    """Verifies the member's certificate and its address (against the CA of the topology's patroni_api.tls).
+    Loaded once per version of the CA file: a CA replaced on disk is used from the next request on."""
     try:
-        return ssl.create_default_context(cafile=ca_file)
+        version = os.stat(ca_file).st_mtime_ns if ca_file else 0
+        return _load_context(ca_file, version)
     except (OSError, ssl.SSLError) as exc:
         raise PatroniUnreachable(f"cannot load the Patroni REST API's CA file {ca_file}: {exc}",
                                  hint="fix patroni_api.tls.ca_file in the topology") from None
+
+
+@functools.lru_cache(maxsize=16)
+def _load_context(ca_file: str | None, _version: int) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_file)
 
 
 def _security(member_or_url: Member | str, given: PatroniApi | None) -> PatroniApi | None:
