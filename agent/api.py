@@ -1,17 +1,29 @@
-"""The agent's read-only HTTP API on the standard library: /health, /status, /metrics, /primary.
+"""The agent's read-only HTTP API: /health, /status, /metrics, /primary.
 
 Health answers by status code (200 or 503), as Patroni's health endpoints do, so a load balancer or
 systemd watchdog script needs nothing but the code. /primary is HAProxy's read-write check
 (agent/primary_check.py). Nothing here changes state: there is no POST.
+
+The server is built so that no client can starve HAProxy's check. Connections are handled by one asyncio
+loop, so an idle or half-open connection costs a socket, not a thread; a request head must arrive whole
+within REQUEST_TIMEOUT and fit in MAX_HEAD bytes, beyond MAX_CONNECTIONS new connections are closed at
+once, and one request is served per connection. The answers are computed in small thread pools, the
+checks (/health, /primary) apart from the reports (/status, /metrics), each within ANSWER_TIMEOUT. An
+optional allowlist closes connections from other addresses. A failing handler answers 500 with no
+exception text (that goes to the agent's log).
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import logging
-import socketserver
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -22,6 +34,16 @@ from agent.settings import AgentSettings
 
 log = logging.getLogger("agent.api")
 
+REQUEST_TIMEOUT = 2.0  # for the whole request head; HAProxy and Prometheus send theirs at once
+ANSWER_TIMEOUT = 5.0
+MAX_HEAD = 8192
+MAX_CONNECTIONS = 512  # beyond it new connections are closed until idle ones time out: --allow is the flood guard
+CHECK_WORKERS = 2
+REPORT_WORKERS = 2
+CHECK_PATHS = frozenset({"/health", "/primary"})
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
 
 class AgentView(Protocol):
     def health(self) -> tuple[bool, str]: ...
@@ -31,80 +53,126 @@ class AgentView(Protocol):
     def metrics_text(self) -> bytes: ...
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "fedctl-agent"
-    protocol_version = "HTTP/1.1"
-
-    def _send(self, code: int, body: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if self.command != "HEAD":
-            try:
-                self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client went away first (HAProxy health checks do): nothing to report
-
-    def _json(self, code: int, data: Any) -> None:
-        self._send(code, (json.dumps(data, indent=2) + "\n").encode(), "application/json")
-
-    def do_GET(self) -> None:
-        view = self.server.view
-        path = self.path.split("?", 1)[0].rstrip("/") or "/"
-        try:
-            if path == "/health":
-                ok, reason = view.health()
-                self._json(200 if ok else 503, {"healthy": ok, "reason": reason})
-            elif path == "/status":
-                self._json(200, view.status())
-            elif path == "/metrics":
-                self._send(200, view.metrics_text(), CONTENT_TYPE_LATEST)
-            elif path == "/primary" and self.server.primary is not None:
-                verdict = self.server.primary.answer()
-                self._json(200 if verdict.ok else 503, {"primary": verdict.ok, "reason": verdict.reason,
-                                                        "epoch": verdict.epoch})
-            else:
-                self._json(404, {"error": f"no such endpoint {path}; try /health, /status, /metrics or /primary"})
-        except Exception as exc:  # one failing request must not take the API down
-            log.exception("GET %s failed", path)
-            self._json(500, {"error": f"{type(exc).__name__}: {exc}"})
-
-    do_HEAD = do_GET
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+@dataclass(frozen=True)
+class Answer:
+    code: int
+    body: bytes
+    content_type: str = "application/json"
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+def _json(code: int, data: Any) -> Answer:
+    return Answer(code, (json.dumps(data, indent=2) + "\n").encode())
 
-    def __init__(self, address: tuple[str, int], view: AgentView) -> None:
+
+def route(view: AgentView, primary: PrimaryCheck | None, method: str, path: str) -> Answer:
+    """The answer to one request (pure routing; runs in a worker thread)."""
+    if method not in ("GET", "HEAD"):
+        return _json(501, {"error": f"{method} is not served: this API only reads"})
+    path = path.split("?", 1)[0].rstrip("/") or "/"
+    try:
+        if path == "/health":
+            ok, reason = view.health()
+            return _json(200 if ok else 503, {"healthy": ok, "reason": reason})
+        if path == "/status":
+            return _json(200, view.status())
+        if path == "/metrics":
+            return Answer(200, view.metrics_text(), CONTENT_TYPE_LATEST)
+        if path == "/primary" and primary is not None:
+            verdict = primary.answer()
+            return _json(200 if verdict.ok else 503, {"primary": verdict.ok, "reason": verdict.reason,
+                                                      "epoch": verdict.epoch})
+        return _json(404, {"error": f"no such endpoint {path}; try /health, /status, /metrics or /primary"})
+    except Exception:  # one failing request must not take the API down, nor show its internals
+        log.exception("GET %s failed", path)
+        return _json(500, {"error": "internal error; the agent's log has the details"})
+
+
+class ApiServer:
+    """The running API: `server_address`, `shutdown()` and `server_close()` as the old HTTPServer had."""
+
+    def __init__(self, view: AgentView, host: str, port: int, *, allow: Sequence[Network] = ()) -> None:
         self.view = view
         settings = getattr(view, "settings", None)  # the real agent has them; test doubles may not
         guard = getattr(view, "guard", None)
         fenced = guard.fence_reason if isinstance(guard, LeaseGuard) else None
         self.primary = PrimaryCheck(settings, fenced=fenced) if isinstance(settings, AgentSettings) else None
-        super().__init__(address, _Handler)
+        self.allow = tuple(allow)
+        self._checks = ThreadPoolExecutor(CHECK_WORKERS, thread_name_prefix="agent-api-check")
+        self._reports = ThreadPoolExecutor(REPORT_WORKERS, thread_name_prefix="agent-api-report")
+        self._loop = asyncio.new_event_loop()
+        self._open = 0
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._connection, host, port, backlog=MAX_CONNECTIONS, limit=MAX_HEAD))
+        self.server_address = self._server.sockets[0].getsockname()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="agent-api", daemon=True)
+        self._thread.start()
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the listen address's name (socket.getfqdn), which on a host whose
-        # resolver does not answer blocks start-up for 10 s or more; the API needs no name.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
+    def _allowed(self, peer: Any) -> bool:
+        if not self.allow:
+            return True
+        try:
+            address = ipaddress.ip_address(peer[0])
+        except (ValueError, TypeError, IndexError):
+            return False
+        return any(address in net for net in self.allow)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open += 1
+        try:
+            if self._open > MAX_CONNECTIONS or not self._allowed(writer.get_extra_info("peername")):
+                return
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
+            except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                return  # slow, silent, oversized or gone: the connection is closed, nothing answered
+            await self._answer(head, writer)
+        finally:
+            self._open -= 1
+            writer.close()
+
+    async def _answer(self, head: bytes, writer: asyncio.StreamWriter) -> None:
+        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = request_line.split()
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            answer = _json(400, {"error": "not an HTTP request"})
+            method = "GET"
+        else:
+            method, path = parts[0], parts[1]
+            pool = self._checks if path.split("?", 1)[0].rstrip("/") in CHECK_PATHS else self._reports
+            work = self._loop.run_in_executor(pool, route, self.view, self.primary, method, path)
+            try:
+                answer = await asyncio.wait_for(work, ANSWER_TIMEOUT)
+            except TimeoutError:
+                answer = _json(503, {"error": f"no answer within {ANSWER_TIMEOUT:g} s; try again"})
+        reason = HTTPStatus(answer.code).phrase
+        headers = (f"HTTP/1.1 {answer.code} {reason}\r\nServer: fedctl-agent\r\nContent-Type: "
+                   f"{answer.content_type}\r\nContent-Length: {len(answer.body)}\r\nCache-Control: no-store\r\n"
+                   "Connection: close\r\n\r\n").encode()
+        try:
+            writer.write(headers if method == "HEAD" else headers + answer.body)
+            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT)
+        except (TimeoutError, ConnectionError):
+            pass  # the client went away first (HAProxy health checks do): nothing to report
+
+    def shutdown(self) -> None:
+        async def close() -> None:
+            self._server.close()
+            await self._server.wait_closed()
+
+        if self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=5)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
 
     def server_close(self) -> None:
         if self.primary is not None:
             self.primary.stop()
-        super().server_close()
+        self._checks.shutdown(wait=False, cancel_futures=True)
+        self._reports.shutdown(wait=False, cancel_futures=True)
+        if not self._loop.is_running():
+            self._loop.close()
 
 
-def serve(view: AgentView, host: str, port: int) -> ThreadingHTTPServer:
+def serve(view: AgentView, host: str, port: int, *, allow: Sequence[Network] = ()) -> ApiServer:
     """Start the API in a daemon thread; call `.shutdown()` and `.server_close()` to stop it."""
-    server = _Server((host, port), view)
-    threading.Thread(target=server.serve_forever, name="agent-api", daemon=True).start()
-    return server
+    return ApiServer(view, host, port, allow=allow)

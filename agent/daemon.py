@@ -36,6 +36,7 @@ from federation.errors import FedError
 log = logging.getLogger("agent")
 T = TypeVar("T")
 FENCE_RETRY_SECONDS = 30.0
+STATUS_MAX_AGE = 2.0  # /status serves a scan of the federation at most this old
 
 
 class Agent:
@@ -69,6 +70,8 @@ class Agent:
         self.last_sentence = "starting"
         self.last_cycle_at: datetime | None = None
         self._loop_thread: threading.Thread | None = None
+        self._status_lock = threading.Lock()
+        self._status_cache: tuple[float, dict[str, Any]] | None = None
 
     # ---- lifecycle
     def run(self) -> None:
@@ -81,7 +84,7 @@ class Agent:
         self._loop_thread = threading.current_thread()
         listen = self.settings.listen
         try:
-            server = serve(self, listen.host, listen.port)
+            server = serve(self, listen.host, listen.port, allow=self.settings.api_allow)
         except OSError as exc:
             raise FedError(f"the agent cannot listen on {listen}: {exc.strerror or exc}",
                            hint="is another agent already running there? pass --listen HOST:PORT") from None
@@ -261,6 +264,15 @@ class Agent:
         return True, f"{role}; own DCS answers"
 
     def status(self) -> dict[str, Any]:
+        """The federation as seen at most STATUS_MAX_AGE seconds ago: requests arriving together share one
+        scan of every DC (one at a time), so a burst of /status costs what one does."""
+        with self._status_lock:
+            now = time.monotonic()
+            if self._status_cache is None or now - self._status_cache[0] > STATUS_MAX_AGE:
+                self._status_cache = (time.monotonic(), self._observe_for_status())
+            return self._status_cache[1]
+
+    def _observe_for_status(self) -> dict[str, Any]:
         from federation.observe import observe_federation
 
         known = self._known

@@ -7,7 +7,9 @@ record in the DC's own DCS.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from federation.errors import BadInput
@@ -54,6 +56,7 @@ class AgentSettings:
     listen: Address
     interval: float = DEFAULT_INTERVAL
     lease_ttl: int = DEFAULT_LEASE_TTL
+    api_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # empty: every address
 
     @property
     def identity(self) -> str:
@@ -65,7 +68,8 @@ class AgentSettings:
 
 
 def agent_settings(topo: Topology, dc_name: str, member_name: str | None = None, listen: str | None = None,
-                   *, interval: float = DEFAULT_INTERVAL, lease_ttl: int = DEFAULT_LEASE_TTL) -> AgentSettings:
+                   *, interval: float = DEFAULT_INTERVAL, lease_ttl: int = DEFAULT_LEASE_TTL,
+                  allow: Sequence[str] = ()) -> AgentSettings:
     dc = topo.dc(dc_name)
     member = dc.member(member_name) if member_name else local_member(dc)
     try:
@@ -74,4 +78,10 @@ def agent_settings(topo: Topology, dc_name: str, member_name: str | None = None,
         raise BadInput(f"--listen {listen!r} is not HOST:PORT: {exc}") from None
     if interval <= 0 or lease_ttl < 2:
         raise BadInput("the loop interval must be positive and the lease TTL at least 2 s")
-    return AgentSettings(topo, dc, member, address, interval, lease_ttl)
+    networks = []
+    for cidr in allow:
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError:
+            raise BadInput(f"--allow {cidr!r} is not a network such as 10.1.0.0/24 or 10.1.0.7") from None
+    return AgentSettings(topo, dc, member, address, interval, lease_ttl, tuple(networks))

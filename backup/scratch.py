@@ -83,6 +83,7 @@ class ScratchCluster:
         (self.root / "pg_ident.conf").write_text("")
         lines = [OVERRIDES_MARK, f"port = {self.port}", f"listen_addresses = '{self.host}'",
                  f"unix_socket_directories = '{self.socket_dir}'", "archive_mode = 'off'", "archive_command = ''",
+                 "ssl = 'off'",  # the restored settings name the member's certificate, which is not here
                  f"hba_file = '{hba}'", f"ident_file = '{self.root / 'pg_ident.conf'}'",
                  "cluster_name = 'fedctl-verify'", "shared_buffers = '64MB'", "primary_conninfo = ''",
                  "primary_slot_name = ''", "logging_collector = 'off'"]

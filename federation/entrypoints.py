@@ -72,10 +72,13 @@ def render_haproxy(topo: Topology, *, read_write_bind: str, read_only_bind: str,
               "backend fed_replicas", "    balance roundrobin", f"    option httpchk GET {replica_check}",
               "    http-check expect status 200",
               f"    default-server {CHECK_TIMING} on-marked-down shutdown-sessions"]
+    # Patroni's /replica check over https when the members' REST API serves it, verified against its CA.
+    tls = topo.patroni_api.tls if topo.patroni_api is not None else None
+    check_tls = f" check-ssl verify required ca-file {tls.ca_file}" if tls is not None else ""
     for dc, member in topo.members():
         if local_dc is None or dc.name == local_dc:
             lines.append(f"    server {_server_name(dc, member)} {member.host}:{member.port} "
-                         f"check port {member.api.port}")
+                         f"check port {member.api.port}{check_tls}")
     return "\n".join(lines) + "\n"
 
 
@@ -85,7 +88,8 @@ def render_libpq(topo: Topology, dbname: str = "postgres") -> str:
     No password: set PGPASSWORD or a PGPASSFILE entry per host."""
     hosts = ",".join(host_port(m.host, m.port) for _, m in topo.members())
     user = topo.credentials.superuser.username
-    return f"postgresql://{user}@{hosts}/{dbname}?target_session_attrs=read-write&connect_timeout=2"
+    tls = "".join(f"&{k}={v}" for k, v in topo.ssl_params().items()) if topo.postgres_tls is not None else ""
+    return f"postgresql://{user}@{hosts}/{dbname}?target_session_attrs=read-write&connect_timeout=2{tls}"
 
 
 def render_pgbouncer(topo: Topology, record: FederationState, leader: Member,

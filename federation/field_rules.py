@@ -67,3 +67,10 @@ def lab_dir(value: str) -> str:
 def host_port(host: str, port: int) -> str:
     """host:port, with an IPv6 address in brackets (as URLs, libpq and etcd expect)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def absolute_path(value: str) -> str:
+    no_control(value)
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} must be an absolute path")
+    return value

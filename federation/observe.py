@@ -22,7 +22,7 @@ from federation.status_model import HEALTHY_STATES, DCStatus, FederationStatus, 
 
 if TYPE_CHECKING:
     from federation.state import FederationState, StateCopy
-    from federation.topology import Datacenter, Member, Topology
+    from federation.topology import Datacenter, Member, PatroniApi, Topology
 
 DEFAULT_TIMEOUT = 2.0
 
@@ -297,11 +297,12 @@ def _bug(exc: Exception) -> str:
     return f"unexpected {type(exc).__name__}: {exc} (please report this as a bug)"
 
 
-def _read_api(target: Member | str, timeout: float) -> ApiRead:
+def _read_api(target: Member | str, timeout: float, security: PatroniApi | None = None) -> ApiRead:
     from federation.patroni_api import base_url, get_patroni
 
     try:
-        return ApiRead(node=NodeStatus.from_json(get_patroni(target, timeout=timeout)), url=base_url(target))
+        return ApiRead(node=NodeStatus.from_json(get_patroni(target, timeout=timeout, security=security)),
+                       url=base_url(target))
     except FedError as exc:
         return ApiRead(error=exc.message.split(" is unreachable: ")[-1], url=base_url(target))
     except Exception as exc:  # status must survive anything; say it is a bug
@@ -335,7 +336,7 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
             view = dcs_reads[dc.name].view
             for name, key in (view.members.items() if view else []):
                 if (dc.name, name) not in known and key.api_url:
-                    api_futures[dc.name][name] = pool.submit(_read_api, key.api_url, timeout)
+                    api_futures[dc.name][name] = pool.submit(_read_api, key.api_url, timeout, topo.patroni_api)
         api_reads = {dc: {m: f.result() for m, f in futures.items()} for dc, futures in api_futures.items()}
         store_read = store_future.result() if store_future is not None else None
     copies = [copy for _read, copy in dcs_results.values()]

@@ -12,7 +12,9 @@ peer that trickles its answer.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import os
 import socket
 import ssl
 from dataclasses import dataclass
@@ -30,7 +32,9 @@ PRIMARY_ROLES = frozenset({"primary", "master"})
 LEADER_ROLES = PRIMARY_ROLES | {"standby_leader"}
 
 if TYPE_CHECKING:
-    from federation.topology import Member
+    from federation.topology import Member, PatroniApi
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 DEFAULT_TIMEOUT = 2.0
 
@@ -66,9 +70,30 @@ def _who(member_or_url: Member | str) -> str:
     return url if isinstance(member_or_url, str) else f"{member_or_url.name} ({url})"
 
 
+def _tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Verifies the member's certificate and its address (against the CA of the topology's patroni_api.tls).
+    Loaded once per version of the CA file: a CA replaced on disk is used from the next request on."""
+    try:
+        version = os.stat(ca_file).st_mtime_ns if ca_file else 0
+        return _load_context(ca_file, version)
+    except (OSError, ssl.SSLError) as exc:
+        raise PatroniUnreachable(f"cannot load the Patroni REST API's CA file {ca_file}: {exc}",
+                                 hint="fix patroni_api.tls.ca_file in the topology") from None
+
+
+@functools.lru_cache(maxsize=16)
+def _load_context(ca_file: str | None, _version: int) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def _security(member_or_url: Member | str, given: PatroniApi | None) -> PatroniApi | None:
+    return given if given is not None or isinstance(member_or_url, str) else member_or_url.api_security
+
+
 def _request(method: str, member_or_url: Member | str, path: str, body: Any, timeout: float,
-             auth: tuple[str, str] | None) -> bytes:
+             auth: tuple[str, str] | None, security: PatroniApi | None = None) -> bytes:
     """One HTTP request to a member's REST API: the raw body, or the error translated."""
+    security = _security(member_or_url, security)
     parts = urlsplit(base_url(member_or_url))
     who = _who(member_or_url)
     headers = {"Accept": "application/json"}
@@ -76,11 +101,19 @@ def _request(method: str, member_or_url: Member | str, path: str, body: Any, tim
     if body is not None:
         data = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
+    if auth is None and method not in SAFE_METHODS and security is not None and security.authentication:
+        # Patroni's restapi.authentication guards its unsafe endpoints; its safe ones are open.
+        auth = (security.authentication.username, security.authentication.password.resolve())
     if auth is not None:
         headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
     if parts.scheme not in ("http", "https") or parts.hostname is None:
         raise PatroniUnreachable(f"{who} is not an http:// or https:// address of a Patroni REST API")
-    tls = ssl.create_default_context() if parts.scheme == "https" else None
+    if security is not None and security.tls is not None and parts.scheme != "https":
+        raise PatroniUnreachable(f"{who} is plain http, but the topology's patroni_api.tls says the members "
+                                 "serve https: fedctl does not send its requests unencrypted",
+                                 hint="check the member's restapi settings (certfile) or the topology")
+    ca_file = security.tls.ca_file if security is not None and security.tls is not None else None
+    tls = _tls_context(ca_file) if parts.scheme == "https" else None
     port = parts.port or (443 if tls else 80)
     try:
         status, raw = exchange(parts.hostname, port, method, path, body=data, headers=headers, timeout=timeout,
@@ -98,9 +131,11 @@ def _request(method: str, member_or_url: Member | str, path: str, body: Any, tim
 
 
 def request_json(method: str, member_or_url: Member | str, path: str, body: Any = None, *,
-                 timeout: float = DEFAULT_TIMEOUT, auth: tuple[str, str] | None = None) -> Any:
-    """One HTTP request to a member's REST API; returns the decoded JSON body (None when empty)."""
-    raw = _request(method, member_or_url, path, body, timeout, auth)
+                 timeout: float = DEFAULT_TIMEOUT, auth: tuple[str, str] | None = None,
+                 security: PatroniApi | None = None) -> Any:
+    """One HTTP request to a member's REST API; returns the decoded JSON body (None when empty). A Member
+    brings its topology's patroni_api settings; for a bare URL pass them as `security`."""
+    raw = _request(method, member_or_url, path, body, timeout, auth, security)
     if not raw.strip():
         return None
     try:
@@ -148,9 +183,10 @@ def _expect(kind: type, value: Any, what: str, who: str) -> Any:
     return value
 
 
-def get_patroni(member_or_url: Member | str, *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+def get_patroni(member_or_url: Member | str, *, timeout: float = DEFAULT_TIMEOUT,
+                security: PatroniApi | None = None) -> dict[str, Any]:
     """GET /patroni: the member's own status (role, state, timeline, xlog positions...)."""
-    result = request_json("GET", member_or_url, "/patroni", timeout=timeout)
+    result = request_json("GET", member_or_url, "/patroni", timeout=timeout, security=security)
     return dict(_expect(dict, result, "GET /patroni", _who(member_or_url)))
 
 

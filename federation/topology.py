@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -31,6 +32,7 @@ from federation.errors import BadInput, TopologyError
 from federation.field_rules import (
     OS_USER_PATTERN,
     ROLE_NAME_PATTERN,
+    absolute_path,
     dcs_namespace,
     federation_name,
     host_port,
@@ -154,6 +156,27 @@ class DCSConfig(Model):
         return chosen.hosts
 
 
+class ServerTLS(Model):
+    # The CA that signed the members' server certificates: fedctl verifies each member against it.
+    ca_file: Annotated[str, AfterValidator(absolute_path)]
+
+
+class PostgresSettings(Model):
+    """How fedctl (and the lab's clients) reach PostgreSQL on the members: with `tls`, the members accept
+    only TLS connections (hostssl) and fedctl connects with sslmode=verify-full against this CA."""
+
+    tls: ServerTLS | None = None
+
+
+class PatroniApi(Model):
+    """How fedctl reaches the members' Patroni REST API, as Patroni's restapi section is set up: over https
+    (with `tls`) and with basic auth for the unsafe endpoints (with `authentication`, Patroni's
+    restapi.authentication)."""
+
+    tls: ServerTLS | None = None
+    authentication: Credential | None = None
+
+
 class Member(Model):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     host: str
@@ -162,14 +185,22 @@ class Member(Model):
     # Its `pgbackrest server` port, in the repository-host layout (default: pgbackrest.member_tls_port).
     pgbackrest_port: Port | None = None
 
+    # How its Patroni REST API is reached: the topology's patroni_api section, set when the topology is built.
+    _api_security: PatroniApi | None = PrivateAttr(default=None)
+
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
         return _check_host(value)
 
     @property
+    def api_security(self) -> PatroniApi | None:
+        return self._api_security
+
+    @property
     def api_url(self) -> str:
-        return f"http://{self.api}"
+        scheme = "https" if self._api_security is not None and self._api_security.tls is not None else "http"
+        return f"{scheme}://{self.api}"
 
 
 class DCRole(StrEnum):
@@ -281,8 +312,15 @@ class Topology(Model):
     pgbackrest: PgBackRestConfig | None = None
     lab: LabSettings = Field(default_factory=LabSettings)
     federation_store: StoreConfig | None = None
+    patroni_api: PatroniApi | None = None
+    postgresql: PostgresSettings | None = None
     datacenters: list[Datacenter] = Field(min_length=1)
     source: str = Field(default="<memory>", exclude=True)
+
+    def model_post_init(self, _context: Any) -> None:
+        for dc in self.datacenters:
+            for member in dc.members:
+                member._api_security = self.patroni_api
 
     def dc(self, name: str) -> Datacenter:
         for dc in self.datacenters:
@@ -294,6 +332,16 @@ class Topology(Model):
     @property
     def initial_primary(self) -> Datacenter:
         return next(dc for dc in self.datacenters if dc.role is DCRole.PRIMARY)
+
+    @property
+    def postgres_tls(self) -> ServerTLS | None:
+        return self.postgresql.tls if self.postgresql is not None else None
+
+    def ssl_params(self) -> dict[str, Any]:
+        """libpq's TLS settings for connecting to a member: verify-full against the CA when the members
+        require TLS, else libpq's default (TLS when the server offers it)."""
+        tls = self.postgres_tls
+        return {"sslmode": "verify-full", "sslrootcert": tls.ca_file} if tls is not None else {"sslmode": "prefer"}
 
     def pgbackrest_for(self, dc: Datacenter) -> PgBackRestConfig | None:
         return dc.pgbackrest or self.pgbackrest

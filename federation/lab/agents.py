@@ -43,8 +43,9 @@ def share_secrets_with_lab_user(lab: Lab) -> None:
     password). It holds these passwords already, in every member's patroni.yml; nothing new is shared."""
     if os.geteuid() != 0 or lab.user.is_self:
         return
-    creds = lab.topo.credentials
-    for ref in (creds.superuser.password, creds.replication.password, creds.rewind.password):
+    from federation.lab.lab import secret_refs
+
+    for ref in secret_refs(lab.topo):
         path = ref.file_path
         if path is None or not path.is_file():
             continue

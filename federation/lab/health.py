@@ -21,6 +21,7 @@ def member_state(member: Member, timeout: float = 1.0) -> dict[str, Any] | None:
 def connect(topo: Topology, member: Member, password: str, dbname: str = "postgres",
             timeout: int = 2) -> psycopg.Connection[Any]:
     return psycopg.connect(host=member.host, port=member.port, user=topo.credentials.superuser.username,
+                           **topo.ssl_params(),
                            password=password, dbname=dbname, connect_timeout=timeout, autocommit=True)
 
 

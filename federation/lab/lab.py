@@ -94,9 +94,17 @@ class Lab:
 
 def ensure_secret_files(topo: Topology) -> None:
     """Create missing secret files with random passwords (lab only; production files are the operator's)."""
-    creds = topo.credentials
-    for ref in (creds.superuser.password, creds.replication.password, creds.rewind.password):
+    for ref in secret_refs(topo):
         _ensure_secret(ref)
+
+
+def secret_refs(topo: Topology) -> list[SecretRef]:
+    """Every secret of the topology the lab's processes need: the three roles' and Patroni's REST API's."""
+    creds = topo.credentials
+    refs = [creds.superuser.password, creds.replication.password, creds.rewind.password]
+    if topo.patroni_api is not None and topo.patroni_api.authentication is not None:
+        refs.append(topo.patroni_api.authentication.password)
+    return refs
 
 
 def _ensure_secret(ref: SecretRef) -> None:
@@ -471,6 +479,7 @@ def lab_dsn(topo: Topology) -> str:
     members = [m for _, m in topo.members()]
     return (f"host={','.join(m.host for m in members)} port={','.join(str(m.port) for m in members)} "
             f"user={topo.credentials.superuser.username} passfile={write_pgpass(topo)} dbname=postgres "
+            f"{' '.join(f'{k}={v}' for k, v in topo.ssl_params().items())} "
             "target_session_attrs=read-write connect_timeout=2")
 
 

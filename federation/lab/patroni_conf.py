@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from federation.errors import LabError
 from federation.lab.layout import PG_BIN_DIR, LabLayout
 from federation.lab.pgbackrest_conf import ARCHIVE_PUSH, REPLICA_RESTORE
+from federation.lab.tls_certs import tls_sections
 from federation.patroni_dynamic import desired_slots, standby_cluster_section
+from federation.pgbackrest_layout import PgBackRestTLS
 from federation.topology import Datacenter, DCRole, Member, SyncMode, Topology
 
 LAB_TIMINGS = {"ttl": 20, "loop_wait": 2, "retry_timeout": 4}
@@ -67,12 +70,52 @@ def client_networks(topo: Topology) -> list[str]:
     return ["127.0.0.0/8", *topo.lab.sites.values()]
 
 
+def restapi_section(topo: Topology, member: Member) -> dict[str, Any]:
+    """Patroni's restapi: https with the lab CA's certificate of the member (the one its pgBackRest server
+    uses: common name its name, its address as subject alternative name) and basic auth on the unsafe
+    endpoints, when the topology's patroni_api asks for them."""
+    section: dict[str, Any] = {"listen": str(member.api), "connect_address": str(member.api)}
+    api = topo.patroni_api
+    if api is None:
+        return section
+    if api.tls is not None:
+        tls = _lab_tls(topo, api.tls.ca_file, "patroni_api.tls.ca_file")
+        section |= {"certfile": tls.cert(member.name), "keyfile": tls.key(member.name), "cafile": tls.ca_file}
+    if api.authentication is not None:
+        section["authentication"] = {"username": api.authentication.username,
+                                     "password": api.authentication.password.resolve()}
+    return section
+
+
+def ssl_parameters(topo: Topology, member: Member) -> dict[str, str]:
+    """PostgreSQL's TLS server settings with the member's lab-CA certificate (the one its pgBackRest server
+    and its Patroni REST API use)."""
+    wanted = topo.postgres_tls
+    if wanted is None:
+        return {}
+    tls = _lab_tls(topo, wanted.ca_file, "postgresql.tls.ca_file")
+    return {"ssl": "on", "ssl_cert_file": tls.cert(member.name), "ssl_key_file": tls.key(member.name),
+            "ssl_ca_file": tls.ca_file}
+
+
+def _lab_tls(topo: Topology, ca_file: str, field: str) -> PgBackRestTLS:
+    tls = next((s.tls for s in tls_sections(topo)), None)
+    if tls is None or tls.ca_file != ca_file:
+        raise LabError(f"{field} must be the lab CA of pgbackrest.tls (the lab has one CA, and gives each member "
+                       "one certificate for pgBackRest, Patroni and PostgreSQL)",
+                       hint=f"set {field}: {tls.ca_file if tls else '<pgbackrest.tls.ca_file>'}")
+    return tls
+
+
 def member_config(layout: LabLayout, dc: Datacenter, member: Member, passwords: dict[str, str],
                   pre_promote: str | None = None) -> dict[str, Any]:
     topo = layout.topo
     paths = layout.member(dc, member)
     creds = topo.credentials
     dcs_hosts = [str(h) for h in dc.dcs.hosts]
+    # With postgresql.tls the members take only TLS connections, and Patroni's own verify the server.
+    ssl = topo.ssl_params() if topo.postgres_tls is not None else {}
+    host = "hostssl" if topo.postgres_tls is not None else "host"
     postgresql: dict[str, Any] = {
         "listen": f"{member.host}:{member.port}",
         "connect_address": f"{member.host}:{member.port}",
@@ -80,16 +123,17 @@ def member_config(layout: LabLayout, dc: Datacenter, member: Member, passwords: 
         "bin_dir": str(PG_BIN_DIR),
         "pgpass": str(paths.pgpass),
         "authentication": {
-            "superuser": {"username": creds.superuser.username, "password": passwords["superuser"]},
-            "replication": {"username": creds.replication.username, "password": passwords["replication"]},
-            "rewind": {"username": creds.rewind.username, "password": passwords["rewind"]},
+            "superuser": {"username": creds.superuser.username, "password": passwords["superuser"], **ssl},
+            "replication": {"username": creds.replication.username, "password": passwords["replication"], **ssl},
+            "rewind": {"username": creds.rewind.username, "password": passwords["rewind"], **ssl},
         },
-        "parameters": {"unix_socket_directories": str(paths.socket_dir), "shared_buffers": "64MB"},
+        "parameters": {"unix_socket_directories": str(paths.socket_dir), "shared_buffers": "64MB",
+                       **ssl_parameters(topo, member)},
         "pg_hba": [
             "local all all trust",
             *(rule for net in client_networks(topo) for rule in (
-                f"host replication {creds.replication.username} {net} scram-sha-256",
-                f"host all all {net} scram-sha-256")),
+                f"{host} replication {creds.replication.username} {net} scram-sha-256",
+                f"{host} all all {net} scram-sha-256")),
         ],
         "create_replica_methods": ["pgbackrest", "basebackup"],
         "pgbackrest": {"command": REPLICA_RESTORE, "keep_data": True, "no_params": True},
@@ -102,7 +146,7 @@ def member_config(layout: LabLayout, dc: Datacenter, member: Member, passwords: 
         "namespace": dc.dcs.namespace,
         "name": member.name,
         "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
-        "restapi": {"listen": str(member.api), "connect_address": str(member.api)},
+        "restapi": restapi_section(layout.topo, member),
         dc.dcs.kind: {"hosts": dcs_hosts},
         "bootstrap": {
             "dcs": dynamic_config(topo, dc),

@@ -54,6 +54,12 @@ def admin_conninfo(layout: LabLayout) -> str:
     return f"host={host} port={port} user={layout.topo.credentials.superuser.username} dbname=pgbouncer"
 
 
+def server_tls(layout: LabLayout) -> list[str]:
+    """The members accept only TLS (postgresql.tls): PgBouncer verifies each one it connects to."""
+    tls = layout.topo.postgres_tls
+    return [] if tls is None else ["server_tls_sslmode = verify-full", f"server_tls_ca_file = {tls.ca_file}"]
+
+
 def render_config(layout: LabLayout) -> str:
     host, port = listen(layout)
     root = pgbouncer_dir(layout)
@@ -74,6 +80,7 @@ def render_config(layout: LabLayout) -> str:
         "server_connect_timeout = 2",
         "server_login_retry = 1",
         "query_wait_timeout = 10",
+        *server_tls(layout),
         f"%include {databases_path(layout)}",
         "",
     ])

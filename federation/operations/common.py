@@ -81,7 +81,8 @@ def connect(topo: Topology, member: Member, timeout: int = 2) -> psycopg.Connect
     return psycopg.connect(host=member.host, port=member.port, dbname="postgres",
                            user=topo.credentials.superuser.username,
                            password=topo.credentials.superuser.password.resolve(),
-                           connect_timeout=timeout, autocommit=True, application_name="fedctl")
+                           connect_timeout=timeout, autocommit=True, application_name="fedctl",
+                           **topo.ssl_params())
 
 
 def sql_row(topo: Topology, member: Member, query: str, params: Any = None) -> tuple[Any, ...] | None:

@@ -47,17 +47,27 @@ def test_the_read_only_backend_uses_patroni_replica_check_and_can_stay_in_one_dc
                          local_dc="dc2", replica_lag="16MB")
     backend = _backend(cfg, "fed_replicas")
     assert "option httpchk GET /replica?lag=16MB" in backend
+    assert topo.patroni_api is not None and topo.patroni_api.tls is not None
+    tls = f" check-ssl verify required ca-file {topo.patroni_api.tls.ca_file}"  # Patroni's API serves https
     assert [line for line in backend if line.startswith("server ")] == [
-        "server dc2_n3 127.0.52.11:5432 check port 8008", "server dc2_n4 127.0.52.12:5432 check port 8008"]
+        f"server dc2_n3 127.0.52.11:5432 check port 8008{tls}", f"server dc2_n4 127.0.52.12:5432 check port 8008{tls}"]
     with pytest.raises(BadInput):
         render_haproxy(topo, read_write_bind="a:1", read_only_bind="a:2", local_dc="dc9")
 
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
 def test_haproxy_accepts_the_rendered_configuration(topo: Topology, tmp_path: Path) -> None:
+    from federation.topology import PatroniApi, ServerTLS
+
+    ca = tmp_path / "ca.crt"  # haproxy -c loads the check's CA file
+    subprocess.run(["openssl", "req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-keyout", str(tmp_path / "ca.key"), "-out", str(ca),
+                    "-days", "1", "-subj", "/CN=test-ca"], check=True, capture_output=True)
+    topo = topo.model_copy(update={"patroni_api": PatroniApi(tls=ServerTLS(ca_file=str(ca)))})
     binds = default_binds(topo)
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(render_haproxy(topo, read_write_bind=binds.read_write, read_only_bind=binds.read_only))
+    assert f"check-ssl verify required ca-file {ca}" in cfg.read_text()
     done = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -75,8 +85,10 @@ def test_default_binds_are_three_stable_adjacent_ports_per_federation(topo: Topo
 
 def test_libpq_lists_every_member_read_write_without_a_password(topo: Topology) -> None:
     uri = render_libpq(topo)
+    assert topo.postgres_tls is not None
     assert uri == ("postgresql://postgres@127.0.51.11:5432,127.0.51.12:5432,127.0.52.11:5432,127.0.52.12:5432"
-                   "/postgres?target_session_attrs=read-write&connect_timeout=2")
+                   "/postgres?target_session_attrs=read-write&connect_timeout=2&sslmode=verify-full"
+                   f"&sslrootcert={topo.postgres_tls.ca_file}")
 
 
 def test_pgbouncer_points_at_the_primary_dc_leader(topo: Topology) -> None:
