@@ -63,6 +63,15 @@ def reports_errors(func: F) -> F:
         except FedError as exc:
             click.secho(f"Error: {exc}", fg="red", err=True)
             sys.exit(exc.exit_code)
+        except Exception as exc:
+            # A PostgreSQL error no step translated (a member shutting down under us, say): say it plainly.
+            if not type(exc).__module__.startswith("psycopg"):
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            click.secho(f"Error: PostgreSQL: {first}\n  hint: nothing after the failing step ran; "
+                        "`fedctl status` shows the members and `fedctl operation show` any operation left "
+                        "pending (rerun the command to resume it)", fg="red", err=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             click.secho("Interrupted.", fg="red", err=True)
             sys.exit(130)
