@@ -324,7 +324,11 @@ def test_operator_inside_a_cut_off_standby_dc_cannot_promote_it(fresh_partition:
     if attempt.returncode == 0 or in_dc2.acked:
         raise NotPartitionSafe(f"an operator inside cut-off dc2 promoted it (exit {attempt.returncode}) while dc1 "
                                f"was alive: dc2 accepted {len(in_dc2.acked)} writes, dc1 {dc1_kept_writing}")
-    assert attempt.returncode == 1 and "no quorum from here" in attempt.stderr, attempt.stderr
+    # Within ~1.8 s of the cut dc2's store member still believes in its lost leader, so the probe passes and
+    # the read then times out; after that the probe already finds no majority. Either way the store refused.
+    assert attempt.returncode == 1, attempt.stderr
+    assert "no quorum from here" in attempt.stderr or "could not read the federation record" in attempt.stderr, \
+        attempt.stderr
     assert dc1_kept_writing > 20, "dc1 holds the store's majority with the witness and keeps committing"
     assert in_dc1.longest_gap() < 2.0
     assert _store_record_epoch(lab) == before
