@@ -14,12 +14,11 @@ Certificate paths may contain `{host}`: each host's own certificate, at one path
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from federation.field_rules import OS_USER_PATTERN, no_control, not_bool
+from federation.field_rules import OS_USER_PATTERN, absolute_path, no_control, not_bool
 
 if TYPE_CHECKING:
     from federation.topology import Problem, Topology
@@ -35,14 +34,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def _absolute(value: str) -> str:
-    no_control(value)
-    if not PurePosixPath(value).is_absolute():
-        raise ValueError(f"{value!r} must be an absolute path")
-    return value
-
-
-AbsolutePath = Annotated[str, Field(min_length=1), BeforeValidator(lambda v: _absolute(v) if isinstance(v, str) else v)]
+AbsolutePath = Annotated[str, Field(min_length=1),
+                         BeforeValidator(lambda v: absolute_path(v) if isinstance(v, str) else v)]
 
 
 class RepoHost(_Model):

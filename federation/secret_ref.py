@@ -7,13 +7,13 @@ inline value is a `SecretStr`, so it stays masked in repr, model dumps and JSON.
 from __future__ import annotations
 
 import os
-import re
 import stat
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from federation.errors import BadInput
+from federation.field_rules import no_control
 
 
 class SecretRef(BaseModel):
@@ -35,9 +35,7 @@ class SecretRef(BaseModel):
     @field_validator("file", "env")
     @classmethod
     def _plain(cls, value: str | None) -> str | None:
-        if value is not None and re.search(r"[\x00-\x1f\x7f]", value):
-            raise ValueError(f"{value!r} contains a control character")
-        return value
+        return None if value is None else no_control(value)
 
     @property
     def file_path(self) -> Path | None:
