@@ -17,7 +17,7 @@ from typing import Protocol
 from federation.dcs import connect
 from federation.dcs.base import Versioned
 from federation.errors import DCSError, OperationFailed, OperationRefused
-from federation.state import FederationState, StateCopy, _parse, _write_copy, newest, read_copies, state_key
+from federation.state import FederationState, StateCopy, _parse, _write_copy, newest, raced, read_copies, state_key
 from federation.store import FederationStore, LeaseView, StoreError, StoreNotInitialised
 from federation.topology import Topology
 
@@ -67,7 +67,7 @@ def commit(topo: Topology, base: FederationState, new: FederationState, copies: 
     store = open_store(topo)
     seen, found = _stored(topo, store)
     if seen != base:
-        raise OperationRefused(_raced(seen))
+        raise OperationRefused(raced("the federation store", seen))
     payload = new.model_dump_json()
     if not store.commit_record(payload, found.version, lease_absent=lease_absent, revoke=revoke):
         again = store.read_record()
@@ -78,7 +78,7 @@ def commit(topo: Topology, base: FederationState, new: FederationState, copies: 
                 raise OperationRefused("the primary-DC lease was taken meanwhile: its DC reaches the store's "
                                        "majority again; nothing was changed",
                                        hint="check `fedctl status`; use switchover-dc while that DC is alive")
-            raise OperationRefused(_raced(fresh))
+            raise OperationRefused(raced("the federation store", fresh))
     if not refresh_copies:
         return []
     written = write_copies(topo, new, copies)
@@ -88,14 +88,6 @@ def commit(topo: Topology, base: FederationState, new: FederationState, copies: 
                               f"{', '.join(missing)} could not be written",
                               hint="rerun the operation once that DC's DCS answers: it resumes from the store")
     return written
-
-
-def _raced(now: FederationState | None) -> str:
-    if now is None:
-        return "the federation record in the store changed while this operation was being prepared; run it again"
-    op = now.history[-1].operation if now.history else "an operation"
-    return (f"another operator committed first: the federation store now holds epoch {now.epoch} (primary DC "
-            f"{now.primary_dc}, last operation: {op}); nothing was changed — check `fedctl status`")
 
 
 def write_copies(topo: Topology, new: FederationState, copies: Sequence[StateCopy]) -> list[str]:

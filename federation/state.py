@@ -224,11 +224,19 @@ def commit(topo: Topology, base: FederationState, new: FederationState, copies: 
 
 
 def _raced(dc: Datacenter, state: FederationState | None) -> str:
-    if state is None:
-        return f"the federation record in {dc.name} changed while this operation was being prepared; run it again"
-    op = state.history[-1].operation if state.history else "an operation"
-    return (f"another operator committed first: {dc.name} now holds epoch {state.epoch} (primary DC "
-            f"{state.primary_dc}, last operation: {op}); nothing was changed — check `fedctl status`")
+    return raced(dc.name, state)
+
+
+def raced(holder: str, now: FederationState | None) -> str:
+    """Why a compare-and-set on the record held by `holder` (a DC, or the federation store) was lost."""
+    if now is None:
+        return f"the federation record in {holder} changed while this operation was being prepared; run it again"
+    op = now.history[-1].operation if now.history else "an operation"
+    pending = now.operation
+    running = (f", and a {pending.kind} of {pending.target} is pending at step '{pending.step}' (run by "
+               f"{pending.owner or 'an unnamed fedctl'})" if pending is not None else "")
+    return (f"another operator committed first: {holder} now holds epoch {now.epoch} (primary DC "
+            f"{now.primary_dc}, last operation: {op}{running}); nothing was changed — check `fedctl status`")
 
 
 def update(topo: Topology, change: Callable[[FederationState], FederationState],

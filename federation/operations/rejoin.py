@@ -9,12 +9,16 @@ with Patroni's reinitialize, which uses create_replica_methods (pgBackRest delta
 A step plan like the other operations; every step is idempotent, and the record keeps it pending (with
 the fork and the diverged WAL found) while no other operation is. The agent's fencing of a replaced DC
 is this same plan: it must never wait for another operation to end, so when one is pending the rejoin
-runs without taking the record's operation slot, which that operation needs to resume.
+runs without taking the record's operation slot, which that operation needs to resume. The DC's agent
+carries through any pending rejoin of its DC, so an operator's rejoin and the agent's can run at once:
+the steps converge, and a compare-and-set lost to the other runner of the same rejoin is joined, not
+reported as a race (`_SharedJournal`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,12 +31,78 @@ from federation.operations.rejoin_parts import divergence
 from federation.operations.report import OperationReport
 from federation.operations.world import LiveWorld, World
 from federation.progress import Progress
-from federation.state import FederationState, HistoryEntry
+from federation.state import FederationState, HistoryEntry, PendingOperation
 from federation.topology import Datacenter, Topology
 
 KIND = "rejoin"
 STREAM_TIMEOUT = 120.0
 REINIT_GRACE = 40.0
+
+
+JOIN_ATTEMPTS = 5
+
+
+class _SharedJournal:
+    """The journal of a rejoin that another runner of the same rejoin (the DC's agent, or an operator) may
+    carry out at the same time. When a commit loses to that runner, the record is read again: a rejoin of
+    this DC still pending at the same epoch is joined (its id, our step); one that runner already finished
+    leaves our remaining steps to run unjournaled (they find the DC pointed and streaming) and adds no second
+    history entry. Anything else that moved the record is the race it always was."""
+
+    def __init__(self, record: RecordPort, base: FederationState, op: PendingOperation, dc: str) -> None:
+        self.inner = RecordJournal(record, base, op)
+        self.dc = dc
+        self.epoch = base.epoch
+        self.since = op.started
+        self.finished_by_other = False
+        # The other runner's fork and diverged WAL: measured before it pointed the DC, so before any rewind
+        # (ours may have been measured after it).
+        self.measured_by_other: dict[str, Any] = {}
+
+    def at(self, step: str, inputs: dict[str, Any]) -> None:
+        self._retrying(lambda: self.inner.at(step, inputs), finishing=False)
+
+    def finish(self, entry: HistoryEntry) -> None:
+        self._retrying(lambda: self.inner.finish(entry, attempts=1), finishing=True)
+
+    def _retrying(self, commit: Callable[[], object], *, finishing: bool) -> None:
+        for _ in range(JOIN_ATTEMPTS):
+            if self.finished_by_other:
+                return
+            try:
+                commit()
+                return
+            except OperationRefused:
+                fresh = self.inner.port.read()
+                if self._join(fresh):
+                    continue
+                if not (finishing and fresh.epoch == self.epoch):
+                    raise
+                self.inner.record = fresh  # another writer's history entry: ours goes on top of it
+        raise OperationRefused(f"the record kept moving under this rejoin of {self.dc} ({JOIN_ATTEMPTS} commits "
+                               "lost in a row); nothing more was changed",
+                               hint=f"check `fedctl status`, then rerun `fedctl rejoin-dc {self.dc}`")
+
+    def _join(self, fresh: FederationState) -> bool:
+        if fresh.epoch != self.epoch:
+            return False
+        op = fresh.operation
+        if op is not None and op.kind == KIND and op.target == self.dc:
+            self._measured(op.inputs)
+            self.inner.record, self.inner.op = fresh, op
+            return True
+        done = [e for e in fresh.history if e.operation == "rejoin-dc" and e.target == self.dc
+                and e.epoch == self.epoch and e.outcome == "succeeded" and e.time >= self.since]
+        if op is None and done:
+            self._measured(done[-1].details)
+            self.inner.record = fresh
+            self.finished_by_other = True
+            return True
+        return False
+
+    def _measured(self, found: dict[str, Any]) -> None:
+        if "fork" in found and "diverged_wal" in found:
+            self.measured_by_other = {"fork": found["fork"], "diverged_wal": found["diverged_wal"]}
 
 
 class _Unjournaled:
@@ -88,10 +158,10 @@ def _rejoin(topo: Topology, dc: Datacenter, progress: Progress, dry_run: bool, w
     upstream = st.upstream_of(dc.name) or st.primary_dc
     run = Rejoin(world, dc, st, upstream, progress, inputs=dict(pending.inputs) if pending else {})
     steps = rejoin_steps(run)
-    journal: RecordJournal | _Unjournaled
+    journal: _SharedJournal | _Unjournaled
     if other is None or pending is not None:
         op = pending or new_operation(KIND, upstream, dc.name, [s.name for s in steps])
-        journal = RecordJournal(record, st, op)
+        journal = _SharedJournal(record, st, op, dc.name)
     else:
         journal = _Unjournaled()
         progress.say(f"   note: {other.kind} of {other.target} is pending: this rejoin leaves it the record")
@@ -106,13 +176,17 @@ def _rejoin(topo: Topology, dc: Datacenter, progress: Progress, dry_run: bool, w
         report.outcome = "planned"
         return report
     run_plan(KIND, steps, run, journal, progress)
+    if isinstance(journal, _SharedJournal) and journal.measured_by_other:
+        run.inputs.update(journal.measured_by_other)
+        progress.say("   joined the rejoin another runner (this DC's agent, or an operator) carried out at the "
+                     "same time: the fork and diverged WAL are the ones it measured first")
     report.facts.update(run.inputs)
     report.outcome = "succeeded"
     entry = HistoryEntry(epoch=st.epoch, time=state.utc_now(), operation="rejoin-dc", source=upstream,
                          target=dc.name, outcome="succeeded",
                          seconds=round(sum(s.seconds for s in progress.steps), 3),
                          details={"fork": run.inputs["fork"], "diverged_wal": run.inputs["diverged_wal"]})
-    if isinstance(journal, RecordJournal):
+    if isinstance(journal, _SharedJournal):
         journal.finish(entry)
     else:
         state.append_history(topo, entry)
