@@ -48,4 +48,6 @@ def gate_config(topo: Topology, dc_name: str) -> dict[str, Any]:
     if (store := topo.federation_store) is not None:
         config["store"] = {"kind": store.kind, "hosts": [h.address for h in store.hosts],
                            "namespace": store.namespace, "federation": topo.federation}
+    if (tls := topo.etcd_tls) is not None:  # paths only: the key file stays where it is
+        config["etcd_tls"] = {"ca_file": tls.ca_file, "cert_file": tls.cert_file, "key_file": tls.key_file}
     return config

@@ -24,6 +24,7 @@ from typing import Any
 
 from federation.gate_store import StoreView, read_store
 from federation.http_deadline import exchange
+from federation.tls_files import ClientTLS
 
 GATE_ALLOW = 0
 GATE_REFUSE = 1
@@ -98,14 +99,15 @@ def decide_with_store(dc_name: str, strict: bool, initial_primary: str, copies: 
                                           f"{store.why}; the cached copies and fencing: {policy} did)")
 
 
-def _etcd_get(hosts: Sequence[str], key: str, timeout: float) -> str | None:
+def _etcd_get(hosts: Sequence[str], key: str, timeout: float, tls: ClientTLS | None = None) -> str | None:
     body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
     last: Exception | None = None
     for address in hosts:
         host, _, port = address.rpartition(":")
         try:
             status, raw = exchange(host.strip("[]"), int(port), "POST", "/v3/kv/range", body=body,
-                                   headers={"Content-Type": "application/json"}, timeout=timeout)
+                                   headers={"Content-Type": "application/json"}, timeout=timeout,
+                                   tls=tls.context() if tls is not None else None)
             if status != 200:
                 raise OSError(f"HTTP {status}")
             kvs = json.loads(raw).get("kvs") or []
@@ -115,7 +117,7 @@ def _etcd_get(hosts: Sequence[str], key: str, timeout: float) -> str | None:
     raise OSError(f"no etcd host answered: {last}")
 
 
-def _zookeeper_get(hosts: Sequence[str], key: str, timeout: float) -> str | None:
+def _zookeeper_get(hosts: Sequence[str], key: str, timeout: float, tls: ClientTLS | None = None) -> str | None:
     from kazoo.client import KazooClient
     from kazoo.exceptions import NoNodeError
 
@@ -134,10 +136,10 @@ def _zookeeper_get(hosts: Sequence[str], key: str, timeout: float) -> str | None
         client.close()
 
 
-def read_copy(peer: dict[str, Any], timeout: float = READ_TIMEOUT) -> CopyView:
+def read_copy(peer: dict[str, Any], timeout: float = READ_TIMEOUT, tls: ClientTLS | None = None) -> CopyView:
     reader = _etcd_get if peer["kind"] == "etcd3" else _zookeeper_get
     try:
-        raw = reader(peer["hosts"], peer["key"], timeout)
+        raw = reader(peer["hosts"], peer["key"], timeout, tls)
     except OSError:
         return CopyView(peer["dc"], None, None, reachable=False)
     if raw is None:
@@ -152,10 +154,11 @@ def read_copy(peer: dict[str, Any], timeout: float = READ_TIMEOUT) -> CopyView:
 def run(config: dict[str, Any]) -> GateDecision:
     peers = config["datacenters"]
     store = config.get("store")
+    tls = ClientTLS(**config["etcd_tls"]) if config.get("etcd_tls") else None
     with ThreadPoolExecutor(max_workers=max(1, len(peers)) + 1) as pool:
         # The store is read alongside the copies, not before them: the gate's time is the slower of the two.
-        store_view = pool.submit(read_store, store) if store else None
-        copies = list(pool.map(read_copy, peers))
+        store_view = pool.submit(read_store, store, tls=tls) if store else None
+        copies = list(pool.map(lambda peer: read_copy(peer, tls=tls), peers))
         view = store_view.result() if store_view is not None else None
     return decide_with_store(config["dc"], config["fencing"] == "strict", config["initial_primary"], copies, view)
 

@@ -20,6 +20,7 @@ from http.client import HTTPException
 from typing import Any
 
 from federation.http_deadline import exchange
+from federation.tls_files import ClientTLS
 
 PROBE_TIMEOUT = 0.4
 STORE_DEADLINE = 1.2
@@ -36,10 +37,12 @@ class StoreView:
     lease_holder: str | None = None
 
 
-def _post(address: str, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _post(address: str, path: str, body: dict[str, Any], timeout: float,
+          tls: ClientTLS | None = None) -> dict[str, Any]:
     host, _, port = address.rpartition(":")
     status, raw = exchange(host.strip("[]"), int(port), "POST", path, body=json.dumps(body).encode(),
-                           headers={"Content-Type": "application/json"}, timeout=timeout)
+                           headers={"Content-Type": "application/json"}, timeout=timeout,
+                           tls=tls.context() if tls is not None else None)
     if status != 200:
         raise OSError(f"HTTP {status} from {address}")
     data = json.loads(raw)
@@ -48,15 +51,16 @@ def _post(address: str, path: str, body: dict[str, Any], timeout: float) -> dict
     return data
 
 
-def _has_leader(address: str, timeout: float) -> bool:
+def _has_leader(address: str, timeout: float, tls: ClientTLS | None = None) -> bool:
     try:
-        return str(_post(address, "/v3/maintenance/status", {}, timeout).get("leader") or "0") != "0"
+        return str(_post(address, "/v3/maintenance/status", {}, timeout, tls).get("leader") or "0") != "0"
     except (OSError, HTTPException, ValueError):
         return False
 
 
-def _get(address: str, key: str, timeout: float) -> str | None:
-    kvs = _post(address, "/v3/kv/range", {"key": base64.b64encode(key.encode()).decode()}, timeout).get("kvs") or []
+def _get(address: str, key: str, timeout: float, tls: ClientTLS | None = None) -> str | None:
+    body = {"key": base64.b64encode(key.encode()).decode()}
+    kvs = _post(address, "/v3/kv/range", body, timeout, tls).get("kvs") or []
     return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
 
 
@@ -66,7 +70,7 @@ def keys(store: dict[str, Any]) -> tuple[str, str]:
     return f"{prefix}/record", f"{prefix}/primary_lease"
 
 
-def read_store(store: dict[str, Any], deadline: float = STORE_DEADLINE) -> StoreView:
+def read_store(store: dict[str, Any], deadline: float = STORE_DEADLINE, tls: ClientTLS | None = None) -> StoreView:
     """The record's epoch and primary DC and the lease's holder, or why the store did not answer."""
     if store.get("kind") != "etcd3":
         return StoreView(False, f"the gate does not read a {store.get('kind')} store")
@@ -74,15 +78,16 @@ def read_store(store: dict[str, Any], deadline: float = STORE_DEADLINE) -> Store
     hosts: Sequence[str] = store["hosts"]
     probe = min(PROBE_TIMEOUT, deadline / 2)
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-        serving = [h for h, ok in zip(hosts, pool.map(lambda h: _has_leader(h, probe), hosts), strict=True) if ok]
+        answers = pool.map(lambda h: _has_leader(h, probe, tls), hosts)
+        serving = [h for h, ok in zip(hosts, answers, strict=True) if ok]
     majority = len(hosts) // 2 + 1
     if len(serving) < majority:
         return StoreView(False, f"the federation store has no quorum from here: {len(serving)} of {len(hosts)} "
                                 "members answer")
     record_key, lease_key = keys(store)
     try:
-        record = _get(serving[0], record_key, deadline - (time.monotonic() - started))
-        lease = _get(serving[0], lease_key, deadline - (time.monotonic() - started))
+        record = _get(serving[0], record_key, deadline - (time.monotonic() - started), tls)
+        lease = _get(serving[0], lease_key, deadline - (time.monotonic() - started), tls)
     except (OSError, HTTPException, ValueError, KeyError) as exc:
         return StoreView(False, f"the federation store did not answer within {deadline:g} s ({exc})")
     holder = _holder(lease)

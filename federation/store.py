@@ -36,6 +36,7 @@ from federation.store_quorum import QuorumView, probe_members
 
 if TYPE_CHECKING:
     from federation.store_lease import PrimaryLease
+    from federation.tls_files import ClientTLS
 
 DEFAULT_DEADLINE = 4.0
 PROBE_TIMEOUT = 0.5
@@ -119,7 +120,7 @@ class FederationStore:
         return f"the federation store ({self.config.kind} at {', '.join(h.address for h in self.config.hosts)})"
 
     def quorum(self) -> QuorumView:
-        return probe_members(self.config.kind, self.config.hosts, self.probe_timeout)
+        return probe_members(self.config.kind, self.config.hosts, self.probe_timeout, self.config.etcd_tls)
 
     def _serving(self, deadline_at: float | None = None) -> tuple[list[StoreHost], float]:
         """The members that serve, and when the operation's deadline ends; NoQuorum without a majority."""
@@ -132,7 +133,7 @@ class FederationStore:
     @contextmanager
     def _session(self, deadline_at: float | None = None) -> Iterator[DCS]:
         serving, deadline_at = self._serving(deadline_at)
-        dcs = open_member(self.config.kind, serving[0], deadline_at=deadline_at)
+        dcs = open_member(self.config.kind, serving[0], deadline_at=deadline_at, tls=self.config.etcd_tls)
         try:
             yield dcs
         finally:
@@ -262,8 +263,9 @@ def _etcd_time_to_live(dcs: DCS, key: str) -> tuple[int | None, float | None]:
     return lease_id, float(max(ttl, 0))
 
 
-def open_member(kind: str, host: StoreHost, *, deadline_at: float) -> DCS:
+def open_member(kind: str, host: StoreHost, *, deadline_at: float, tls: ClientTLS | None = None) -> DCS:
     """A DCS adapter on one store member, bound to the deadline (requests are never re-sent elsewhere)."""
     from federation.dcs.deadline import open_with_deadline
 
-    return open_with_deadline(kind, [(host.host, host.port)], label="federation store", deadline_at=deadline_at)
+    return open_with_deadline(kind, [(host.host, host.port)], label="federation store", deadline_at=deadline_at,
+                              tls=tls)

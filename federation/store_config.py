@@ -26,9 +26,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from federation.field_rules import dcs_namespace, not_bool
+from federation.tls_files import ClientTLS
 from federation.yaml_lines import dotted_path
 
 if TYPE_CHECKING:
@@ -83,6 +84,11 @@ class StoreConfig(_Model):
     namespace: str = "/fedctl/"
     lease_ttl: Annotated[int, BeforeValidator(not_bool), Field(ge=2, le=300)] = DEFAULT_LEASE_TTL
     fencing_margin: Annotated[float, BeforeValidator(not_bool), Field(gt=0)] = DEFAULT_FENCING_MARGIN
+    _etcd_tls: ClientTLS | None = PrivateAttr(default=None)  # the topology's etcd_tls, set when it is built
+
+    @property
+    def etcd_tls(self) -> ClientTLS | None:
+        return self._etcd_tls
 
     @model_validator(mode="after")
     def _one_kind_and_margin(self) -> StoreConfig:

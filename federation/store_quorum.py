@@ -18,6 +18,7 @@ from http.client import HTTPException
 
 from federation.http_deadline import exchange
 from federation.store_config import StoreHost
+from federation.tls_files import ClientTLS
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,11 @@ class QuorumView:
         return "; ".join(f"{p.host.address} ({p.host.site}): {p.reason}" for p in self.probes)
 
 
-def probe_etcd(host: StoreHost, timeout: float) -> MemberProbe:
+def probe_etcd(host: StoreHost, timeout: float, tls: ClientTLS | None = None) -> MemberProbe:
     try:
         status_code, raw = exchange(host.host, host.port, "POST", "/v3/maintenance/status", body=b"{}",
-                                    headers={"Content-Type": "application/json"}, timeout=timeout)
+                                    headers={"Content-Type": "application/json"}, timeout=timeout,
+                                    tls=tls.context() if tls is not None else None)
     except TimeoutError:
         return MemberProbe(host, False, f"no answer within {timeout:g} s")
     except (OSError, HTTPException) as exc:
@@ -76,7 +78,7 @@ def probe_etcd(host: StoreHost, timeout: float) -> MemberProbe:
     return MemberProbe(host, True, "serving")
 
 
-def probe_zookeeper(host: StoreHost, timeout: float) -> MemberProbe:
+def probe_zookeeper(host: StoreHost, timeout: float, tls: ClientTLS | None = None) -> MemberProbe:
     try:
         with socket.create_connection((host.host, host.port), timeout=timeout) as sock:
             sock.settimeout(timeout)
@@ -97,8 +99,9 @@ def probe_zookeeper(host: StoreHost, timeout: float) -> MemberProbe:
     return MemberProbe(host, True, "accepts connections (srvr not allowed)")
 
 
-def probe_members(kind: str, hosts: Sequence[StoreHost], timeout: float) -> QuorumView:
+def probe_members(kind: str, hosts: Sequence[StoreHost], timeout: float,
+                  tls: ClientTLS | None = None) -> QuorumView:
     """Probe every member in parallel; returns after at most about `timeout` seconds."""
     probe = probe_etcd if kind == "etcd3" else probe_zookeeper
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-        return QuorumView(tuple(pool.map(lambda h: probe(h, timeout), hosts)))
+        return QuorumView(tuple(pool.map(lambda h: probe(h, timeout, tls), hosts)))

@@ -46,6 +46,7 @@ from federation.pgbackrest_layout import pgbackrest_problems
 from federation.secret_ref import SecretRef as SecretRef  # re-exported: part of the topology API
 from federation.secret_ref import secret_file_problem
 from federation.store_config import StoreConfig, store_problems
+from federation.tls_files import ClientTLS
 from federation.yaml_lines import LineMap, dotted_path, load_yaml_with_lines
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"
@@ -161,6 +162,19 @@ class ServerTLS(Model):
     ca_file: Annotated[str, AfterValidator(absolute_path)]
 
 
+class EtcdTLS(Model):
+    """Every etcd cluster of the federation (each DC's DCS and the federation store) serves TLS and requires
+    client certificates: fedctl, the agents and the gate verify the servers against `ca_file` and present
+    `cert_file`/`key_file`."""
+
+    ca_file: Annotated[str, AfterValidator(absolute_path)]
+    cert_file: Annotated[str, AfterValidator(absolute_path)]
+    key_file: Annotated[str, AfterValidator(absolute_path)]
+
+    def client(self) -> ClientTLS:
+        return ClientTLS(self.ca_file, self.cert_file, self.key_file)
+
+
 class PostgresSettings(Model):
     """How fedctl (and the lab's clients) reach PostgreSQL on the members: with `tls`, the members accept
     only TLS connections (hostssl) and fedctl connects with sslmode=verify-full against this CA."""
@@ -227,6 +241,12 @@ class Datacenter(Model):
     # An argument list written as one line (split like a shell would, run without a shell); see docs/topology.md.
     fence_command: str | None = None
     jobs: JobList = Field(default_factory=list)
+    # The topology's etcd_tls, for this DC's etcd (set when the topology is built).
+    _etcd_tls: ClientTLS | None = PrivateAttr(default=None)
+
+    @property
+    def etcd_tls(self) -> ClientTLS | None:
+        return self._etcd_tls
 
     @field_validator("fence_command")
     @classmethod
@@ -314,13 +334,18 @@ class Topology(Model):
     federation_store: StoreConfig | None = None
     patroni_api: PatroniApi | None = None
     postgresql: PostgresSettings | None = None
+    etcd_tls: EtcdTLS | None = None
     datacenters: list[Datacenter] = Field(min_length=1)
     source: str = Field(default="<memory>", exclude=True)
 
     def model_post_init(self, _context: Any) -> None:
+        etcd = self.etcd_tls.client() if self.etcd_tls is not None else None
         for dc in self.datacenters:
+            dc._etcd_tls = etcd
             for member in dc.members:
                 member._api_security = self.patroni_api
+        if self.federation_store is not None:
+            self.federation_store._etcd_tls = etcd
 
     def dc(self, name: str) -> Datacenter:
         for dc in self.datacenters:

@@ -41,7 +41,8 @@ def pre_promote(topology_path: str, dc_name: str) -> None:
     try:
         topo = load(topology_path)
         store = gate_config(topo, dc_name).get("store")
-        decision = decide_promotion(topo, dc_name, read_copies(topo), read_store(store) if store else None)
+        tls = topo.etcd_tls.client() if topo.etcd_tls is not None else None
+        decision = decide_promotion(topo, dc_name, read_copies(topo), read_store(store, tls=tls) if store else None)
     except Exception as exc:
         click.echo(f"fedctl gate: refusing promotion, the gate could not decide: {exc}", err=True)
         sys.exit(GATE_REFUSE)

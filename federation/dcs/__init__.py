@@ -23,7 +23,7 @@ def connect(dc: Datacenter, *, timeout: float | None = None) -> DCS:
         from federation.dcs.etcd3 import DEFAULT_TIMEOUT as ETCD_TIMEOUT
         from federation.dcs.etcd3 import EtcdDCS
 
-        return EtcdDCS(hosts, label=dc.name, timeout=timeout or ETCD_TIMEOUT)
+        return EtcdDCS(hosts, label=dc.name, timeout=timeout or ETCD_TIMEOUT, tls=dc.etcd_tls)
     from federation.dcs.zookeeper import DEFAULT_TIMEOUT as ZK_TIMEOUT
     from federation.dcs.zookeeper import ZooKeeperDCS
 

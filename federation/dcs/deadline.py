@@ -14,14 +14,15 @@ from typing import Any
 from federation.dcs.base import DCS
 from federation.dcs.etcd3 import EtcdDCS
 from federation.dcs.zookeeper import SESSION_TIMEOUT, ZooKeeperDCS
+from federation.tls_files import ClientTLS
 
 MIN_WAIT = 0.05
 
 
 class DeadlineEtcd(EtcdDCS):
     def __init__(self, hosts: Sequence[tuple[str, int]], *, label: str, deadline_at: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(hosts, label=label, timeout=max(MIN_WAIT, deadline_at - clock()))
+                 clock: Callable[[], float] = time.monotonic, tls: ClientTLS | None = None) -> None:
+        super().__init__(hosts, label=label, timeout=max(MIN_WAIT, deadline_at - clock()), tls=tls)
         self._deadline_at = deadline_at
         self._clock = clock
 
@@ -50,8 +51,8 @@ class DeadlineZooKeeper(ZooKeeperDCS):
 
 
 def open_with_deadline(kind: str, hosts: Sequence[tuple[str, int]], *, label: str, deadline_at: float,
-                       session_timeout: float | None = None) -> DCS:
+                       session_timeout: float | None = None, tls: ClientTLS | None = None) -> DCS:
     if kind == "etcd3":
-        return DeadlineEtcd(hosts, label=label, deadline_at=deadline_at)
+        return DeadlineEtcd(hosts, label=label, deadline_at=deadline_at, tls=tls)
     return DeadlineZooKeeper(hosts, label=label, deadline_at=deadline_at,
                              session_timeout=session_timeout or SESSION_TIMEOUT)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from federation.dcs.base import DCS, Versioned
 from federation.errors import DCSError
 from federation.http_deadline import hard_deadline
+from federation.tls_files import ClientTLS
 
 if TYPE_CHECKING:
     from http.client import HTTPConnection
@@ -86,13 +87,14 @@ class EtcdDCS(DCS):
     kind = "etcd3"
 
     def __init__(self, hosts: Sequence[tuple[str, int]], *, label: str = "", timeout: float = DEFAULT_TIMEOUT,
-                 protocol: str = "http") -> None:
+                 tls: ClientTLS | None = None) -> None:
         if not hosts:
             raise ValueError("EtcdDCS needs at least one host")
         self.hosts = [(h, int(p)) for h, p in hosts]
         self.label = label
         self.timeout = timeout
-        self.protocol = protocol
+        self.tls = tls  # https, the servers verified against its CA, its client certificate presented
+        self.protocol = "https" if tls is not None else "http"
         self._preferred = 0
         # One kept-alive connection per host for reads; the lock keeps one request/response on it at a time.
         self._connections: dict[int, HTTPConnection] = {}
@@ -110,8 +112,11 @@ class EtcdDCS(DCS):
             # Never route DCS traffic through an HTTP proxy from the environment.
             self._session.trust_env = False
             # api_path is fixed: etcd >= 3.4 serves /v3/, and discovering it would cost a round trip per host.
+            tls = self.tls
             self._clients = [Etcd3Client(host=h, port=p, protocol=self.protocol, timeout=self.timeout,
-                                         api_path="/v3/", session=self._session) for h, p in self.hosts]
+                                         api_path="/v3/", session=self._session,
+                                         ca_cert=tls.ca_file if tls else None, cert_cert=tls.cert_file if tls else None,
+                                         cert_key=tls.key_file if tls else None) for h, p in self.hosts]
         return self._clients[index]
 
     def describe(self) -> str:
@@ -171,8 +176,11 @@ class EtcdDCS(DCS):
         conn = self._connections.get(index)
         if conn is None:
             host, port = self.hosts[index]
-            make = http.client.HTTPSConnection if self.protocol == "https" else http.client.HTTPConnection
-            conn = self._connections[index] = make(host, port, timeout=self.timeout)
+            if self.tls is not None:
+                conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self.tls.context())
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+            self._connections[index] = conn
         with hard_deadline(conn, self.timeout):  # a trickling member must not outlast the timeout
             conn.request("POST", f"/v3{path}", body=json.dumps(payload).encode(),
                          headers={"Content-Type": "application/json"})

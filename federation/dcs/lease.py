@@ -229,5 +229,5 @@ def open_lease(dc: Datacenter, key: str, identity: str, *, ttl: int = 5, timeout
     """A lease on `key` in the DC's own DCS for the candidate `identity` (connects lazily, on `step`)."""
     hosts = [(a.host, a.port) for a in dc.dcs.hosts]
     if dc.dcs.kind == "etcd3":
-        return EtcdLease(EtcdDCS(hosts, label=dc.name, timeout=timeout), key, identity, ttl)
+        return EtcdLease(EtcdDCS(hosts, label=dc.name, timeout=timeout, tls=dc.etcd_tls), key, identity, ttl)
     return ZooKeeperLease(hosts, key, identity, ttl, label=dc.name, timeout=timeout)

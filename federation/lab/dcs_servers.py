@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import socket
 import time
-import urllib.request
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
 
 from federation.errors import LabError
+from federation.http_deadline import exchange
 from federation.lab.layout import LabLayout
 from federation.lab.netns import netns_of
 from federation.lab.processes import LabUser, ManagedProcess, chown_tree
+from federation.lab.tls_certs import etcd_cert_name, tls_sections
+from federation.pgbackrest_layout import PgBackRestTLS
+from federation.tls_files import ClientTLS
 from federation.topology import Address, Datacenter
 
 ETCD_BIN = "/usr/bin/etcd"
@@ -31,11 +35,24 @@ class ServerGroup:
     hosts: tuple[Address, ...]
     data_dir: Path
     netns: tuple[str | None, ...]  # each member's network namespace (namespace labs)
+    tls: PgBackRestTLS | None = None  # etcd over TLS with client certificates: the lab CA's server certificates
+    client: ClientTLS | None = None  # the certificate the lab's own health checks present
+
+
+def _etcd_tls(layout: LabLayout, kind: str) -> tuple[PgBackRestTLS | None, ClientTLS | None]:
+    wanted = layout.topo.etcd_tls
+    if kind != "etcd3" or wanted is None:
+        return None, None
+    tls = next((s.tls for s in tls_sections(layout.topo)), None)
+    if tls is None or tls.ca_file != wanted.ca_file:
+        raise LabError("etcd_tls.ca_file must be the lab CA of pgbackrest.tls (the lab has one CA)",
+                       hint=f"set etcd_tls.ca_file: {tls.ca_file if tls else '<pgbackrest.tls.ca_file>'}")
+    return tls, wanted.client()
 
 
 def dc_group(layout: LabLayout, dc: Datacenter) -> ServerGroup:
     return ServerGroup(dc.name, dc.dcs.kind, tuple(dc.dcs.hosts), layout.dcs_data(dc),
-                       tuple(layout.netns(dc) for _ in dc.dcs.hosts))
+                       tuple(layout.netns(dc) for _ in dc.dcs.hosts), *_etcd_tls(layout, dc.dcs.kind))
 
 
 def store_group(layout: LabLayout) -> ServerGroup | None:
@@ -45,7 +62,7 @@ def store_group(layout: LabLayout) -> ServerGroup | None:
         return None
     hosts = tuple(Address.model_validate(h.address) for h in store.hosts)
     return ServerGroup("store", store.kind, hosts, layout.root / "store",
-                       tuple(netns_of(layout.topo, h.site) for h in store.hosts))
+                       tuple(netns_of(layout.topo, h.site) for h in store.hosts), *_etcd_tls(layout, store.kind))
 
 
 def store_members_in(layout: LabLayout, *sites: str) -> set[int]:
@@ -91,21 +108,31 @@ def start_group(group: ServerGroup, user: LabUser, only: set[int] | None = None)
                            "`fedctl lab down` for the lab that started it")
         (d / "data").mkdir(parents=True, exist_ok=True, mode=0o700)
         if group.kind == "etcd3":
-            argv = etcd_argv(group, i, d / "data")
+            argv = etcd_argv(group, i, d / "data", group.tls)
         else:
             argv = zookeeper_argv(group, i, d)
         chown_tree(d, user)
         proc.start(user, argv, cwd=d)
 
 
-def etcd_argv(group: ServerGroup, index: int, data: Path) -> list[str]:
+def etcd_argv(group: ServerGroup, index: int, data: Path, tls: PgBackRestTLS | None = None) -> list[str]:
+    """An etcd member; with `tls` (the lab CA), clients and peers over TLS with client certificates required."""
     host = group.hosts[index - 1]
-    cluster = ",".join(f"{group.name}-{i}=http://{h.host}:{h.port + 1}" for i, h in enumerate(group.hosts, start=1))
+    scheme = "https" if tls is not None else "http"
+    cluster = ",".join(f"{group.name}-{i}={scheme}://{h.host}:{h.port + 1}"
+                       for i, h in enumerate(group.hosts, start=1))
+    secured: list[str] = []
+    if tls is not None:
+        name = etcd_cert_name(group.name, index)
+        files = ["--cert-file", tls.cert(name), "--key-file", tls.key(name), "--trusted-ca-file", tls.ca_file]
+        secured = [*files, "--client-cert-auth", *(f"--peer-{f[2:]}" if f.startswith("--") else f for f in files),
+                   "--peer-client-cert-auth"]
     return [
         ETCD_BIN, "--name", f"{group.name}-{index}", "--data-dir", str(data),
-        "--listen-client-urls", f"http://{host}", "--advertise-client-urls", f"http://{host}",
-        "--listen-peer-urls", f"http://{host.host}:{host.port + 1}",
-        "--initial-advertise-peer-urls", f"http://{host.host}:{host.port + 1}",
+        "--listen-client-urls", f"{scheme}://{host}", "--advertise-client-urls", f"{scheme}://{host}",
+        "--listen-peer-urls", f"{scheme}://{host.host}:{host.port + 1}",
+        "--initial-advertise-peer-urls", f"{scheme}://{host.host}:{host.port + 1}",
+        *secured,
         "--initial-cluster", cluster, "--initial-cluster-state", "new",
         "--initial-cluster-token", f"fedlab-{group.name}", "--listen-metrics-urls", "",
         "--heartbeat-interval", "100", "--election-timeout", "1000", "--logger", "zap",
@@ -136,18 +163,19 @@ def _accepts_connections(host: Address) -> bool:
 
 
 def dcs_healthy(dc: Datacenter, timeout: float = 1.0) -> bool:
-    return all(_server_healthy(dc.dcs.kind, h, timeout) for h in dc.dcs.hosts)
+    return all(_server_healthy(dc.dcs.kind, h, timeout, dc.etcd_tls) for h in dc.dcs.hosts)
 
 
 def group_healthy(group: ServerGroup, timeout: float = 1.0) -> bool:
-    return all(_server_healthy(group.kind, h, timeout) for h in group.hosts)
+    return all(_server_healthy(group.kind, h, timeout, group.client) for h in group.hosts)
 
 
-def _server_healthy(kind: str, host: Address, timeout: float) -> bool:
+def _server_healthy(kind: str, host: Address, timeout: float, client: ClientTLS | None = None) -> bool:
     try:
         if kind == "etcd3":
-            with urllib.request.urlopen(f"http://{host}/health", timeout=timeout) as resp:
-                return b'"true"' in resp.read()
+            status, body = exchange(host.host, host.port, "GET", "/health", timeout=timeout,
+                                    tls=client.context() if client is not None else None)
+            return status == 200 and b'"true"' in body
         # `ruok` answers imok before the server takes sessions; `srvr` names a Mode only once it serves.
         with socket.create_connection((host.host, host.port), timeout=timeout) as sock:
             sock.sendall(b"srvr")
@@ -155,7 +183,7 @@ def _server_healthy(kind: str, host: Address, timeout: float) -> bool:
             while chunk := sock.recv(4096):
                 answer += chunk
             return b"\nMode: " in answer
-    except OSError:
+    except (OSError, HTTPException):
         return False
 
 

@@ -107,6 +107,14 @@ def _lab_tls(topo: Topology, ca_file: str, field: str) -> PgBackRestTLS:
     return tls
 
 
+def etcd_client_settings(topo: Topology, dc: Datacenter, member: Member) -> dict[str, str]:
+    """Patroni's etcd3 client over TLS, presenting the member's lab-CA certificate (etcd requires one)."""
+    if dc.dcs.kind != "etcd3" or topo.etcd_tls is None:
+        return {}
+    tls = _lab_tls(topo, topo.etcd_tls.ca_file, "etcd_tls.ca_file")
+    return {"protocol": "https", "cacert": tls.ca_file, "cert": tls.cert(member.name), "key": tls.key(member.name)}
+
+
 def member_config(layout: LabLayout, dc: Datacenter, member: Member, passwords: dict[str, str],
                   pre_promote: str | None = None) -> dict[str, Any]:
     topo = layout.topo
@@ -147,7 +155,7 @@ def member_config(layout: LabLayout, dc: Datacenter, member: Member, passwords: 
         "name": member.name,
         "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
         "restapi": restapi_section(layout.topo, member),
-        dc.dcs.kind: {"hosts": dcs_hosts},
+        dc.dcs.kind: {"hosts": dcs_hosts, **etcd_client_settings(topo, dc, member)},
         "bootstrap": {
             "dcs": dynamic_config(topo, dc),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums"],

@@ -34,10 +34,39 @@ def tls_sections(topo: Topology) -> list[PgBackRestConfig]:
     return [s for s in sections if s is not None and s.tls is not None and s.repo_host is not None]
 
 
+def etcd_cert_name(group: str, index: int) -> str:
+    """The certificate name of etcd server `index` (from 1) of a DC's DCS (group = the DC) or of the store."""
+    return f"etcd-{group}-{index}"
+
+
+def etcd_servers(topo: Topology) -> dict[str, str]:
+    """Certificate name -> address of every etcd server of the lab, when the topology asks for etcd TLS."""
+    if topo.etcd_tls is None:
+        return {}
+    servers = {etcd_cert_name(dc.name, i): a.host for dc in topo.datacenters if dc.dcs.kind == "etcd3"
+               for i, a in enumerate(dc.dcs.hosts, start=1)}
+    store = topo.federation_store
+    if store is not None and store.kind == "etcd3":
+        servers |= {etcd_cert_name("store", i): h.host for i, h in enumerate(store.hosts, start=1)}
+    return servers
+
+
 def lab_hosts(topo: Topology, section: PgBackRestConfig) -> dict[str, str]:
-    """Certificate name -> address, for every host of the layout."""
+    """Certificate name -> address, for every host of the layout and every etcd server."""
     assert section.repo_host is not None
-    return {section.repo_host.name: section.repo_host.address, **{m.name: m.host for _dc, m in topo.members()}}
+    return {section.repo_host.name: section.repo_host.address, **{m.name: m.host for _dc, m in topo.members()},
+            **etcd_servers(topo)}
+
+
+def _issue(ca_cert: Path, ca_key: Path, cert: Path, key: Path, name: str, address: str | None) -> None:
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        csr, ext = Path(tmp) / "host.csr", Path(tmp) / "host.ext"
+        san = f"subjectAltName=IP:{address},DNS:{address}\n" if address else ""
+        ext.write_text(f"{san}extendedKeyUsage=serverAuth,clientAuth\n")
+        _openssl("req", "-new", "-nodes", *CURVE, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
+                 "-CAcreateserial", "-days", str(DAYS), "-out", str(cert), "-extfile", str(ext))
 
 
 def ensure_certs(topo: Topology, user: LabUser) -> list[Path]:
@@ -57,16 +86,13 @@ def ensure_certs(topo: Topology, user: LabUser) -> list[Path]:
             cert, key = Path(tls.cert(name)), Path(tls.key(name))
             if cert.exists() and key.exists():
                 continue
-            cert.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory() as tmp:
-                csr, ext = Path(tmp) / "host.csr", Path(tmp) / "host.ext"
-                ext.write_text(f"subjectAltName=IP:{address},DNS:{address}\n"
-                               "extendedKeyUsage=serverAuth,clientAuth\n")
-                _openssl("req", "-new", "-nodes", *CURVE, "-keyout", str(key), "-out", str(csr),
-                         "-subj", f"/CN={name}")
-                _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
-                         "-CAcreateserial", "-days", str(DAYS), "-out", str(cert), "-extfile", str(ext))
+            _issue(ca_cert, ca_key, cert, key, name, address)
             written += [cert, key]
+        client = topo.etcd_tls
+        if client is not None and not (Path(client.cert_file).exists() and Path(client.key_file).exists()):
+            # fedctl's own client certificate towards etcd (the CLI, the agents and the gate present it).
+            _issue(ca_cert, ca_key, Path(client.cert_file), Path(client.key_file), "fedctl", None)
+            written += [Path(client.cert_file), Path(client.key_file)]
         for path in ca_cert.parent.iterdir():
             if os.geteuid() == 0:
                 os.chown(path, user.uid, user.gid)
