@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from federation.dcs.zookeeper import ZooKeeperAuth
 from federation.errors import BadInput, TopologyError
 from federation.field_rules import (
     OS_USER_PATTERN,
@@ -241,12 +242,26 @@ class Datacenter(Model):
     # An argument list written as one line (split like a shell would, run without a shell); see docs/topology.md.
     fence_command: str | None = None
     jobs: JobList = Field(default_factory=list)
-    # The topology's etcd_tls, for this DC's etcd (set when the topology is built).
+    # The topology's etcd_tls and zookeeper_auth, for this DC's DCS (set when the topology is built).
     _etcd_tls: ClientTLS | None = PrivateAttr(default=None)
+    _zookeeper_auth: Credential | None = PrivateAttr(default=None)
 
     @property
     def etcd_tls(self) -> ClientTLS | None:
         return self._etcd_tls
+
+    @property
+    def zookeeper_auth(self) -> ZooKeeperAuth | None:
+        """The digest identity for this DC's ZooKeeper (None on etcd, or without zookeeper_auth)."""
+        cred = self._zookeeper_auth
+        if self.dcs.kind != "zookeeper" or cred is None:
+            return None
+        return ZooKeeperAuth(cred.username, cred.password.resolve())
+
+    @property
+    def fedctl_prefix(self) -> str:
+        """Where fedctl's own keys live in this DC's DCS (the record copy, samples, the agent lease)."""
+        return f"{self.dcs.namespace}_fedctl"
 
     @field_validator("fence_command")
     @classmethod
@@ -335,6 +350,9 @@ class Topology(Model):
     patroni_api: PatroniApi | None = None
     postgresql: PostgresSettings | None = None
     etcd_tls: EtcdTLS | None = None
+    # Every ZooKeeper (a DC's DCS, or the federation store) authenticates fedctl, the agents and the gate with
+    # this digest identity; the znodes fedctl creates let in this identity alone (docs/security.md).
+    zookeeper_auth: Credential | None = None
     datacenters: list[Datacenter] = Field(min_length=1)
     source: str = Field(default="<memory>", exclude=True)
 
@@ -342,10 +360,12 @@ class Topology(Model):
         etcd = self.etcd_tls.client() if self.etcd_tls is not None else None
         for dc in self.datacenters:
             dc._etcd_tls = etcd
+            dc._zookeeper_auth = self.zookeeper_auth
             for member in dc.members:
                 member._api_security = self.patroni_api
         if self.federation_store is not None:
             self.federation_store._etcd_tls = etcd
+            self.federation_store._zookeeper_auth = self.zookeeper_auth
 
     def dc(self, name: str) -> Datacenter:
         for dc in self.datacenters:

@@ -99,11 +99,14 @@ def ensure_secret_files(topo: Topology) -> None:
 
 
 def secret_refs(topo: Topology) -> list[SecretRef]:
-    """Every secret of the topology the lab's processes need: the three roles' and Patroni's REST API's."""
+    """Every secret of the topology the lab's processes need: the three roles', Patroni's REST API's and
+    fedctl's ZooKeeper identity's."""
     creds = topo.credentials
     refs = [creds.superuser.password, creds.replication.password, creds.rewind.password]
     if topo.patroni_api is not None and topo.patroni_api.authentication is not None:
         refs.append(topo.patroni_api.authentication.password)
+    if topo.zookeeper_auth is not None:
+        refs.append(topo.zookeeper_auth.password)
     return refs
 
 
