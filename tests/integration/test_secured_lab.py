@@ -161,3 +161,19 @@ def _exists(hosts: str, path: str) -> bool:
     finally:
         client.stop()
         client.close()
+
+
+def test_the_agents_serve_https_only_to_clients_of_the_lab_ca(clean_two_dc: LabHandle) -> None:
+    from agent.settings import default_listen
+    from tests.integration.labkit import agent_get
+
+    topo = clean_two_dc.topo
+    assert topo.agent_tls is not None
+    anonymous = ssl.create_default_context(cafile=topo.agent_tls.ca_file)  # verifies the agent, no certificate
+    for _dc, member in topo.members():
+        listen = default_listen(member)
+        assert agent_get(member, "/health")[0] in (200, 503), f"{member.name}'s agent answers its client"
+        with pytest.raises(OSError):  # the handshake fails, or the agent hangs up: no answer either way
+            exchange(listen.host, listen.port, "GET", "/health", timeout=3, tls=anonymous)
+        with pytest.raises(OSError):
+            exchange(listen.host, listen.port, "GET", "/health", timeout=3)  # plain http
