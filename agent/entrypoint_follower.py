@@ -39,7 +39,7 @@ log = logging.getLogger("agent.entrypoint")
 DEFAULT_INTERVAL = 0.5
 DCS_TIMEOUT = 1.0
 PATRONI_TIMEOUT = 0.5
-REPORT_DEADLINE = 1.0
+REPORT_DEADLINE = 0.6  # a report is advisory: a store that does not answer must not slow the loop much
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ class EntrypointFollower:
             self.cycle()
             self._stop.wait(self.interval)
         if self.pause is not None and self.pause.operation is not None:
-            self._guarded("pgbouncer", lambda: self.pause.resume("the follower stops") if self.pause else None)
+            self._guarded("pgbouncer", lambda: self._resume("the follower stops"))
         if self.reporter is not None:
             self._guarded("report", self.reporter.remove)
         log.info("entrypoint follower stopped")
@@ -231,13 +231,18 @@ class EntrypointFollower:
         if self.pgbouncer is not None:
             self._guarded("pgbouncer", self.follow_primary)
         if self.pause is not None and self.pause.overdue:
-            self._guarded("pgbouncer", lambda: self.pause.resume(
-                f"paused for {MAX_PAUSE:g} s and the switchover is not over: not holding the clients longer")
-                if self.pause else None)
+            self._guarded("pgbouncer", lambda: self._resume(
+                f"paused for {MAX_PAUSE:g} s and the switchover is not over: not holding the clients longer"))
+        self._guarded("report", self._report)
+
+    def _resume(self, why: str) -> None:
+        if self.pause is not None:
+            self.pause.resume(why)
+
+    def _report(self) -> None:
         if self.reporter is not None and self.pause is not None:
             state, detail = self.pause.state()
-            self._guarded("report", lambda: self.reporter.report(state, self.pause.operation if self.pause else None,
-                                                                 detail) if self.reporter else None)
+            self.reporter.report(state, self.pause.operation, detail)
 
     def sync_haproxy(self) -> None:
         if self.haproxy is not None and self.haproxy.sync(self.topo):
@@ -260,10 +265,9 @@ class EntrypointFollower:
                      record.operation.source if record.operation else "?",
                      record.operation.target if record.operation else "?")
         self._point(record)
-        pause = self.pause
-        if pause is not None and pause.operation is not None and wanted != pause.operation \
+        if self.pause is not None and self.pause.operation not in (None, wanted) \
                 and self.target is not None and self.target.writable:
-            pause.resume(f"the switchover is over: PgBouncer points at {self.target.describe()}, writable")
+            self._resume(f"the switchover is over: PgBouncer points at {self.target.describe()}, writable")
 
     def _point(self, record: FederationState) -> None:
         assert self.pgbouncer is not None

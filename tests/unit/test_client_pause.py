@@ -182,3 +182,52 @@ def test_the_announced_step_reaches_the_copies(topo: Topology) -> None:
     steps = {s.name: s for s in switchover_module.switchover_steps(run)}
     assert steps["pause-clients"].announce and not steps["demote"].announce
     assert {"pause-clients", "demote", "token", "catch-up", "epoch"} <= client_pause.PAUSED_STEPS
+
+
+def test_the_follower_pauses_points_at_the_new_primary_then_resumes_and_reports_each_state(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent import entrypoint_follower
+    from agent.entrypoint_follower import EntrypointFollower, FollowerReporter, PgBouncerTarget
+    from agent.haproxy_sync import TopologyWatch
+
+    topo_path = Path(__file__).parents[1] / "integration" / "topologies" / "entry-two-dc.yaml"
+    topo = load_topology(topo_path)
+    console, store, order = Console(), MemoryStore(), []
+    console.finish.set()  # no transaction runs: PAUSE returns at once
+
+    def command(admin: str, text: str, password: str | None) -> list[dict[str, str | None]]:
+        order.append(text)
+        return console(admin, text, password)
+
+    target = PgBouncerTarget(tmp_path / "databases.ini", "host=127.0.0.1 port=7002", ["postgres"], lambda: None,
+                             lambda admin, password: order.append("RELOAD"))
+    pause = PgBouncerPause("host=127.0.0.1 port=7002", lambda: None, command=command)
+    follower = EntrypointFollower(topo, TopologyWatch(topo_path), pgbouncer=target, pause=pause,
+                                  reporter=FollowerReporter(store, "app1", "127.0.0.1:7002"))
+    state = {"record": FederationState(federation=topo.federation, epoch=1, primary_dc="dc1",
+                                       upstreams={"dc1": None, "dc2": "dc1"}),
+             "roles": {"n1": "primary", "n2": "replica"}}
+    monkeypatch.setattr(follower, "read_record", lambda: state["record"])
+    monkeypatch.setattr(entrypoint_follower, "primary_dc_roles", lambda _t, _r: state["roles"])
+
+    def reported() -> str:
+        return read_all(store)[0].state
+
+    follower.cycle()
+    assert order == ["RELOAD"] and reported() == "following"
+    state["record"] = with_switchover(state["record"], "pause-clients")  # switchover-dc announces its pause
+    follower.cycle()
+    pause._done.wait(5)
+    follower.cycle()
+    assert "PAUSE" in order and reported() == PAUSED
+    assert read_all(store)[0].operation == state["record"].operation.id  # type: ignore[union-attr]
+    # The epoch names dc2; its standby leader is pointed at while still paused, resumed once writable.
+    raised = state["record"].model_copy(update={"epoch": 2, "primary_dc": "dc2",
+                                                "upstreams": {"dc1": "dc2", "dc2": None}})
+    state["record"], state["roles"] = raised, {"n3": "standby_leader", "n4": "replica"}
+    follower.cycle()
+    assert order[-1] == "RELOAD" and "RESUME" not in order and reported() == PAUSED
+    state["roles"] = {"n3": "primary", "n4": "replica"}
+    follower.cycle()
+    assert order[-1] == "RESUME" and order.index("RESUME") > len(order) - 2 and reported() == "following"
+    assert pause.operation is None
