@@ -62,7 +62,10 @@ def _issue(ca_cert: Path, ca_key: Path, cert: Path, key: Path, name: str, addres
     cert.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         csr, ext = Path(tmp) / "host.csr", Path(tmp) / "host.ext"
-        san = f"subjectAltName=IP:{address},DNS:{address}\n" if address else ""
+        # etcd checks a peer's client certificate against the address the connection comes from, and on a
+        # loopback lab every connection comes from 127.0.0.1 whatever address the server listens on.
+        loopback = ",IP:127.0.0.1" if name.startswith("etcd-") else ""
+        san = f"subjectAltName=IP:{address},DNS:{address}{loopback}\n" if address else ""
         ext.write_text(f"{san}extendedKeyUsage=serverAuth,clientAuth\n")
         _openssl("req", "-new", "-nodes", *CURVE, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
         _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
