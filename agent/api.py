@@ -19,6 +19,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from agent.lease_guard import LeaseGuard
 from agent.primary_check import PrimaryCheck
 from agent.settings import AgentSettings
+from federation.topology import AgentTLS
 
 log = logging.getLogger("agent.api")
 
@@ -90,7 +92,8 @@ def route(view: AgentView, primary: PrimaryCheck | None, method: str, path: str)
 class ApiServer:
     """The running API: `server_address`, `shutdown()` and `server_close()` as the old HTTPServer had."""
 
-    def __init__(self, view: AgentView, host: str, port: int, *, allow: Sequence[Network] = ()) -> None:
+    def __init__(self, view: AgentView, host: str, port: int, *, allow: Sequence[Network] = (),
+                 tls: ssl.SSLContext | None = None) -> None:
         self.view = view
         settings = getattr(view, "settings", None)  # the real agent has them; test doubles may not
         guard = getattr(view, "guard", None)
@@ -102,7 +105,8 @@ class ApiServer:
         self._loop = asyncio.new_event_loop()
         self._open = 0
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._connection, host, port, backlog=MAX_CONNECTIONS, limit=MAX_HEAD))
+            asyncio.start_server(self._connection, host, port, backlog=MAX_CONNECTIONS, limit=MAX_HEAD, ssl=tls,
+                                 ssl_handshake_timeout=REQUEST_TIMEOUT if tls is not None else None))
         self.server_address = self._server.sockets[0].getsockname()
         self._thread = threading.Thread(target=self._loop.run_forever, name="agent-api", daemon=True)
         self._thread.start()
@@ -173,6 +177,18 @@ class ApiServer:
             self._loop.close()
 
 
-def serve(view: AgentView, host: str, port: int, *, allow: Sequence[Network] = ()) -> ApiServer:
-    """Start the API in a daemon thread; call `.shutdown()` and `.server_close()` to stop it."""
-    return ApiServer(view, host, port, allow=allow)
+def serve(view: AgentView, host: str, port: int, *, allow: Sequence[Network] = (),
+          tls: ssl.SSLContext | None = None) -> ApiServer:
+    """Start the API in a daemon thread; call `.shutdown()` and `.server_close()` to stop it. With `tls`
+    (server_context) it speaks https only and takes only clients with a certificate of the topology's CA."""
+    return ApiServer(view, host, port, allow=allow, tls=tls)
+
+
+def server_context(tls: AgentTLS, member: str) -> ssl.SSLContext:
+    """The agent's https: the member's certificate, and a client certificate of `tls.ca_file` required."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(tls.server_cert(member), tls.server_key(member))
+    context.load_verify_locations(tls.ca_file)
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context

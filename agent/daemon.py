@@ -76,20 +76,24 @@ class Agent:
     # ---- lifecycle
     def run(self) -> None:
         """Serve the API, keep the lease, reconcile until stop() (or SIGTERM/SIGINT in the main thread)."""
-        from agent.api import serve
+        from agent.api import serve, server_context
 
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self.stop())
             signal.signal(signal.SIGINT, lambda *_: self.stop())
         self._loop_thread = threading.current_thread()
         listen = self.settings.listen
+        tls = self.settings.topo.agent_tls
         try:
-            server = serve(self, listen.host, listen.port, allow=self.settings.api_allow)
+            context = server_context(tls, self.settings.member.name) if tls is not None else None
+            server = serve(self, listen.host, listen.port, allow=self.settings.api_allow, tls=context)
         except OSError as exc:
             raise FedError(f"the agent cannot listen on {listen}: {exc.strerror or exc}",
-                           hint="is another agent already running there? pass --listen HOST:PORT") from None
-        log.info("agent %s started: API on http://%s, lease %s (TTL %s s), cycle every %s s", self.settings.identity,
-                 listen, self.settings.lease_key, self.settings.lease_ttl, self.settings.interval)
+                           hint="is another agent already running there? pass --listen HOST:PORT "
+                                "(or, for a TLS file, check agent_api.tls in the topology)") from None
+        log.info("agent %s started: API on %s://%s, lease %s (TTL %s s), cycle every %s s", self.settings.identity,
+                 "https" if context else "http", listen, self.settings.lease_key, self.settings.lease_ttl,
+                 self.settings.interval)
         self.keeper.start()
         if self.guard is not None:
             self.guard.start()

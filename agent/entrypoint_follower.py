@@ -20,7 +20,6 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,20 +118,15 @@ def dcs_leader_of(topo: Topology, record: FederationState) -> str | None:
 
 def primary_dc_roles(topo: Topology, record: FederationState, timeout: float = PATRONI_TIMEOUT
                      ) -> dict[str, str | None]:
-    """GET /patroni on every member of the record's primary DC, in parallel; None for those not answering."""
+    """The Patroni role of every member of the record's primary DC, as every operation looks at a DC
+    (operations.common.look_at: all members at once); None for those not answering."""
+    from federation.operations.common import look_at
+
     dc = next((d for d in topo.datacenters if d.name == record.primary_dc), None)
     if dc is None:
         return {}
-
-    def role(member: Member) -> str | None:
-        try:
-            value = patroni_api.get_patroni(member, timeout=timeout).get("role")
-        except FedError:
-            return None
-        return value if isinstance(value, str) else None
-
-    with ThreadPoolExecutor(max_workers=len(dc.members), thread_name_prefix="follow-patroni") as pool:
-        return dict(zip([m.name for m in dc.members], pool.map(role, dc.members), strict=True))
+    return {name: status.role if status is not None else None
+            for name, status in look_at(dc, timeout=timeout).statuses.items()}
 
 
 class PgBouncerTarget:

@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 
 from federation.errors import OperationFailed, OperationRefused
-from federation.operations.common import connect
-from federation.patroni_api import LEADER_ROLES, PRIMARY_ROLES, patroni_state
+from federation.operations.common import connect, look_at
+from federation.patroni_api import PRIMARY_ROLES
 from federation.topology import Datacenter, Member, Topology
 
 
@@ -25,16 +25,15 @@ class Leader:
 
 
 def find_leader(dc: Datacenter) -> Leader:
-    """The DC's leader now, by asking every member's Patroni. Raises OperationFailed when there is none."""
-    seen = []
-    for member in dc.members:
-        state = patroni_state(member, timeout=2.0)
-        role = (state or {}).get("role")
-        seen.append(f"{member.name}={role or 'unreachable'}")
-        if role in LEADER_ROLES:
-            return Leader(dc, member, "primary" if role in PRIMARY_ROLES else str(role))
-    raise OperationFailed(f"datacenter {dc.name} has no leader right now ({', '.join(seen)})",
-                          hint="check the DC with `fedctl status` and `patronictl list`; retry when it has one")
+    """The DC's leader now, as every operation finds it (all members' Patroni asked at once, operations.common).
+    Raises OperationFailed when there is none."""
+    look = look_at(dc, timeout=2.0)
+    leader, status = look.leader, look.leader_status
+    if leader is None or status is None:
+        seen = [f"{name}={s.role if s is not None else 'unreachable'}" for name, s in look.statuses.items()]
+        raise OperationFailed(f"datacenter {dc.name} has no leader right now ({', '.join(seen)})",
+                              hint="check the DC with `fedctl status` and `patronictl list`; retry when it has one")
+    return Leader(dc, leader, "primary" if status.role in PRIMARY_ROLES else str(status.role))
 
 
 def primary_leader(dc: Datacenter) -> Leader:

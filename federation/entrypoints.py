@@ -65,9 +65,14 @@ def render_haproxy(topo: Topology, *, read_write_bind: str, read_only_bind: str,
               "# Only the member that is Patroni's primary in the primary DC of the newest epoch passes.",
               "backend fed_primary", "    option httpchk GET /primary", "    http-check expect status 200",
               f"    default-server {CHECK_TIMING} on-marked-down shutdown-sessions"]
+    # The agents' /primary over https when they serve it, verified against its CA, with HAProxy's certificate.
+    agent_tls = topo.agent_tls
+    agent_check = (f" check-ssl verify required ca-file {agent_tls.ca_file} crt {agent_tls.client_cert_file}"
+                   if agent_tls is not None else "")
     for dc, member in topo.members():
         agent = default_listen(member)
-        lines.append(f"    server {_server_name(dc, member)} {member.host}:{member.port} check port {agent.port}")
+        lines.append(f"    server {_server_name(dc, member)} {member.host}:{member.port} check port {agent.port}"
+                     f"{agent_check}")
     lines += ["", "frontend fed_read_only", f"    bind {read_only_bind}", "    default_backend fed_replicas", "",
               "backend fed_replicas", "    balance roundrobin", f"    option httpchk GET {replica_check}",
               "    http-check expect status 200",

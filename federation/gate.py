@@ -16,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from federation.errors import BadInput
 from federation.gate_core import GATE_ALLOW, GATE_REFUSE, CopyView, GateDecision, decide_with_store
 from federation.gate_store import StoreView
 from federation.state import StateCopy, state_key
-from federation.topology import FencingPolicy, Topology
+from federation.topology import FencingPolicy, SecretRef, Topology
 
 __all__ = ["GATE_ALLOW", "GATE_REFUSE", "GateDecision", "decide_promotion", "gate_config"]
 
@@ -50,4 +51,17 @@ def gate_config(topo: Topology, dc_name: str) -> dict[str, Any]:
                            "namespace": store.namespace, "federation": topo.federation}
     if (tls := topo.etcd_tls) is not None:  # paths only: the key file stays where it is
         config["etcd_tls"] = {"ca_file": tls.ca_file, "cert_file": tls.cert_file, "key_file": tls.key_file}
+    if (auth := topo.zookeeper_auth) is not None and any(dc.dcs.kind == "zookeeper" for dc in topo.datacenters):
+        config["zookeeper_auth"] = {"username": auth.username, "password": _secret_reference(auth.password)}
     return config
+
+
+def _secret_reference(ref: SecretRef) -> dict[str, str]:
+    """Where the gate reads a secret at each run: a file or an environment variable, never the value."""
+    if ref.file is not None:
+        return {"file": ref.file}
+    if ref.env is not None:
+        return {"env": ref.env}
+    raise BadInput("zookeeper_auth.password is given inline: the promotion gate's config holds no secrets, so "
+                   "the gate could not authenticate to ZooKeeper",
+                   hint="give it as {file: PATH} (readable by the OS user Patroni runs as) or {env: NAME}")

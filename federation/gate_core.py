@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -117,11 +118,30 @@ def _etcd_get(hosts: Sequence[str], key: str, timeout: float, tls: ClientTLS | N
     raise OSError(f"no etcd host answered: {last}")
 
 
-def _zookeeper_get(hosts: Sequence[str], key: str, timeout: float, tls: ClientTLS | None = None) -> str | None:
-    from kazoo.client import KazooClient
-    from kazoo.exceptions import NoNodeError
+def zookeeper_auth_data(auth: dict[str, Any] | None) -> list[tuple[str, str]] | None:
+    """kazoo's auth_data for the gate config's zookeeper_auth: the password read now, from its file or variable."""
+    if not auth:
+        return None
+    ref = auth["password"]
+    if "file" in ref:
+        with open(ref["file"]) as f:
+            password = f.read().strip()
+    else:
+        password = os.environ[ref["env"]]
+    return [("digest", f"{auth['username']}:{password}")]
 
-    client = KazooClient(hosts=",".join(hosts), timeout=timeout, connection_retry={"max_tries": 1})
+
+class CopyRefused(Exception):
+    """A DCS answered but would not let the gate read the record's copy: not an unreachable peer (which the
+    permissive policy may pass over), so the gate cannot decide and refuses."""
+
+
+def _zookeeper_get(hosts: Sequence[str], key: str, timeout: float, tls: ClientTLS | None = None,
+                   auth: list[tuple[str, str]] | None = None) -> str | None:
+    from kazoo.client import KazooClient
+    from kazoo.exceptions import AuthFailedError, NoAuthError, NoNodeError
+
+    client = KazooClient(hosts=",".join(hosts), timeout=timeout, connection_retry={"max_tries": 1}, auth_data=auth)
     try:
         client.start(timeout=timeout)
         try:
@@ -129,6 +149,9 @@ def _zookeeper_get(hosts: Sequence[str], key: str, timeout: float, tls: ClientTL
         except NoNodeError:
             return None
         return data.decode()
+    except (NoAuthError, AuthFailedError) as exc:
+        raise CopyRefused(f"ZooKeeper at {','.join(hosts)} refused to let the gate read {key} "
+                          f"({type(exc).__name__}): check zookeeper_auth in the gate config") from exc
     except Exception as exc:
         raise OSError(f"ZooKeeper did not answer: {exc}") from exc
     finally:
@@ -136,10 +159,13 @@ def _zookeeper_get(hosts: Sequence[str], key: str, timeout: float, tls: ClientTL
         client.close()
 
 
-def read_copy(peer: dict[str, Any], timeout: float = READ_TIMEOUT, tls: ClientTLS | None = None) -> CopyView:
-    reader = _etcd_get if peer["kind"] == "etcd3" else _zookeeper_get
+def read_copy(peer: dict[str, Any], timeout: float = READ_TIMEOUT, tls: ClientTLS | None = None,
+              zookeeper_auth: list[tuple[str, str]] | None = None) -> CopyView:
     try:
-        raw = reader(peer["hosts"], peer["key"], timeout, tls)
+        if peer["kind"] == "etcd3":
+            raw = _etcd_get(peer["hosts"], peer["key"], timeout, tls)
+        else:
+            raw = _zookeeper_get(peer["hosts"], peer["key"], timeout, auth=zookeeper_auth)
     except OSError:
         return CopyView(peer["dc"], None, None, reachable=False)
     if raw is None:
@@ -155,10 +181,11 @@ def run(config: dict[str, Any]) -> GateDecision:
     peers = config["datacenters"]
     store = config.get("store")
     tls = ClientTLS(**config["etcd_tls"]) if config.get("etcd_tls") else None
+    zk_auth = zookeeper_auth_data(config.get("zookeeper_auth"))
     with ThreadPoolExecutor(max_workers=max(1, len(peers)) + 1) as pool:
         # The store is read alongside the copies, not before them: the gate's time is the slower of the two.
         store_view = pool.submit(read_store, store, tls=tls) if store else None
-        copies = list(pool.map(lambda peer: read_copy(peer, tls=tls), peers))
+        copies = list(pool.map(lambda peer: read_copy(peer, tls=tls, zookeeper_auth=zk_auth), peers))
         view = store_view.result() if store_view is not None else None
     return decide_with_store(config["dc"], config["fencing"] == "strict", config["initial_primary"], copies, view)
 

@@ -35,6 +35,7 @@ from federation.store_config import StoreConfig, StoreHost
 from federation.store_quorum import QuorumView, probe_members
 
 if TYPE_CHECKING:
+    from federation.dcs.zookeeper import ZooKeeperAuth
     from federation.store_lease import PrimaryLease
     from federation.tls_files import ClientTLS
 
@@ -133,7 +134,8 @@ class FederationStore:
     @contextmanager
     def _session(self, deadline_at: float | None = None) -> Iterator[DCS]:
         serving, deadline_at = self._serving(deadline_at)
-        dcs = open_member(self.config.kind, serving[0], deadline_at=deadline_at, tls=self.config.etcd_tls)
+        dcs = open_member(self.config.kind, serving[0], deadline_at=deadline_at, tls=self.config.etcd_tls,
+                          zookeeper_auth=self.config.zookeeper_auth)
         try:
             yield dcs
         finally:
@@ -263,9 +265,10 @@ def _etcd_time_to_live(dcs: DCS, key: str) -> tuple[int | None, float | None]:
     return lease_id, float(max(ttl, 0))
 
 
-def open_member(kind: str, host: StoreHost, *, deadline_at: float, tls: ClientTLS | None = None) -> DCS:
+def open_member(kind: str, host: StoreHost, *, deadline_at: float, tls: ClientTLS | None = None,
+                zookeeper_auth: ZooKeeperAuth | None = None) -> DCS:
     """A DCS adapter on one store member, bound to the deadline (requests are never re-sent elsewhere)."""
     from federation.dcs.deadline import open_with_deadline
 
     return open_with_deadline(kind, [(host.host, host.port)], label="federation store", deadline_at=deadline_at,
-                              tls=tls)
+                              tls=tls, zookeeper_auth=zookeeper_auth)

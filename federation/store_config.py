@@ -24,10 +24,11 @@ Address model is borrowed at validation time.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from federation.dcs.zookeeper import ZooKeeperAuth
 from federation.field_rules import dcs_namespace, not_bool
 from federation.tls_files import ClientTLS
 from federation.yaml_lines import dotted_path
@@ -85,10 +86,19 @@ class StoreConfig(_Model):
     lease_ttl: Annotated[int, BeforeValidator(not_bool), Field(ge=2, le=300)] = DEFAULT_LEASE_TTL
     fencing_margin: Annotated[float, BeforeValidator(not_bool), Field(gt=0)] = DEFAULT_FENCING_MARGIN
     _etcd_tls: ClientTLS | None = PrivateAttr(default=None)  # the topology's etcd_tls, set when it is built
+    _zookeeper_auth: Any = PrivateAttr(default=None)  # the topology's zookeeper_auth (a Credential)
 
     @property
     def etcd_tls(self) -> ClientTLS | None:
         return self._etcd_tls
+
+    @property
+    def zookeeper_auth(self) -> ZooKeeperAuth | None:
+        """The digest identity for a ZooKeeper store (every znode of the store is fedctl's)."""
+        cred = self._zookeeper_auth
+        if self.kind != "zookeeper" or cred is None:
+            return None
+        return ZooKeeperAuth(cred.username, cred.password.resolve())
 
     @model_validator(mode="after")
     def _one_kind_and_margin(self) -> StoreConfig:

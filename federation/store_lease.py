@@ -159,7 +159,7 @@ class ZooKeeperPrimaryLease(PrimaryLease):
             serving, deadline_at = self.store._serving()
             self._dcs = ZooKeeperDCS([(h.host, h.port) for h in serving], label="federation store",
                                      timeout=max(0.1, deadline_at - self.store.clock()),
-                                     session_timeout=float(self.ttl))
+                                     session_timeout=float(self.ttl), auth=self.store.config.zookeeper_auth)
         return self._dcs
 
     def _lost(self) -> None:

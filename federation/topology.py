@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from federation.dcs.zookeeper import ZooKeeperAuth
 from federation.errors import BadInput, TopologyError
 from federation.field_rules import (
     OS_USER_PATTERN,
@@ -175,6 +176,31 @@ class EtcdTLS(Model):
         return ClientTLS(self.ca_file, self.cert_file, self.key_file)
 
 
+class AgentTLS(Model):
+    """The agents serve their API over https with the member's certificate (`{host}`: the member's name) and
+    take only clients that present a certificate signed by `ca_file`; fedctl, HAProxy's checks and the tests
+    present `client_cert_file` (HAProxy's `crt` wants the key in the same file: append it)."""
+
+    ca_file: Annotated[str, AfterValidator(absolute_path)]
+    cert_file: Annotated[str, AfterValidator(absolute_path)]
+    key_file: Annotated[str, AfterValidator(absolute_path)]
+    client_cert_file: Annotated[str, AfterValidator(absolute_path)]
+    client_key_file: Annotated[str, AfterValidator(absolute_path)]
+
+    def server_cert(self, member: str) -> str:
+        return self.cert_file.replace("{host}", member)
+
+    def server_key(self, member: str) -> str:
+        return self.key_file.replace("{host}", member)
+
+    def client(self) -> ClientTLS:
+        return ClientTLS(self.ca_file, self.client_cert_file, self.client_key_file)
+
+
+class AgentApi(Model):
+    tls: AgentTLS | None = None
+
+
 class PostgresSettings(Model):
     """How fedctl (and the lab's clients) reach PostgreSQL on the members: with `tls`, the members accept
     only TLS connections (hostssl) and fedctl connects with sslmode=verify-full against this CA."""
@@ -201,6 +227,8 @@ class Member(Model):
 
     # How its Patroni REST API is reached: the topology's patroni_api section, set when the topology is built.
     _api_security: PatroniApi | None = PrivateAttr(default=None)
+    # How its fedctl agent's API is reached: the topology's agent_api.tls (None: plain http).
+    _agent_tls: AgentTLS | None = PrivateAttr(default=None)
 
     @field_validator("host")
     @classmethod
@@ -215,6 +243,10 @@ class Member(Model):
     def api_url(self) -> str:
         scheme = "https" if self._api_security is not None and self._api_security.tls is not None else "http"
         return f"{scheme}://{self.api}"
+
+    @property
+    def agent_tls(self) -> AgentTLS | None:
+        return self._agent_tls
 
 
 class DCRole(StrEnum):
@@ -241,12 +273,26 @@ class Datacenter(Model):
     # An argument list written as one line (split like a shell would, run without a shell); see docs/topology.md.
     fence_command: str | None = None
     jobs: JobList = Field(default_factory=list)
-    # The topology's etcd_tls, for this DC's etcd (set when the topology is built).
+    # The topology's etcd_tls and zookeeper_auth, for this DC's DCS (set when the topology is built).
     _etcd_tls: ClientTLS | None = PrivateAttr(default=None)
+    _zookeeper_auth: Credential | None = PrivateAttr(default=None)
 
     @property
     def etcd_tls(self) -> ClientTLS | None:
         return self._etcd_tls
+
+    @property
+    def zookeeper_auth(self) -> ZooKeeperAuth | None:
+        """The digest identity for this DC's ZooKeeper (None on etcd, or without zookeeper_auth)."""
+        cred = self._zookeeper_auth
+        if self.dcs.kind != "zookeeper" or cred is None:
+            return None
+        return ZooKeeperAuth(cred.username, cred.password.resolve())
+
+    @property
+    def fedctl_prefix(self) -> str:
+        """Where fedctl's own keys live in this DC's DCS (the record copy, samples, the agent lease)."""
+        return f"{self.dcs.namespace}_fedctl"
 
     @field_validator("fence_command")
     @classmethod
@@ -335,17 +381,28 @@ class Topology(Model):
     patroni_api: PatroniApi | None = None
     postgresql: PostgresSettings | None = None
     etcd_tls: EtcdTLS | None = None
+    agent_api: AgentApi | None = None
+    # Every ZooKeeper (a DC's DCS, or the federation store) authenticates fedctl, the agents and the gate with
+    # this digest identity; the znodes fedctl creates let in this identity alone (docs/security.md).
+    zookeeper_auth: Credential | None = None
     datacenters: list[Datacenter] = Field(min_length=1)
     source: str = Field(default="<memory>", exclude=True)
+
+    @property
+    def agent_tls(self) -> AgentTLS | None:
+        return self.agent_api.tls if self.agent_api is not None else None
 
     def model_post_init(self, _context: Any) -> None:
         etcd = self.etcd_tls.client() if self.etcd_tls is not None else None
         for dc in self.datacenters:
             dc._etcd_tls = etcd
+            dc._zookeeper_auth = self.zookeeper_auth
             for member in dc.members:
                 member._api_security = self.patroni_api
+                member._agent_tls = self.agent_tls
         if self.federation_store is not None:
             self.federation_store._etcd_tls = etcd
+            self.federation_store._zookeeper_auth = self.zookeeper_auth
 
     def dc(self, name: str) -> Datacenter:
         for dc in self.datacenters:

@@ -27,4 +27,5 @@ def connect(dc: Datacenter, *, timeout: float | None = None) -> DCS:
     from federation.dcs.zookeeper import DEFAULT_TIMEOUT as ZK_TIMEOUT
     from federation.dcs.zookeeper import ZooKeeperDCS
 
-    return ZooKeeperDCS(hosts, label=dc.name, timeout=timeout or ZK_TIMEOUT)
+    return ZooKeeperDCS(hosts, label=dc.name, timeout=timeout or ZK_TIMEOUT, auth=dc.zookeeper_auth,
+                        private_prefix=dc.fedctl_prefix)

@@ -13,7 +13,7 @@ from typing import Any
 
 from federation.dcs.base import DCS
 from federation.dcs.etcd3 import EtcdDCS
-from federation.dcs.zookeeper import SESSION_TIMEOUT, ZooKeeperDCS
+from federation.dcs.zookeeper import SESSION_TIMEOUT, ZooKeeperAuth, ZooKeeperDCS
 from federation.tls_files import ClientTLS
 
 MIN_WAIT = 0.05
@@ -39,11 +39,12 @@ class DeadlineEtcd(EtcdDCS):
 
 class DeadlineZooKeeper(ZooKeeperDCS):
     def __init__(self, hosts: Sequence[tuple[str, int]], *, label: str, deadline_at: float,
-                 session_timeout: float = SESSION_TIMEOUT, clock: Callable[[], float] = time.monotonic) -> None:
+                 session_timeout: float = SESSION_TIMEOUT, clock: Callable[[], float] = time.monotonic,
+                 auth: ZooKeeperAuth | None = None) -> None:
         self._deadline_at = deadline_at
         self._clock = clock
         super().__init__(hosts, label=label, timeout=max(MIN_WAIT, deadline_at - clock()),
-                         session_timeout=session_timeout)
+                         session_timeout=session_timeout, auth=auth)
 
     def _wait(self, what: str, async_result: Any) -> Any:
         self.timeout = max(MIN_WAIT, self._deadline_at - self._clock())
@@ -51,8 +52,9 @@ class DeadlineZooKeeper(ZooKeeperDCS):
 
 
 def open_with_deadline(kind: str, hosts: Sequence[tuple[str, int]], *, label: str, deadline_at: float,
-                       session_timeout: float | None = None, tls: ClientTLS | None = None) -> DCS:
+                       session_timeout: float | None = None, tls: ClientTLS | None = None,
+                       zookeeper_auth: ZooKeeperAuth | None = None) -> DCS:
     if kind == "etcd3":
         return DeadlineEtcd(hosts, label=label, deadline_at=deadline_at, tls=tls)
     return DeadlineZooKeeper(hosts, label=label, deadline_at=deadline_at,
-                             session_timeout=session_timeout or SESSION_TIMEOUT)
+                             session_timeout=session_timeout or SESSION_TIMEOUT, auth=zookeeper_auth)

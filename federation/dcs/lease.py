@@ -21,9 +21,12 @@ from __future__ import annotations
 import json
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from federation.dcs.etcd3 import EtcdDCS, _b64, _unb64
+from federation.dcs.zookeeper import ZooKeeperAuth, create_znode
 from federation.errors import DCSError
 
 if TYPE_CHECKING:
@@ -138,10 +141,12 @@ class EtcdLease(LeaderLease):
 
 class ZooKeeperLease(LeaderLease):
     def __init__(self, hosts: list[tuple[str, int]], key: str, identity: str, ttl: int, *, label: str = "",
-                 timeout: float = 2.5) -> None:
+                 timeout: float = 2.5, auth: ZooKeeperAuth | None = None, private_prefix: str = "/") -> None:
         super().__init__(key, identity, ttl)
-        from federation.dcs.zookeeper import _kazoo, _kazoo_log
+        from federation.dcs.zookeeper import _kazoo, _kazoo_log, private_acl
 
+        self._acl_for: Callable[[str], list[Any] | None] = partial(
+            private_acl, auth.acl() if auth is not None else None, "/" + private_prefix.strip("/"))
         self.label = label
         self.timeout = timeout
         self._kz = _kazoo()
@@ -150,7 +155,8 @@ class ZooKeeperLease(LeaderLease):
         self._where = f"ZooKeeper at {where}" + (f" ({label})" if label else "")
         # A session of its own whose timeout is the TTL: the ephemeral node dies with it.
         self._zk: Any = self._kz.client.KazooClient(
-            hosts=where, timeout=float(ttl), connection_retry={"max_tries": -1, "max_delay": 1.0}, logger=_kazoo_log)
+            hosts=where, timeout=float(ttl), connection_retry={"max_tries": -1, "max_delay": 1.0}, logger=_kazoo_log,
+            auth_data=auth.auth_data() if auth is not None else None)
         self._started = False
 
     def _ensure_session(self) -> None:
@@ -196,8 +202,8 @@ class ZooKeeperLease(LeaderLease):
             except (errors.NoNodeError, errors.BadVersionError):
                 return False
         try:
-            self._wait(f"create {self._path}", self._zk.create_async(
-                self._path, lease_value(self.identity).encode(), ephemeral=True, makepath=True))
+            create_znode(self._zk, lambda call: self._wait(f"create {self._path}", call), self._path,
+                         lease_value(self.identity).encode(), self._acl_for, ephemeral=True)
         except errors.NodeExistsError:
             return False
         self.last_holder = self.identity
@@ -230,4 +236,5 @@ def open_lease(dc: Datacenter, key: str, identity: str, *, ttl: int = 5, timeout
     hosts = [(a.host, a.port) for a in dc.dcs.hosts]
     if dc.dcs.kind == "etcd3":
         return EtcdLease(EtcdDCS(hosts, label=dc.name, timeout=timeout, tls=dc.etcd_tls), key, identity, ttl)
-    return ZooKeeperLease(hosts, key, identity, ttl, label=dc.name, timeout=timeout)
+    return ZooKeeperLease(hosts, key, identity, ttl, label=dc.name, timeout=timeout, auth=dc.zookeeper_auth,
+                          private_prefix=dc.fedctl_prefix)

@@ -85,21 +85,19 @@ def _zookeeper(dcs: Any, checks: Sequence[Check], writes: Sequence[Write], what:
     path = dcs._path
     created = [c.key for c in checks if c.version is None] + [w.key for w in writes if isinstance(w, Put) and w.create]
     for key in dict.fromkeys(created):
-        parent = path(key).rsplit("/", 1)[0]
-        if parent:
-            # A multi cannot create missing parents; they hold no data, so making them first is harmless.
-            dcs._wait(f"prepare {parent}", zk.ensure_path_async(parent))
+        # A multi cannot create missing parents; they hold no data, so making them first is harmless.
+        dcs.ensure_parents(f"prepare {path(key)}", path(key))
     t = zk.transaction()
     for c in checks:
         if c.version is None:
-            t.create(path(c.key), b"")
+            t.create(path(c.key), b"", acl=dcs.acl_for(path(c.key)))
             t.delete(path(c.key))
         else:
             t.check(path(c.key), c.version)
     for w in writes:
         if isinstance(w, Put):
             if w.create:
-                t.create(path(w.key), w.value.encode(), ephemeral=w.lease is not None)
+                t.create(path(w.key), w.value.encode(), acl=dcs.acl_for(path(w.key)), ephemeral=w.lease is not None)
             else:
                 t.set_data(path(w.key), w.value.encode())
         else:

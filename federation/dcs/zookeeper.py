@@ -5,13 +5,20 @@ A key is a znode path and its version is the znode's data version. `create` fail
 `timeout` seconds, so a dead or partitioned ensemble becomes a quick `DCSError`, never a hang.
 ZooKeeper has parent znodes where etcd has none: `get_prefix` skips a znode that has children and
 no data (a "directory"), so both backends return the same keys for Patroni's layout.
+
+With `auth` (the topology's zookeeper_auth) the session authenticates with ZooKeeper's digest scheme,
+and every znode it creates below `private_prefix` (fedctl's own keys: the record copy, samples, the
+agent lease, the fence marker; the whole federation store) gets an ACL that gives that identity alone
+every permission. Patroni's znodes are created world-open: Patroni can set only x509 ACLs
+(`zookeeper.set_acls`), and fedctl must not lock Patroni out of a config key it writes for it.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from federation.dcs.base import DCS, Versioned
@@ -39,6 +46,59 @@ def _kazoo() -> Any:
     return kazoo
 
 
+@dataclass(frozen=True)
+class ZooKeeperAuth:
+    """A digest identity: who fedctl's sessions are, and the only one its znodes let in."""
+
+    username: str
+    password: str
+
+    def auth_data(self) -> list[tuple[str, str]]:
+        return [("digest", f"{self.username}:{self.password}")]
+
+    def acl(self) -> list[Any]:
+        from kazoo.security import make_digest_acl  # type: ignore[import-untyped]
+
+        return [make_digest_acl(self.username, self.password, all=True)]
+
+    def __repr__(self) -> str:
+        return f"ZooKeeperAuth(username={self.username!r}, password=***)"
+
+
+def private_acl(acl: list[Any] | None, private: str, path: str) -> list[Any] | None:
+    """The ACL of a znode created at `path`: `acl` inside `private` (a prefix), else None (world-open)."""
+    if acl is None:
+        return None
+    inside = private == "/" or path == private or path.startswith(private + "/")
+    return acl if inside else None
+
+
+def create_znode(zk: Any, wait: Callable[[Any], Any], path: str, data: bytes,
+                 acl_for: Callable[[str], list[Any] | None], *, ephemeral: bool = False) -> None:
+    """Create `path`, and its missing parents first, each with its own ACL: kazoo's makepath would give a
+    parent outside fedctl's prefix (Patroni's namespace) the leaf's private ACL."""
+    try:
+        wait(zk.create_async(path, data, acl=acl_for(path), ephemeral=ephemeral))
+        return
+    except _kazoo().exceptions.NoNodeError:
+        pass
+    ensure_parents(zk, wait, path, acl_for)
+    wait(zk.create_async(path, data, acl=acl_for(path), ephemeral=ephemeral))
+
+
+def ensure_parents(zk: Any, wait: Callable[[Any], Any], path: str,
+                   acl_for: Callable[[str], list[Any] | None]) -> None:
+    """Create the missing parents of `path` (no data), each with the ACL its own path calls for."""
+    errors = _kazoo().exceptions
+    parts = path.strip("/").split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        parent = "/" + "/".join(parts[:depth])
+        try:
+            wait(zk.create_async(parent, b"", acl=acl_for(parent)))
+        except errors.NodeExistsError:
+            pass
+
+
 def _decode(data: bytes | None) -> str:
     return (data or b"").decode("utf-8", errors="replace")
 
@@ -49,18 +109,22 @@ class ZooKeeperDCS(DCS):
     kind = "zookeeper"
 
     def __init__(self, hosts: Sequence[tuple[str, int]], *, label: str = "",
-                 timeout: float = DEFAULT_TIMEOUT, session_timeout: float = SESSION_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, session_timeout: float = SESSION_TIMEOUT,
+                 auth: ZooKeeperAuth | None = None, private_prefix: str = "/") -> None:
         if not hosts:
             raise ValueError("ZooKeeperDCS needs at least one host")
 
         self.hosts = [(h, int(p)) for h, p in hosts]
         self.label = label
         self.timeout = timeout
+        self._acl = auth.acl() if auth is not None else None
+        self._private = "/" + private_prefix.strip("/")
         self._probe()
         kz = _kazoo()
         self._zk: Any = kz.client.KazooClient(
             hosts=",".join(host_port(h, p) for h, p in self.hosts), timeout=session_timeout,
-            connection_retry={"max_tries": -1, "max_delay": 1.0}, logger=_kazoo_log)
+            connection_retry={"max_tries": -1, "max_delay": 1.0}, logger=_kazoo_log,
+            auth_data=auth.auth_data() if auth is not None else None)
         try:
             self._zk.start(timeout=timeout)
         except kz.handlers.threading.KazooTimeoutError:
@@ -94,10 +158,25 @@ class ZooKeeperDCS(DCS):
         except (kz.exceptions.ConnectionLoss, kz.exceptions.SessionExpiredError) as exc:
             raise DCSError(f"{self.describe()} lost the connection during {what}: {type(exc).__name__}",
                            hint="check the ensemble's health (echo srvr | nc HOST PORT)") from None
+        except (kz.exceptions.NoAuthError, kz.exceptions.AuthFailedError) as exc:
+            raise DCSError(f"{self.describe()} refused to {what}: {type(exc).__name__} (the znode's ACL does not "
+                           "let this identity in)",
+                           hint="set zookeeper_auth in the topology to the digest identity fedctl's znodes were "
+                                "created with") from None
 
     @staticmethod
     def _path(key: str) -> str:
         return "/" + key.strip("/")
+
+    def _create(self, what: str, path: str, data: bytes) -> None:
+        create_znode(self._zk, lambda call: self._wait(what, call), path, data, self.acl_for)
+
+    def acl_for(self, path: str) -> list[Any] | None:
+        """The ACL a znode created at `path` gets (None: world-open)."""
+        return private_acl(self._acl, self._private, path)
+
+    def ensure_parents(self, what: str, path: str) -> None:
+        ensure_parents(self._zk, lambda call: self._wait(what, call), path, self.acl_for)
 
     def get(self, key: str) -> Versioned | None:
         errors = _kazoo().exceptions
@@ -134,7 +213,7 @@ class ZooKeeperDCS(DCS):
     def create(self, key: str, value: str) -> bool:
         errors = _kazoo().exceptions
         try:
-            self._wait(f"create {key}", self._zk.create_async(self._path(key), value.encode(), makepath=True))
+            self._create(f"create {key}", self._path(key), value.encode())
         except errors.NodeExistsError:
             return False
         return True
@@ -156,7 +235,7 @@ class ZooKeeperDCS(DCS):
             except errors.NoNodeError:
                 pass
             try:
-                self._wait(f"write {key}", self._zk.create_async(self._path(key), value.encode(), makepath=True))
+                self._create(f"write {key}", self._path(key), value.encode())
                 return
             except errors.NodeExistsError:
                 continue  # created by someone else between our set and create: set again

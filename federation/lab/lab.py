@@ -41,7 +41,6 @@ from federation.lab.processes import (
     run_as,
 )
 from federation.lab.runtime import runtime_bin
-from federation.patroni_api import PRIMARY_ROLES
 from federation.progress import Progress
 from federation.topology import Datacenter, Member, SecretRef, Topology
 
@@ -99,11 +98,14 @@ def ensure_secret_files(topo: Topology) -> None:
 
 
 def secret_refs(topo: Topology) -> list[SecretRef]:
-    """Every secret of the topology the lab's processes need: the three roles' and Patroni's REST API's."""
+    """Every secret of the topology the lab's processes need: the three roles', Patroni's REST API's and
+    fedctl's ZooKeeper identity's."""
     creds = topo.credentials
     refs = [creds.superuser.password, creds.replication.password, creds.rewind.password]
     if topo.patroni_api is not None and topo.patroni_api.authentication is not None:
         refs.append(topo.patroni_api.authentication.password)
+    if topo.zookeeper_auth is not None:
+        refs.append(topo.zookeeper_auth.password)
     return refs
 
 
@@ -369,13 +371,12 @@ def _writable_leader(lab: Lab, dc: Datacenter, password: str) -> str | None:
 
 
 def _leader_member(lab: Lab, dc: Datacenter) -> Member:
-    from federation.lab.health import member_state
+    from federation.operations.common import look_at
 
-    for member in dc.members:
-        state = member_state(member)
-        if state and state.get("role") in PRIMARY_ROLES:
-            return member
-    raise LabError(f"{dc.name} has no primary yet")
+    look = look_at(dc, timeout=1.0)
+    if look.leader is None or not look.is_primary:
+        raise LabError(f"{dc.name} has no primary yet")
+    return look.leader
 
 
 def stop_dc(lab: Lab, dc: Datacenter, *, stop_dcs: bool = True) -> None:

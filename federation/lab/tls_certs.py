@@ -72,6 +72,23 @@ def _issue(ca_cert: Path, ca_key: Path, cert: Path, key: Path, name: str, addres
                  "-CAcreateserial", "-days", str(DAYS), "-out", str(cert), "-extfile", str(ext))
 
 
+def _agent_client(topo: Topology, ca_cert: Path, ca_key: Path) -> list[Path]:
+    """The certificate HAProxy's checks (and fedctl) present to the agents: the key is appended to the
+    certificate file, because HAProxy's `crt` reads both from one file."""
+    agent = topo.agent_tls
+    if agent is None:
+        return []
+    if agent.ca_file != str(ca_cert):
+        raise LabError("agent_api.tls.ca_file must be the lab CA of pgbackrest.tls (the lab has one CA)",
+                       hint=f"set agent_api.tls.ca_file: {ca_cert}")
+    cert, key = Path(agent.client_cert_file), Path(agent.client_key_file)
+    if cert.exists() and key.exists():
+        return []
+    _issue(ca_cert, ca_key, cert, key, "agent-client", None)
+    cert.write_text(cert.read_text() + key.read_text())
+    return [cert, key]
+
+
 def ensure_certs(topo: Topology, user: LabUser) -> list[Path]:
     """Create what is missing (a CA, then each host's key and certificate); returns the files written."""
     written: list[Path] = []
@@ -96,8 +113,9 @@ def ensure_certs(topo: Topology, user: LabUser) -> list[Path]:
             # fedctl's own client certificate towards etcd (the CLI, the agents and the gate present it).
             _issue(ca_cert, ca_key, Path(client.cert_file), Path(client.key_file), "fedctl", None)
             written += [Path(client.cert_file), Path(client.key_file)]
+        written += _agent_client(topo, ca_cert, ca_key)
         for path in ca_cert.parent.iterdir():
             if os.geteuid() == 0:
                 os.chown(path, user.uid, user.gid)
-            os.chmod(path, 0o600 if path.suffix == ".key" else 0o644)
+            os.chmod(path, 0o600 if path.suffix in (".key", ".pem") else 0o644)
     return written

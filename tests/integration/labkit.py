@@ -284,3 +284,20 @@ def wait_for_no_lease(handle: LabHandle, timeout: float = 40.0) -> None:
     eventually("the lost primary DC's lease to expire in the federation store",
                lambda: FederationStore(store, handle.topo.federation).read_lease().holder is None, timeout=timeout,
                interval=0.5)
+
+
+def agent_get(member: Member, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET `path` of the member's fedctl agent, over https with the topology's agent client certificate
+    when the agents serve TLS (as HAProxy's checks do). (status, body); an HTTP error is a status too."""
+    from http.client import HTTPException
+
+    from agent.settings import default_listen
+    from federation.http_deadline import exchange
+
+    listen = default_listen(member)
+    tls = member.agent_tls
+    try:
+        return exchange(listen.host, listen.port, "GET", path, timeout=timeout,
+                        tls=tls.client().context() if tls is not None else None)
+    except HTTPException as exc:
+        raise OSError(f"agent {listen} answered garbage: {exc}") from exc

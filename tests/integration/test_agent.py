@@ -13,15 +13,13 @@ import json
 import shutil
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.settings import default_listen, lease_key
+from agent.settings import lease_key
 from federation import patroni_api
 from federation.dcs import connect
 from federation.dcs.lease import holder_of
@@ -33,12 +31,20 @@ from federation.progress import Progress
 from federation.samples import newest_sample
 from federation.state import current_state
 from federation.topology import Datacenter, Member
-from tests.integration.labkit import LabHandle, Writer, bug_lines, eventually, start_lab, stop_lab, wait_for_no_lease
+from tests.integration.labkit import (
+    LabHandle,
+    Writer,
+    agent_get,
+    bug_lines,
+    eventually,
+    start_lab,
+    stop_lab,
+    wait_for_no_lease,
+)
 
 pytestmark = pytest.mark.integration
 
 LEASE_TTL = 5
-_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 # The same scenarios on etcd in both DCs and on a mixed lab whose dc2 runs on ZooKeeper.
@@ -53,14 +59,6 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     print(f"agent lab logs kept in {kept}")
     stop_lab(handle)
     assert not bugs, "Patroni reported a BUG:\n" + "\n".join(bugs)
-
-
-def agent_get(member: Member, path: str) -> tuple[int, bytes]:
-    try:
-        with _opener.open(f"http://{default_listen(member)}{path}", timeout=5) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def metrics_of(member: Member) -> dict[str, float]:

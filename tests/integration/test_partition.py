@@ -141,15 +141,13 @@ def test_short_cut_of_the_primary_dc_changes_nothing(clean_partition: LabHandle)
 
 def _active_agent(lab: LabHandle, dc: Datacenter) -> Member | None:
     """The member whose agent is its DC's active one (asked of each agent's API)."""
-    import urllib.request
-
-    from agent.settings import default_listen
+    from tests.integration.labkit import agent_get
 
     for member in dc.members:
         try:
-            with urllib.request.urlopen(f"http://{default_listen(member)}/status", timeout=5) as resp:
-                if json.loads(resp.read())["agent"]["active"]:
-                    return member
+            code, body = agent_get(member, "/status")
+            if code == 200 and json.loads(body)["agent"]["active"]:
+                return member
         except (OSError, ValueError, KeyError):
             continue
     return None

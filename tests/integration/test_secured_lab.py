@@ -3,6 +3,7 @@ answers the one with it (so every refusal below is proven to come from a live, r
 
 etcd (each DC's DCS and the federation store) needs a client certificate of the lab CA; Patroni's REST
 API serves https only and wants its credentials for a change; PostgreSQL takes TLS connections only;
+ZooKeeper lets only fedctl's digest identity into fedctl's znodes (and leaves Patroni's open to Patroni);
 the agents, pgBackRest's TLS servers and HAProxy are covered by their own tests."""
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ from __future__ import annotations
 import json
 import ssl
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from federation.dcs.zookeeper import ZooKeeperAuth
 from federation.http_deadline import exchange
 from federation.patroni_api import PatroniAPIError, PatroniUnreachable, get_config, patch_config
-from tests.integration.labkit import LabHandle
+from tests.integration.labkit import LabHandle, eventually
 
 
 def _etcd_status(host: str, port: int, context: ssl.SSLContext | None) -> int:
@@ -87,3 +90,90 @@ def test_the_gate_reads_etcd_with_the_client_certificate(clean_two_dc: LabHandle
     decision = run(config)
     assert not decision.allowed and "dc1" in decision.reason, decision  # it read the record: dc1 is primary
     json.dumps(config)  # the gate's file holds paths, never a secret
+
+
+def _kazoo(hosts: str, auth: list[tuple[str, str]] | None) -> Any:
+    from kazoo.client import KazooClient
+
+    client = KazooClient(hosts=hosts, timeout=10, auth_data=auth, connection_retry={"max_tries": 3})
+    client.start(timeout=10)
+    return client
+
+
+@pytest.mark.parametrize("two_dc_lab", ["mixed"], indirect=True)
+def test_zookeeper_lets_only_fedctls_identity_into_its_znodes(clean_two_dc: LabHandle, tmp_path: Path) -> None:
+    from kazoo.exceptions import NoAuthError
+
+    from agent.settings import lease_key
+    from federation.field_rules import host_port
+    from federation.gate import gate_config
+    from federation.gate_core import run
+    from federation.state import state_key
+
+    lab = clean_two_dc
+    topo = lab.topo
+    dc = next(d for d in topo.datacenters if d.dcs.kind == "zookeeper")
+    auth = dc.zookeeper_auth
+    assert auth is not None, "the mixed lab sets zookeeper_auth"
+    hosts = ",".join(host_port(a.host, a.port) for a in dc.dcs.hosts)
+    record = "/" + state_key(topo, dc).strip("/")
+    lease = "/" + lease_key(topo, dc).strip("/")
+    patroni_config = f"{dc.dcs.namespace}{dc.scope or dc.name}/config"
+    eventually(f"{dc.name}'s agent holds its lease", lambda: _exists(hosts, lease), timeout=30)
+    fedctl = _kazoo(hosts, auth.auth_data())
+    anonymous = _kazoo(hosts, None)
+    wrong = _kazoo(hosts, ZooKeeperAuth(auth.username, auth.password + "-wrong").auth_data())
+    try:
+        data, _ = fedctl.get(record)
+        assert json.loads(data)["primary_dc"] == "dc1"
+        for path in (record, lease, dc.fedctl_prefix):
+            acls, _ = fedctl.get_acls(path)
+            assert {a.id.scheme for a in acls} == {"digest"}, f"{path}: {acls}"
+            for who, client in (("an anonymous client", anonymous), ("a wrong password", wrong)):
+                assert client.exists(path) is not None, f"{who} cannot even see {path}: the test proves nothing"
+                with pytest.raises(NoAuthError):
+                    client.get(path)
+                with pytest.raises(NoAuthError):
+                    client.set(path, b"{}")
+        # Patroni's own znodes stay Patroni's to read and write: fedctl never locked them.
+        config, _ = anonymous.get(patroni_config)
+        assert "ttl" in json.loads(config)
+        assert {a.id.scheme for a in anonymous.get_acls(dc.dcs.namespace.rstrip("/"))[0]} == {"world"}
+    finally:
+        for client in (fedctl, anonymous, wrong):
+            client.stop()
+            client.close()
+    decision = run(gate_config(topo, "dc2"))  # the gate reads dc2's copy with the identity from its file
+    assert not decision.allowed and "dc1" in decision.reason, decision
+    bad = tmp_path / "wrong-password"
+    bad.write_text("not-the-password\n")
+    config = gate_config(topo, "dc2")
+    config["zookeeper_auth"]["password"] = {"file": str(bad)}
+    config["fencing"] = "permissive"
+    with pytest.raises(Exception, match="refused to let the gate read"):
+        run(config)  # a refusal is not an unreachable peer: the gate cannot decide, so it refuses
+
+
+def _exists(hosts: str, path: str) -> bool:
+    client = _kazoo(hosts, None)
+    try:
+        return client.exists(path) is not None
+    finally:
+        client.stop()
+        client.close()
+
+
+def test_the_agents_serve_https_only_to_clients_of_the_lab_ca(clean_two_dc: LabHandle) -> None:
+    from agent.settings import default_listen
+    from tests.integration.labkit import agent_get
+
+    topo = clean_two_dc.topo
+    assert topo.agent_tls is not None
+    anonymous = ssl.create_default_context(cafile=topo.agent_tls.ca_file)  # verifies the agent, no certificate
+    for _dc, member in topo.members():
+        listen = default_listen(member)
+        assert agent_get(member, "/health")[0] in (200, 503), f"{member.name}'s agent answers its client"
+        with pytest.raises(OSError):  # the handshake fails, or the agent hangs up: no answer either way
+            exchange(listen.host, listen.port, "GET", "/health", timeout=3, tls=anonymous)
+        with pytest.raises(OSError):
+            exchange(listen.host, listen.port, "GET", "/health", timeout=3)  # plain http

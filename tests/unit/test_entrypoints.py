@@ -38,8 +38,14 @@ def test_the_read_write_backend_checks_every_member_on_its_agent_primary_endpoin
     assert "option httpchk GET /primary" in backend and "http-check expect status 200" in backend
     assert "default-server inter 500 fall 2 rise 1 on-marked-down shutdown-sessions" in backend
     servers = [line for line in backend if line.startswith("server ")]
-    assert servers == [f"server {dc.name}_{m.name} {m.host}:5432 check port 8108" for dc, m in topo.members()]
+    tls = topo.agent_tls
+    assert tls is not None, "the entry topology's agents serve https"
+    check = f" check-ssl verify required ca-file {tls.ca_file} crt {tls.client_cert_file}"
+    assert servers == [f"server {dc.name}_{m.name} {m.host}:5432 check port 8108{check}" for dc, m in topo.members()]
     assert "bind 127.0.0.1:7000" in cfg and "bind 127.0.0.1:7001" in cfg
+    plain = render_haproxy(topo.model_copy(update={"agent_api": None}), read_write_bind="127.0.0.1:7000",
+                           read_only_bind="127.0.0.1:7001")
+    assert "crt " not in plain and "check port 8108\n" in plain  # agents on plain http: a plain check
 
 
 def test_the_read_only_backend_uses_patroni_replica_check_and_can_stay_in_one_dc(topo: Topology) -> None:
@@ -57,17 +63,28 @@ def test_the_read_only_backend_uses_patroni_replica_check_and_can_stay_in_one_dc
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
 def test_haproxy_accepts_the_rendered_configuration(topo: Topology, tmp_path: Path) -> None:
-    from federation.topology import PatroniApi, ServerTLS
+    from federation.topology import AgentApi, AgentTLS, PatroniApi, ServerTLS
 
     ca = tmp_path / "ca.crt"  # haproxy -c loads the check's CA file
     subprocess.run(["openssl", "req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:prime256v1", "-keyout", str(tmp_path / "ca.key"), "-out", str(ca),
                     "-days", "1", "-subj", "/CN=test-ca"], check=True, capture_output=True)
-    topo = topo.model_copy(update={"patroni_api": PatroniApi(tls=ServerTLS(ca_file=str(ca)))})
+    # HAProxy's client certificate towards the agents: certificate and key in one file, as the lab writes it.
+    key, csr, crt, pem = (tmp_path / f"client.{ext}" for ext in ("key", "csr", "crt", "pem"))
+    subprocess.run(["openssl", "req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-keyout", str(key), "-out", str(csr), "-subj", "/CN=haproxy"], check=True, capture_output=True)
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(tmp_path / "ca.key"),
+                    "-CAcreateserial", "-days", "1", "-out", str(crt)], check=True, capture_output=True)
+    pem.write_text(crt.read_text() + key.read_text())
+    agent = AgentApi(tls=AgentTLS(ca_file=str(ca), cert_file=str(tmp_path / "{host}.crt"),
+                                  key_file=str(tmp_path / "{host}.key"), client_cert_file=str(pem),
+                                  client_key_file=str(key)))
+    topo = topo.model_copy(update={"patroni_api": PatroniApi(tls=ServerTLS(ca_file=str(ca))), "agent_api": agent})
     binds = default_binds(topo)
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(render_haproxy(topo, read_write_bind=binds.read_write, read_only_bind=binds.read_only))
     assert f"check-ssl verify required ca-file {ca}" in cfg.read_text()
+    assert f"check-ssl verify required ca-file {ca} crt {pem}" in cfg.read_text()
     done = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -13,19 +13,26 @@ from click.testing import CliRunner
 from federation.cli import cli
 
 MARKERS = {"superuser": "SUPERUSER-SECRET-7f3a", "replication": "REPLICATION-SECRET-9c1e",
-           "rewind": "REWIND-SECRET-2b8d", "patroni_api": "PATRONI-API-SECRET-5e0f"}
-BASE = Path(__file__).resolve().parents[1] / "integration" / "topologies" / "two-dc.yaml"
+           "rewind": "REWIND-SECRET-2b8d", "patroni_api": "PATRONI-API-SECRET-5e0f",
+           "zookeeper": "ZOOKEEPER-SECRET-3d6a"}
+TOPOLOGIES = Path(__file__).resolve().parents[1] / "integration" / "topologies"
+# Each base moved to addresses where nothing answers: every command meets unreachable peers, the path where
+# messages carry the most. The mixed one has a ZooKeeper DC, so fedctl's ZooKeeper identity is in play.
+BASES = {"two-dc": {"127.0.11.": "127.0.45.", "127.0.12.": "127.0.46.", "127.0.61.": "127.0.47."},
+         "mixed": {"127.0.16.": "127.0.48.", "127.0.17.": "127.0.49.", "127.0.62.": "127.0.50."}}
 
 
-@pytest.fixture(scope="module")
-def topology(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = yaml.safe_load(BASE.read_text())
+@pytest.fixture(scope="module", params=sorted(BASES))
+def topology(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = yaml.safe_load((TOPOLOGIES / f"{request.param}.yaml").read_text())
     for role in ("superuser", "replication", "rewind"):
         data["credentials"][role]["password"] = {"value": MARKERS[role]}
     data["patroni_api"]["authentication"]["password"] = {"value": MARKERS["patroni_api"]}
-    # Nothing answers here: every command meets unreachable peers, the path where messages carry the most.
-    text = yaml.safe_dump(data).replace("127.0.11.", "127.0.45.").replace("127.0.12.", "127.0.46.")
-    text = text.replace("127.0.61.", "127.0.47.")
+    if "zookeeper_auth" in data:
+        data["zookeeper_auth"]["password"] = {"value": MARKERS["zookeeper"]}
+    text = yaml.safe_dump(data)
+    for old, new in BASES[request.param].items():
+        text = text.replace(old, new)
     path = tmp_path_factory.mktemp("secrets") / "topology.yaml"
     path.write_text(text)
     return path
