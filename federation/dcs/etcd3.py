@@ -111,12 +111,14 @@ class EtcdDCS(DCS):
             self._session = requests.Session()
             # Never route DCS traffic through an HTTP proxy from the environment.
             self._session.trust_env = False
-            # api_path is fixed: etcd >= 3.4 serves /v3/, and discovering it would cost a round trip per host.
             tls = self.tls
+            if tls is not None:
+                # On the session itself: etcd3gw ignores its ca_cert/cert arguments when given a session.
+                self._session.verify = tls.ca_file
+                self._session.cert = (tls.cert_file, tls.key_file)
+            # api_path is fixed: etcd >= 3.4 serves /v3/, and discovering it would cost a round trip per host.
             self._clients = [Etcd3Client(host=h, port=p, protocol=self.protocol, timeout=self.timeout,
-                                         api_path="/v3/", session=self._session,
-                                         ca_cert=tls.ca_file if tls else None, cert_cert=tls.cert_file if tls else None,
-                                         cert_key=tls.key_file if tls else None) for h, p in self.hosts]
+                                         api_path="/v3/", session=self._session) for h, p in self.hosts]
         return self._clients[index]
 
     def describe(self) -> str:

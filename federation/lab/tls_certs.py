@@ -8,6 +8,7 @@ the address it connects to against the DNS names only.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import tempfile
@@ -58,11 +59,23 @@ def lab_hosts(topo: Topology, section: PgBackRestConfig) -> dict[str, str]:
             **etcd_servers(topo)}
 
 
-def _issue(ca_cert: Path, ca_key: Path, cert: Path, key: Path, name: str, address: str | None) -> None:
+def peer_sources(topo: Topology, address: str) -> list[str]:
+    """The addresses an etcd server's peer connections come from besides its own: etcd checks a peer's
+    client certificate against it. On loopback every connection comes from 127.0.0.1; in a namespace lab
+    from the site's own address on its WAN link."""
+    from federation.lab.netns import sites
+
+    own = [s.own_address for s in sites(topo) if ipaddress.ip_address(address) in s.subnet]
+    return ["127.0.0.1", *own]
+
+
+def _issue(ca_cert: Path, ca_key: Path, cert: Path, key: Path, name: str, address: str | None,
+           extra_ips: list[str] | None = None) -> None:
     cert.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         csr, ext = Path(tmp) / "host.csr", Path(tmp) / "host.ext"
-        san = f"subjectAltName=IP:{address},DNS:{address}\n" if address else ""
+        extra = "".join(f",IP:{ip}" for ip in extra_ips or [] if ip != address)
+        san = f"subjectAltName=IP:{address},DNS:{address}{extra}\n" if address else ""
         ext.write_text(f"{san}extendedKeyUsage=serverAuth,clientAuth\n")
         _openssl("req", "-new", "-nodes", *CURVE, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}")
         _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
@@ -103,7 +116,8 @@ def ensure_certs(topo: Topology, user: LabUser) -> list[Path]:
             cert, key = Path(tls.cert(name)), Path(tls.key(name))
             if cert.exists() and key.exists():
                 continue
-            _issue(ca_cert, ca_key, cert, key, name, address)
+            etcd = name.startswith("etcd-") and address is not None
+            _issue(ca_cert, ca_key, cert, key, name, address, peer_sources(topo, address) if etcd else None)
             written += [cert, key]
         client = topo.etcd_tls
         if client is not None and not (Path(client.cert_file).exists() and Path(client.key_file).exists()):

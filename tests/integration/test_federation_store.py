@@ -44,9 +44,18 @@ def store_section(kind: str, addresses: list[str]) -> dict[str, Any]:
             "lease_ttl": TTL, "fencing_margin": 1}
 
 
+def plain_lab_topology() -> dict[str, Any]:
+    """The lab's two-DC topology without its client TLS: the store servers these tests start speak plain
+    etcd and ZooKeeper (TLS and auth towards a store are the secured lab's tests)."""
+    data = yaml.safe_load((REPO / "topologies" / "lab-two-dc.yaml").read_text())
+    for section in ("etcd_tls", "zookeeper_auth"):
+        data.pop(section, None)
+    return dict(data)
+
+
 def topology(section: dict[str, Any]) -> Topology:
     """The lab's two-DC topology with this store, and DC DCS addresses where nothing listens."""
-    data = yaml.safe_load((REPO / "topologies" / "lab-two-dc.yaml").read_text())
+    data = plain_lab_topology()
     for i, dc in enumerate(data["datacenters"]):
         dc["dcs"] = {"etcd3": {"hosts": [f"127.0.9.{21 + i}:23980"]}, "namespace": "/fed/"}
     return parse_topology({**data, "federation_store": section}, "store-test")
@@ -348,7 +357,7 @@ def test_store_status_and_init_cli_on_an_empty_store(etcd: EtcdCluster, tmp_path
     import federation.cli  # noqa: F401
     from federation.cli.app import cli
 
-    topo_data = yaml.safe_load((REPO / "topologies" / "lab-two-dc.yaml").read_text())
+    topo_data = plain_lab_topology()
     for i, dc in enumerate(topo_data["datacenters"]):
         dc["dcs"] = {"etcd3": {"hosts": [f"127.0.9.{21 + i}:23980"]}, "namespace": "/fed/"}
     topo_data["federation_store"] = {**store_section("etcd3", etcd.addresses), "namespace": "/t_cli/"}

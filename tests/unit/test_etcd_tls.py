@@ -87,3 +87,12 @@ def test_the_gate_reads_a_copy_with_the_client_certificate(port: int, pki: dict[
     tls = ClientTLS(str(pki["ca"]), str(pki["client"]), str(pki["client_key"]))
     assert read_copy(peer, timeout=2, tls=tls).epoch == 7
     assert read_copy(peer, timeout=2).reachable is False
+
+
+def test_the_adapter_writes_with_the_client_certificate(port: int, pki: dict[str, Path]) -> None:
+    """Writes go through etcd3gw on a session of ours: the certificate must be on that session (etcd3gw ignores
+    its own ca_cert/cert arguments when given a session, which once failed every write of the lab)."""
+    tls = ClientTLS(str(pki["ca"]), str(pki["client"]), str(pki["client_key"]))
+    EtcdDCS([(HOST, port)], label="dc1", timeout=2, tls=tls).put("/fed/x", RECORD)
+    with pytest.raises(DCSError):
+        EtcdDCS([(HOST, port)], label="dc1", timeout=2, tls=ClientTLS(str(pki["ca"]), "", "")).put("/fed/x", RECORD)
