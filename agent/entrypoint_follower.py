@@ -19,19 +19,16 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent import pgbouncer_admin
-from agent.client_pause import MAX_PAUSE, PgBouncerPause, pausing_switchover
 from agent.haproxy_sync import HAProxySync, TopologyWatch, reload_topology, write_if_changed
 from agent.observe import KnownRecord, refresh_record
-from federation import follower_registry, patroni_api
+from federation import patroni_api
 from federation.entrypoints import render_pgbouncer
 from federation.errors import FedError
-from federation.follower_registry import KeyStore
 from federation.state import FederationState
 from federation.topology import Member, Topology
 
@@ -39,7 +36,6 @@ log = logging.getLogger("agent.entrypoint")
 DEFAULT_INTERVAL = 0.5
 DCS_TIMEOUT = 1.0
 PATRONI_TIMEOUT = 0.5
-REPORT_DEADLINE = 0.6  # a report is advisory: a store that does not answer must not slow the loop much
 
 
 @dataclass(frozen=True)
@@ -161,41 +157,14 @@ class PgBouncerTarget:
             self._reload_pending = False
 
 
-class FollowerReporter:
-    """Writes this follower's report into the federation store: on every change, else every HEARTBEAT."""
-
-    def __init__(self, store: KeyStore, follower_id: str, pgbouncer: str,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.store = store
-        self.id = follower_id
-        self.pgbouncer = pgbouncer
-        self.clock = clock
-        self._last: tuple[str, str | None, str] | None = None
-        self._written = 0.0
-
-    def report(self, state: str, operation: str | None, detail: str) -> None:
-        now = (state, operation, detail)
-        if now == self._last and self.clock() - self._written < follower_registry.HEARTBEAT:
-            return
-        follower_registry.write(self.store, follower_registry.FollowerReport(
-            self.id, state, follower_registry.utc_now(), operation, self.pgbouncer, detail))
-        self._last, self._written = now, self.clock()
-
-    def remove(self) -> None:
-        follower_registry.remove(self.store, self.id)
-
-
 class EntrypointFollower:
     def __init__(self, topo: Topology, watch: TopologyWatch, *, pgbouncer: PgBouncerTarget | None = None,
-                 haproxy: HAProxySync | None = None, interval: float = DEFAULT_INTERVAL,
-                 pause: PgBouncerPause | None = None, reporter: FollowerReporter | None = None) -> None:
+                 haproxy: HAProxySync | None = None, interval: float = DEFAULT_INTERVAL) -> None:
         self.topo = topo
         self.watch = watch
         self.pgbouncer = pgbouncer
         self.haproxy = haproxy
         self.interval = interval
-        self.pause = pause
-        self.reporter = reporter
         self.target: Target | None = None
         self._known: KnownRecord | None = None
         self._failing: dict[str, str] = {}
@@ -216,10 +185,6 @@ class EntrypointFollower:
         while not self._stop.is_set():
             self.cycle()
             self._stop.wait(self.interval)
-        if self.pause is not None and self.pause.operation is not None:
-            self._guarded("pgbouncer", lambda: self._resume("the follower stops"))
-        if self.reporter is not None:
-            self._guarded("report", self.reporter.remove)
         log.info("entrypoint follower stopped")
 
     def cycle(self) -> None:
@@ -230,19 +195,6 @@ class EntrypointFollower:
             self._guarded("haproxy", self.sync_haproxy)
         if self.pgbouncer is not None:
             self._guarded("pgbouncer", self.follow_primary)
-        if self.pause is not None and self.pause.overdue:
-            self._guarded("pgbouncer", lambda: self._resume(
-                f"paused for {MAX_PAUSE:g} s and the switchover is not over: not holding the clients longer"))
-        self._guarded("report", self._report)
-
-    def _resume(self, why: str) -> None:
-        if self.pause is not None:
-            self.pause.resume(why)
-
-    def _report(self) -> None:
-        if self.reporter is not None and self.pause is not None:
-            state, detail = self.pause.state()
-            self.reporter.report(state, self.pause.operation, detail)
 
     def sync_haproxy(self) -> None:
         if self.haproxy is not None and self.haproxy.sync(self.topo):
@@ -257,20 +209,6 @@ class EntrypointFollower:
         record = self.read_record()
         if record is None:
             raise FedError("no DC's DCS answers: the federation record is unknown; PgBouncer left as it is")
-        wanted = pausing_switchover(record)
-        if self.pause is not None and wanted is not None and self.pause.operation is None \
-                and wanted not in self.pause.resumed:
-            self.pause.pause(wanted)
-            log.info("pausing PgBouncer for switchover %s (%s -> %s): clients wait instead of failing", wanted,
-                     record.operation.source if record.operation else "?",
-                     record.operation.target if record.operation else "?")
-        self._point(record)
-        if self.pause is not None and self.pause.operation not in (None, wanted) \
-                and self.target is not None and self.target.writable:
-            self._resume(f"the switchover is over: PgBouncer points at {self.target.describe()}, writable")
-
-    def _point(self, record: FederationState) -> None:
-        assert self.pgbouncer is not None
         roles = primary_dc_roles(self.topo, record)
         target = choose_target(self.topo, record, roles, self.target)
         if target.parked:
@@ -328,7 +266,7 @@ def build_follower(topology_path: str, *, pgbouncer_databases: str | None = None
         raise BadInput("--haproxy-config and --haproxy-pidfile go together: the follower reloads HAProxy with "
                        "SIGUSR2 to the master pid after rewriting the configuration")
     topo = load_topology(topology_path)
-    pgbouncer, pause, reporter = None, None, None
+    pgbouncer = None
     if pgbouncer_databases and pgbouncer_admin:
         secret = topo.credentials.superuser.password
 
@@ -336,8 +274,6 @@ def build_follower(topology_path: str, *, pgbouncer_databases: str | None = None
             return secret.resolve()
 
         pgbouncer = PgBouncerTarget(Path(pgbouncer_databases), pgbouncer_admin, dbnames, password)
-        pause = PgBouncerPause(pgbouncer_admin, password)
-        reporter = _reporter(topo, pgbouncer_admin)
     haproxy = None
     if haproxy_config and haproxy_pidfile:
         def render(t: Topology) -> str:
@@ -347,17 +283,4 @@ def build_follower(topology_path: str, *, pgbouncer_databases: str | None = None
 
         haproxy = HAProxySync(Path(haproxy_config), render, HAProxyReloader(Path(haproxy_pidfile)))
     return EntrypointFollower(topo, TopologyWatch(Path(topology_path)), pgbouncer=pgbouncer, haproxy=haproxy,
-                              interval=interval, pause=pause, reporter=reporter)
-
-
-def _reporter(topo: Topology, admin: str) -> FollowerReporter | None:
-    """Reports go to the federation store (switchover-dc reads them there); without one, none are written."""
-    import socket
-
-    from federation.store import FederationStore
-
-    if topo.federation_store is None:
-        return None
-    where = pgbouncer_admin.describe(admin).rsplit(" ", 1)[-1]
-    store = FederationStore(topo.federation_store, topo.federation, deadline=REPORT_DEADLINE)
-    return FollowerReporter(store, f"{socket.gethostname()}:{where}", where)
+                              interval=interval)

@@ -38,11 +38,6 @@ def describe(conninfo: str) -> str:
 
 def admin_command(conninfo: str, command: str, password: str | None = None) -> list[tuple[str | None, ...]]:
     """Run one console command; returns its rows (text), or [] for commands without any."""
-    return [tuple(row.values()) for row in admin_rows(conninfo, command, password)]
-
-
-def admin_rows(conninfo: str, command: str, password: str | None = None) -> list[dict[str, str | None]]:
-    """Run one console command; its rows by column name (SHOW output gains columns between versions)."""
     full = admin_conninfo(conninfo, password)
     try:
         with psycopg.connect(full, autocommit=True) as conn:
@@ -50,9 +45,8 @@ def admin_rows(conninfo: str, command: str, password: str | None = None) -> list
             if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
                 message = (result.error_message or b"").decode(errors="replace").strip()
                 raise PgBouncerUnreachable(f"{describe(conninfo)} refused {command}: {message}")
-            names = [(result.fname(col) or b"").decode() for col in range(result.nfields)]
-            return [{names[col]: None if (v := result.get_value(row, col)) is None else v.decode()
-                     for col in range(result.nfields)} for row in range(result.ntuples)]
+            return [tuple(None if (v := result.get_value(row, col)) is None else v.decode()
+                          for col in range(result.nfields)) for row in range(result.ntuples)]
     except psycopg.Error as exc:
         raise PgBouncerUnreachable(f"{describe(conninfo)} does not answer: {_first_line(exc)}") from None
 

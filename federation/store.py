@@ -201,41 +201,6 @@ class FederationStore:
                              hint="its outcome is unknown: the member may still apply it; read the record again "
                                   "(fedctl status) before retrying") from None
 
-    # --- small keys of the federation's own (the entrypoint followers' reports) ----------------------------
-
-    def key(self, suffix: str) -> str:
-        return f"{self.config.namespace}{self.federation}/{suffix}"
-
-    def put_key(self, suffix: str, value: str) -> None:
-        """Write one key (last writer wins); StoreError when the store does not confirm it in time."""
-        key = self.key(suffix)
-        try:
-            with self._session() as dcs:
-                dcs.put(key, value)
-        except NoQuorum:
-            raise
-        except DCSError as exc:
-            raise StoreError(f"{self.describe()} could not write {key} within {self.deadline:g} s: {exc.message}",
-                             hint=STORE_HINT) from None
-
-    def read_keys(self, suffix: str) -> dict[str, Versioned]:
-        """Every key below `suffix` (a linearizable read on etcd, synced first on ZooKeeper)."""
-        prefix = self.key(suffix)
-
-        def read(dcs: DCS) -> dict[str, Versioned]:
-            _sync(dcs, prefix.rstrip("/"))
-            return dcs.get_prefix(prefix)
-
-        return self._read(f"read {prefix}", read)
-
-    def delete_key(self, suffix: str) -> None:
-        key = self.key(suffix)
-        try:
-            with self._session() as dcs:
-                dcs.delete(key)
-        except DCSError:
-            pass  # a report nobody refreshes ages out anyway
-
     # --- the primary-DC lease --------------------------------------------------------------------------
 
     def read_lease(self) -> LeaseView:

@@ -5,20 +5,14 @@ it gives the JSON value of `federation_store`, the problems, and `store_line` th
 
 JSON shape (`federation_store`, only when the topology has a store): members_answering, members,
 quorum (bool), record_epoch, primary_dc (as the store's record names it), lease ({holder, agent,
-seconds_left} or null when nobody holds it), error (why it could not be read, or null), followers (the
-entrypoint followers reporting: [{id, state, operation, pgbouncer, seconds_ago, detail}], or null when not
-read).
+seconds_left} or null when nobody holds it), error (why it could not be read, or null).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
-from federation import follower_registry
-from federation.follower_registry import FollowerReport
 from federation.state import FederationState
 from federation.store import FederationStore, LeaseView, NoQuorum
 from federation.store_quorum import QuorumView
@@ -34,7 +28,6 @@ class StoreRead:
     lease: LeaseView | None = None  # None: not read (no quorum, error)
     error: str | None = None
     record: FederationState | None = None  # the store's record (the copies may lag behind an operation's steps)
-    followers: list[FollowerReport] | None = None  # the entrypoint followers' reports (None: not read)
 
 
 def read_store_status(topo: Topology, timeout: float) -> StoreRead:
@@ -44,7 +37,6 @@ def read_store_status(topo: Topology, timeout: float) -> StoreRead:
     # Two reads (record and lease) share the timeout; each probes the members first.
     store = FederationStore(topo.federation_store, topo.federation, deadline=max(0.3, timeout / 2),
                             probe_timeout=min(0.5, timeout / 3))
-    started = time.monotonic()
     view = store.quorum()
     if not view.has_majority:
         return StoreRead(view)
@@ -52,14 +44,12 @@ def read_store_status(topo: Topology, timeout: float) -> StoreRead:
         found = store.read_record()
         parsed = _parse(found.value) if found else None
         lease = store.read_lease()
-        # Advisory, so only while the status timeout allows a third read.
-        followers = follower_registry.read_all(store) if time.monotonic() - started < timeout / 2 else None
     except NoQuorum as exc:
         return StoreRead(exc.view)
     except Exception as exc:  # status must survive anything
         return StoreRead(view, error=getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
     return StoreRead(view, parsed.epoch if parsed else None, parsed.primary_dc if parsed else None,
-                     found is not None, lease, record=parsed, followers=followers)
+                     found is not None, lease, record=parsed)
 
 
 def store_summary(read: StoreRead) -> tuple[dict[str, Any], list[str]]:
@@ -71,8 +61,7 @@ def store_summary(read: StoreRead) -> tuple[dict[str, Any], list[str]]:
         "record_epoch": read.epoch, "primary_dc": read.primary_dc,
         "lease": {"holder": lease.holder, "agent": lease.agent, "seconds_left": lease.remaining}
         if lease is not None and lease.held else None,
-        "error": read.error,
-        "followers": _followers(read.followers)}
+        "error": read.error}
     problems: list[str] = []
     if not view.has_majority:
         problems.append(f"the federation store has no quorum from here: {len(view.serving)} of {view.total} "
@@ -89,26 +78,6 @@ def store_summary(read: StoreRead) -> tuple[dict[str, Any], list[str]]:
             problems.append(f"the primary-DC lease is held by {lease.holder}, but the store's record names "
                             f"{read.primary_dc}")
     return summary, problems
-
-
-def _followers(reports: list[FollowerReport] | None) -> list[dict[str, Any]] | None:
-    """The followers alive (reported within FRESH seconds), as status shows them."""
-    if reports is None:
-        return None
-    now = datetime.now(UTC)
-    return [{"id": r.id, "state": r.state, "operation": r.operation, "pgbouncer": r.pgbouncer,
-             "seconds_ago": round(r.age(now), 1), "detail": r.detail} for r in follower_registry.fresh(reports, now)]
-
-
-def followers_line(summary: dict[str, Any]) -> str | None:
-    """One line naming the PgBouncer followers and their state; None when they were not read."""
-    followers = summary.get("followers")
-    if followers is None:
-        return None
-    if not followers:
-        return "PgBouncer followers: none reporting"
-    shown = [f"{f['id']} {f['state']}" + (f" ({f['detail']})" if f["detail"] else "") for f in followers]
-    return "PgBouncer followers: " + "; ".join(shown)
 
 
 def store_line(summary: dict[str, Any]) -> str:

@@ -66,13 +66,13 @@ class RecordJournal:
         self.record = record
         self.op = op
 
-    def at(self, step: str, inputs: dict[str, Any], *, announce: bool = False) -> None:
+    def at(self, step: str, inputs: dict[str, Any]) -> None:
         op = self.op.model_copy(update={"step": step, "inputs": dict(inputs), "owner": owner()})
         if self.record.operation == op:
             return
-        # The copies learn of a new operation (the agents leave the roles to it) and of an announced step;
-        # the other steps only move the store's record, one compare-and-set each.
-        refresh = announce or self.record.operation is None or self.record.operation.id != op.id
+        # The copies learn of a new operation (the agents leave the roles to it); its later steps only
+        # move the store's record, one compare-and-set each.
+        refresh = self.record.operation is None or self.record.operation.id != op.id
         self.commit(self.record.model_copy(update={"operation": op}), refresh_copies=refresh)
 
     def commit(self, new: FederationState, **conditions: Any) -> FederationState:

@@ -23,9 +23,8 @@ from federation.progress import Progress
 
 
 class Journal(Protocol):
-    def at(self, step: str, inputs: dict[str, Any], *, announce: bool = False) -> None:
-        """Commit that `step` is the operation's current step, with `inputs`, before it acts; `announce`:
-        into every DC's copy of the record too (for readers of the copies, such as entrypoint followers)."""
+    def at(self, step: str, inputs: dict[str, Any]) -> None:
+        """Commit that `step` is the operation's current step, with `inputs`, before it acts."""
 
 
 class PlanContext(Protocol):
@@ -48,7 +47,6 @@ class Step(Generic[C]):
     verify: Callable[[C], bool] | None = None
     changes: bool = True
     commits_itself: bool = False
-    announce: bool = False  # its journal commit also reaches every DC's copy (see Journal.at)
 
 
 @dataclass
@@ -78,7 +76,7 @@ def run_plan(kind: str, steps: Sequence[Step[C]], ctx: C, journal: Journal, prog
             run.skipped.append(step.name)
             continue
         if step.changes and not step.commits_itself:
-            journal.at(step.name, ctx.inputs, announce=step.announce)
+            journal.at(step.name, ctx.inputs)
         hit(f"{kind}/before-{step.name}")
         try:
             with progress.step(step.says) as rec:

@@ -59,8 +59,8 @@ class _SharedJournal:
         # (ours may have been measured after it).
         self.measured_by_other: dict[str, Any] = {}
 
-    def at(self, step: str, inputs: dict[str, Any], *, announce: bool = False) -> None:
-        self._retrying(lambda: self.inner.at(step, inputs, announce=announce), finishing=False)
+    def at(self, step: str, inputs: dict[str, Any]) -> None:
+        self._retrying(lambda: self.inner.at(step, inputs), finishing=False)
 
     def finish(self, entry: HistoryEntry) -> None:
         self._retrying(lambda: self.inner.finish(entry, attempts=1), finishing=True)
@@ -108,7 +108,7 @@ class _SharedJournal:
 class _Unjournaled:
     """The journal of a rejoin that runs while another operation holds the record's operation slot."""
 
-    def at(self, step: str, inputs: dict[str, Any], *, announce: bool = False) -> None:
+    def at(self, step: str, inputs: dict[str, Any]) -> None:
         return None
 
 

@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from federation import follower_registry, state
-from federation.errors import BadInput, FedError, OperationFailed, OperationRefused
+from federation import state
+from federation.errors import BadInput, OperationFailed, OperationRefused
 from federation.operations.common import DCLook, lsn_text, poll, require_leader
 from federation.operations.demotion_token import DemotionToken
 from federation.operations.journal import LiveRecord, RecordJournal, RecordPort, new_operation
@@ -41,10 +41,6 @@ DEMOTE_TIMEOUT = 60.0
 CATCH_UP_TIMEOUT = 60.0
 PROMOTE_TIMEOUT = 60.0
 STREAMING_GRACE = 15.0
-# How long the switchover waits for the entrypoint followers to pause their PgBouncers (they poll the
-# record every 0.5 s, and PAUSE waits for running transactions), and how often it looks.
-PAUSE_WAIT = 3.0
-PAUSE_POLL = 0.1
 # A target that was streaming when the source shut down already holds the token's LSN; one that was not
 # gets its restore_command back after this long and fetches the tail from the archive.
 ARCHIVE_FALLBACK_AFTER = 3.0
@@ -114,8 +110,6 @@ def switchover_steps(run: Switchover) -> list[Step[Switchover]]:
     return [
         Step("prepare", f"prepare {target} and {source} while {source} still takes writes", _prepare,
              done=_source_demoted),
-        Step("pause-clients", f"pause the PgBouncers that follow the federation (at most {PAUSE_WAIT:g} s)",
-             _pause_clients, done=_source_demoted, announce=True),
         Step("demote", f"demote {source} (Patroni demote-cluster: clean shutdown) pointing it at {target}",
              _demote, done=_source_demoted),
         Step("token", f"read {source}'s final LSN, timeline and system identifier (the demotion token)",
@@ -275,41 +269,6 @@ def _prepare(run: Switchover) -> str:
     run.world.checkpoint(source_leader)
     done.append(f"checkpoint on {source_leader.name}")
     return "; ".join(done)
-
-
-def _pause_clients(run: Switchover) -> str:
-    """Wait (at most PAUSE_WAIT) until every live entrypoint follower says its PgBouncer is paused for this
-    switchover: their clients' next transactions then wait for the new primary instead of failing on the
-    demoted one. A follower that does not pause in time is named, and does not hold the switchover."""
-    op = run.journal.op.id
-    try:
-        reports = run.world.follower_reports()
-    except FedError as exc:
-        return f"the followers' reports could not be read ({exc.message}): none waited for"
-    if reports is None:
-        return "no federation store: PgBouncer followers are not known, none waited for"
-    started = time.monotonic()
-    while True:
-        alive = follower_registry.fresh(reports)
-        waiting = [r for r in alive if not r.paused_for(op)]
-        if not waiting or time.monotonic() - started >= PAUSE_WAIT:
-            break
-        time.sleep(PAUSE_POLL)
-        try:
-            reports = run.world.follower_reports() or []
-        except FedError:
-            break
-    took = time.monotonic() - started
-    run.facts["paused_followers"] = [r.id for r in alive if r.paused_for(op)]
-    if not alive:
-        return "no PgBouncer follower reports (none runs, or none reported within the last " \
-               f"{follower_registry.FRESH:g} s)"
-    if not waiting:
-        return f"{len(alive)} PgBouncer follower(s) paused in {took:.1f} s"
-    late = "; ".join(f"{r.id} ({r.state}{': ' + r.detail if r.detail else ''})" for r in waiting)
-    run.facts["unpaused_followers"] = [r.id for r in waiting]
-    run.progress.say(f"   not paused within {PAUSE_WAIT:g} s, going on: {late}")
-    return f"{len(alive) - len(waiting)} of {len(alive)} PgBouncer follower(s) paused; not paused: {late}"
 
 
 def _source_demoted(run: Switchover) -> bool:

@@ -6,9 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from federation import follower_registry, patroni_api
+from federation import patroni_api
 from federation.errors import OperationFailed
-from federation.follower_registry import FollowerReport
 from federation.lsn import parse_lsn
 from federation.operations.common import (
     DCLook,
@@ -28,8 +27,6 @@ from federation.operations.fence_command import run_fence
 from federation.operations.loss_estimate import LossEstimate, estimate_loss
 from federation.patroni_dynamic import standby_cluster_section
 from federation.topology import Datacenter, Member, Topology
-
-REPORTS_DEADLINE = 1.0
 
 
 class World(Protocol):
@@ -75,9 +72,6 @@ class World(Protocol):
 
     def run_fence(self, dc: Datacenter) -> str:
         """Run the DC's fence_command: what happened (OperationFailed when it failed)."""
-
-    def follower_reports(self) -> list[FollowerReport] | None:
-        """The entrypoint followers' reports (None without a federation store); FedError when unreadable."""
 
     def close(self) -> None: ...
 
@@ -162,14 +156,6 @@ class LiveWorld:
 
     def run_fence(self, dc: Datacenter) -> str:
         return run_fence(self.topo, dc)
-
-    def follower_reports(self) -> list[FollowerReport] | None:
-        if self.topo.federation_store is None:
-            return None
-        from federation.store import FederationStore
-
-        store = FederationStore(self.topo.federation_store, self.topo.federation, deadline=REPORTS_DEADLINE)
-        return follower_registry.read_all(store)
 
     def close(self) -> None:
         for session in self._sessions.values():

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from federation.errors import OperationRefused
-from federation.follower_registry import FollowerReport
 from federation.operations.common import DCLook
 from federation.operations.demotion_token import DemotionToken
 from federation.operations.fence_command import NO_FENCE_COMMAND
@@ -65,8 +64,6 @@ class FakeFederation:
         # The promotion gate's question: does the record name this DC the primary? (A test whose record lives
         # elsewhere points it there.)
         self.record_names: Callable[[str], bool] = lambda name: self.record.primary_dc == name
-        # The entrypoint followers' reports as switchover-dc reads them (None: no federation store).
-        self.followers: Callable[[FakeFederation], list[FollowerReport] | None] = lambda _fed: None
 
     # --- what tests do to it -------------------------------------------------------------------------
     def write(self, nbytes: int = 100) -> None:
@@ -209,9 +206,6 @@ class FakeFederation:
 
     def run_fence(self, dc: Datacenter) -> str:
         return self.fence_result(dc)
-
-    def follower_reports(self) -> list[FollowerReport] | None:
-        return self.followers(self)
 
     def close(self) -> None:
         return None

@@ -33,8 +33,7 @@ def test_a_healthy_store_line_shows_quorum_epoch_and_lease() -> None:
     data, problems = store_summary(StoreRead(quorum(3), 4, "dc1", True, LeaseView("dc1", "dc1/n1", 8.0, 2, 9)))
     assert problems == []
     assert data == {"members_answering": 3, "members": 3, "quorum": True, "record_epoch": 4, "primary_dc": "dc1",
-                    "lease": {"holder": "dc1", "agent": "dc1/n1", "seconds_left": 8.0}, "error": None,
-                    "followers": None}
+                    "lease": {"holder": "dc1", "agent": "dc1/n1", "seconds_left": 8.0}, "error": None}
     assert store_line(data) == ("Federation store: 3 of 3 members answer; record epoch 4 (primary DC dc1); "
                                 "lease held by dc1, 8 s left")
 
@@ -86,21 +85,3 @@ def test_observe_reads_the_store_alongside_the_dcs(monkeypatch: pytest.MonkeyPat
     assert time.monotonic() - started < 0.9  # in parallel, not one after the other
     assert status.extra["federation_store"]["quorum"] is False
     assert "the federation store has no quorum" in status.problems
-
-
-def test_status_names_the_pgbouncer_followers_alive_and_what_a_pause_waits_for() -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from federation.follower_registry import FollowerReport
-    from federation.store_status import followers_line
-
-    now = datetime.now(UTC)
-    reports = [FollowerReport("app1:6432", "pausing", now.isoformat(), "op1", "127.0.0.1:6432",
-                              "waiting for 1 running transaction(s) to finish"),
-               FollowerReport("gone:6432", "following", (now - timedelta(hours=1)).isoformat())]
-    read = StoreRead(quorum(3), 4, "dc1", True, LeaseView("dc1", "dc1/n1", 8.0, 2, 9), followers=reports)
-    summary, _problems = store_summary(read)
-    assert [f["id"] for f in summary["followers"]] == ["app1:6432"]  # the stale one is not shown
-    assert followers_line(summary) == ("PgBouncer followers: app1:6432 pausing (waiting for 1 running "
-                                       "transaction(s) to finish)")
-    assert followers_line(store_summary(StoreRead(quorum(3)))[0]) is None  # not read: no line
