@@ -119,6 +119,19 @@ def _ensure_secret(ref: SecretRef) -> None:
         f.write(secrets.token_urlsafe(24) + "\n")
 
 
+def _refuse_plain_etcd_data(lab: Lab) -> None:
+    """etcd keeps its peers' URLs in its data: data made before the lab had etcd TLS (no lab CA yet) would
+    start talking plain http to TLS peers and never become healthy."""
+    tls = next((s.tls for s in tls_certs.tls_sections(lab.topo)), None)
+    if lab.topo.etcd_tls is None or tls is None or Path(tls.ca_file).exists():
+        return
+    old = next(lab.layout.root.glob("**/data/member"), None)
+    if old is not None:
+        raise LabError(f"{lab.layout.root} holds etcd data made before this lab served etcd over TLS ({old.parent}): "
+                       "its members would keep talking plain http to each other",
+                       hint=f"wipe the lab and start it again: fedctl lab down -t {lab.topo.source} --wipe")
+
+
 def prepare(lab: Lab) -> None:
     """Directories, configuration files and ownership; touches no data directory that exists."""
     layout = lab.layout
@@ -127,6 +140,7 @@ def prepare(lab: Lab) -> None:
         d.mkdir(parents=True, exist_ok=True)
     layout.pgbackrest_config.write_text(render_config(layout))
     if repository_host(layout) is not None:
+        _refuse_plain_etcd_data(lab)
         tls_certs.ensure_certs(lab.topo, lab.user)
         write_layout_configs(layout)
     passwords = lab.passwords()
