@@ -60,7 +60,10 @@ def render_haproxy(topo: Topology, *, read_write_bind: str, read_only_bind: str,
     if stats_socket:
         lines.append(f"    stats socket {stats_socket} mode 600 level admin")
     lines += ["", "defaults", "    mode tcp", "    retries 2", "    timeout connect 2s",
-              "    timeout client 30m", "    timeout server 30m", "    timeout check 1s", "",
+              "    timeout client 30m", "    timeout server 30m",
+              # A check over TLS to a Python server (the agent, Patroni) on a loaded host took 1.1-1.4 s in the
+              # lab: with 1 s the read-write backend flapped to "no server available" mid-switchover.
+              "    timeout check 3s", "",
               "frontend fed_read_write", f"    bind {read_write_bind}", "    default_backend fed_primary", "",
               "# Only the member that is Patroni's primary in the primary DC of the newest epoch passes.",
               "backend fed_primary", "    option httpchk GET /primary", "    http-check expect status 200",
