@@ -136,7 +136,7 @@ class CopyRefused(Exception):
     permissive policy may pass over), so the gate cannot decide and refuses."""
 
 
-def _zookeeper_get(hosts: Sequence[str], key: str, timeout: float, tls: ClientTLS | None = None,
+def _zookeeper_get(hosts: Sequence[str], key: str, timeout: float,
                    auth: list[tuple[str, str]] | None = None) -> str | None:
     from kazoo.client import KazooClient
     from kazoo.exceptions import AuthFailedError, NoAuthError, NoNodeError

@@ -95,10 +95,7 @@ class StoreConfig(_Model):
     @property
     def zookeeper_auth(self) -> ZooKeeperAuth | None:
         """The digest identity for a ZooKeeper store (every znode of the store is fedctl's)."""
-        cred = self._zookeeper_auth
-        if self.kind != "zookeeper" or cred is None:
-            return None
-        return ZooKeeperAuth(cred.username, cred.password.resolve())
+        return ZooKeeperAuth.of(self._zookeeper_auth) if self.kind == "zookeeper" else None
 
     @model_validator(mode="after")
     def _one_kind_and_margin(self) -> StoreConfig:

@@ -284,10 +284,7 @@ class Datacenter(Model):
     @property
     def zookeeper_auth(self) -> ZooKeeperAuth | None:
         """The digest identity for this DC's ZooKeeper (None on etcd, or without zookeeper_auth)."""
-        cred = self._zookeeper_auth
-        if self.dcs.kind != "zookeeper" or cred is None:
-            return None
-        return ZooKeeperAuth(cred.username, cred.password.resolve())
+        return ZooKeeperAuth.of(self._zookeeper_auth) if self.dcs.kind == "zookeeper" else None
 
     @property
     def fedctl_prefix(self) -> str:

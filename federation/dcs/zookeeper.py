@@ -19,7 +19,7 @@ import logging
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from federation.dcs.base import DCS, Versioned
 from federation.errors import DCSError
@@ -46,12 +46,31 @@ def _kazoo() -> Any:
     return kazoo
 
 
+class _Secret(Protocol):
+    def resolve(self) -> str: ...
+
+
+class _Credential(Protocol):
+    """The topology's Credential (a username and a secret reference), without importing the topology."""
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def password(self) -> _Secret: ...
+
+
 @dataclass(frozen=True)
 class ZooKeeperAuth:
     """A digest identity: who fedctl's sessions are, and the only one its znodes let in."""
 
     username: str
     password: str
+
+    @classmethod
+    def of(cls, credential: _Credential | None) -> ZooKeeperAuth | None:
+        """The identity of the topology's zookeeper_auth, its password read now (None without one)."""
+        return None if credential is None else cls(credential.username, credential.password.resolve())
 
     def auth_data(self) -> list[tuple[str, str]]:
         return [("digest", f"{self.username}:{self.password}")]
