@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,6 +15,7 @@ from federation.errors import DCSError
 from federation.gate_core import read_copy
 from federation.tls_files import ClientTLS
 from tests.unit.test_patroni_api_security import make_ca, openssl
+from tests.unit.tls_servers import JsonHandler, https_server
 
 HOST = "127.0.40.41"
 RECORD = json.dumps({"epoch": 7, "primary_dc": "dc1"})
@@ -43,34 +40,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"ca": ca, "server": server, "server_key": server_key, "client": client, "client_key": client_key}
 
 
-class Etcd(BaseHTTPRequestHandler):
+class Etcd(JsonHandler):
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         kv = {"key": base64.b64encode(b"/fed/x").decode(), "value": base64.b64encode(RECORD.encode()).decode(),
               "mod_revision": "5"}
-        body = json.dumps({"header": {"revision": "5"}, "kvs": [kv], "count": "1"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.answer(200, {"header": {"revision": "5"}, "kvs": [kv], "count": "1"})
 
 
 @pytest.fixture(scope="module")
 def port(pki: dict[str, Path]) -> Iterator[int]:
-    server = ThreadingHTTPServer((HOST, 0), Etcd)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(pki["server"]), str(pki["server_key"]))
-    context.load_verify_locations(str(pki["ca"]))
-    context.verify_mode = ssl.CERT_REQUIRED  # etcd's --client-cert-auth
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    # etcd's --client-cert-auth: only clients with a certificate of the CA.
+    with https_server(HOST, Etcd, pki["server"], pki["server_key"], client_ca=pki["ca"]) as served:
+        yield served
 
 
 def test_the_adapter_reads_with_the_client_certificate_and_is_refused_without(port: int,

@@ -4,12 +4,8 @@ topology's CA, basic auth on the unsafe endpoints. fedctl verifies the server an
 from __future__ import annotations
 
 import base64
-import json
-import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +13,7 @@ import pytest
 
 from federation.patroni_api import PatroniAPIError, PatroniUnreachable, get_patroni, patch_config
 from federation.topology import Topology, parse_topology
+from tests.unit.tls_servers import JsonHandler, https_server
 
 HOST = "127.0.40.31"
 
@@ -45,43 +42,26 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"ca": ca, "other_ca": other_ca, "cert": d / "n1.crt", "key": d / "n1.key"}
 
 
-class Patroni(BaseHTTPRequestHandler):
+class Patroni(JsonHandler):
     """Patroni's rule: GET is open, PATCH needs the restapi.authentication credentials."""
 
     def do_GET(self) -> None:
-        self._answer(200, {"role": "primary", "state": "running"})
+        self.answer(200, {"role": "primary", "state": "running"})
 
     def do_PATCH(self) -> None:
         expected = "Basic " + base64.b64encode(b"patroni:api-secret").decode()
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
         if self.headers.get("Authorization") != expected:
-            self._answer(401, {"error": "no auth header received"})
+            self.answer(401, {"error": "no auth header received"})
         else:
-            self._answer(200, {"ttl": 30})
-
-    def _answer(self, code: int, data: Any) -> None:
-        body = json.dumps(data).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+            self.answer(200, {"ttl": 30})
 
 
 @pytest.fixture(scope="module")
 def https_port(certs: dict[str, Path]) -> Iterator[int]:
-    server = ThreadingHTTPServer((HOST, 0), Patroni)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(certs["cert"]), str(certs["key"]))
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with https_server(HOST, Patroni, certs["cert"], certs["key"]) as port:
+        yield port
 
 
 def topology(port: int, ca: Path, *, auth: bool = True) -> Topology:
