@@ -17,7 +17,7 @@ from federation.http_deadline import exchange
 from federation.lab.layout import LabLayout
 from federation.lab.netns import netns_of
 from federation.lab.processes import LabUser, ManagedProcess, chown_tree
-from federation.lab.tls_certs import etcd_cert_name, tls_sections
+from federation.lab.tls_certs import etcd_cert_name, lab_ca
 from federation.pgbackrest_layout import PgBackRestTLS
 from federation.tls_files import ClientTLS
 from federation.topology import Address, Datacenter
@@ -43,11 +43,7 @@ def _etcd_tls(layout: LabLayout, kind: str) -> tuple[PgBackRestTLS | None, Clien
     wanted = layout.topo.etcd_tls
     if kind != "etcd3" or wanted is None:
         return None, None
-    tls = next((s.tls for s in tls_sections(layout.topo)), None)
-    if tls is None or tls.ca_file != wanted.ca_file:
-        raise LabError("etcd_tls.ca_file must be the lab CA of pgbackrest.tls (the lab has one CA)",
-                       hint=f"set etcd_tls.ca_file: {tls.ca_file if tls else '<pgbackrest.tls.ca_file>'}")
-    return tls, wanted.client()
+    return lab_ca(layout.topo, wanted.ca_file, "etcd_tls.ca_file"), wanted.client()
 
 
 def dc_group(layout: LabLayout, dc: Datacenter) -> ServerGroup:

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from federation.errors import LabError
 from federation.lab.layout import PG_BIN_DIR, LabLayout
 from federation.lab.pgbackrest_conf import ARCHIVE_PUSH, REPLICA_RESTORE
-from federation.lab.tls_certs import tls_sections
+from federation.lab.tls_certs import lab_ca
 from federation.patroni_dynamic import desired_slots, standby_cluster_section
-from federation.pgbackrest_layout import PgBackRestTLS
 from federation.topology import Datacenter, DCRole, Member, SyncMode, Topology
 
 LAB_TIMINGS = {"ttl": 20, "loop_wait": 2, "retry_timeout": 4}
@@ -79,7 +77,7 @@ def restapi_section(topo: Topology, member: Member) -> dict[str, Any]:
     if api is None:
         return section
     if api.tls is not None:
-        tls = _lab_tls(topo, api.tls.ca_file, "patroni_api.tls.ca_file")
+        tls = lab_ca(topo, api.tls.ca_file, "patroni_api.tls.ca_file")
         section |= {"certfile": tls.cert(member.name), "keyfile": tls.key(member.name), "cafile": tls.ca_file}
     if api.authentication is not None:
         section["authentication"] = {"username": api.authentication.username,
@@ -93,25 +91,16 @@ def ssl_parameters(topo: Topology, member: Member) -> dict[str, str]:
     wanted = topo.postgres_tls
     if wanted is None:
         return {}
-    tls = _lab_tls(topo, wanted.ca_file, "postgresql.tls.ca_file")
+    tls = lab_ca(topo, wanted.ca_file, "postgresql.tls.ca_file")
     return {"ssl": "on", "ssl_cert_file": tls.cert(member.name), "ssl_key_file": tls.key(member.name),
             "ssl_ca_file": tls.ca_file}
-
-
-def _lab_tls(topo: Topology, ca_file: str, field: str) -> PgBackRestTLS:
-    tls = next((s.tls for s in tls_sections(topo)), None)
-    if tls is None or tls.ca_file != ca_file:
-        raise LabError(f"{field} must be the lab CA of pgbackrest.tls (the lab has one CA, and gives each member "
-                       "one certificate for pgBackRest, Patroni and PostgreSQL)",
-                       hint=f"set {field}: {tls.ca_file if tls else '<pgbackrest.tls.ca_file>'}")
-    return tls
 
 
 def etcd_client_settings(topo: Topology, dc: Datacenter, member: Member) -> dict[str, str]:
     """Patroni's etcd3 client over TLS, presenting the member's lab-CA certificate (etcd requires one)."""
     if dc.dcs.kind != "etcd3" or topo.etcd_tls is None:
         return {}
-    tls = _lab_tls(topo, topo.etcd_tls.ca_file, "etcd_tls.ca_file")
+    tls = lab_ca(topo, topo.etcd_tls.ca_file, "etcd_tls.ca_file")
     return {"protocol": "https", "cacert": tls.ca_file, "cert": tls.cert(member.name), "key": tls.key(member.name)}
 
 

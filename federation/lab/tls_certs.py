@@ -16,7 +16,7 @@ from pathlib import Path
 
 from federation.errors import LabError
 from federation.lab.processes import LabUser
-from federation.pgbackrest_layout import PgBackRestConfig
+from federation.pgbackrest_layout import PgBackRestConfig, PgBackRestTLS
 from federation.topology import Topology
 
 DAYS = 30
@@ -33,6 +33,17 @@ def _openssl(*args: str) -> None:
 def tls_sections(topo: Topology) -> list[PgBackRestConfig]:
     sections = [topo.pgbackrest, *(dc.pgbackrest for dc in topo.datacenters)]
     return [s for s in sections if s is not None and s.tls is not None and s.repo_host is not None]
+
+
+def lab_ca(topo: Topology, ca_file: str, field: str) -> PgBackRestTLS:
+    """The lab's one CA (pgbackrest.tls), which `field` must name: every TLS server of the lab gets its
+    certificate from it."""
+    tls = next((s.tls for s in tls_sections(topo)), None)
+    if tls is None or tls.ca_file != ca_file:
+        raise LabError(f"{field} must be the lab CA of pgbackrest.tls (the lab has one CA, and gives each member "
+                       "one certificate for pgBackRest, Patroni and PostgreSQL)",
+                       hint=f"set {field}: {tls.ca_file if tls else '<pgbackrest.tls.ca_file>'}")
+    return tls
 
 
 def etcd_cert_name(group: str, index: int) -> str:
@@ -88,9 +99,7 @@ def _agent_client(topo: Topology, ca_cert: Path, ca_key: Path) -> list[Path]:
     agent = topo.agent_tls
     if agent is None:
         return []
-    if agent.ca_file != str(ca_cert):
-        raise LabError("agent_api.tls.ca_file must be the lab CA of pgbackrest.tls (the lab has one CA)",
-                       hint=f"set agent_api.tls.ca_file: {ca_cert}")
+    lab_ca(topo, agent.ca_file, "agent_api.tls.ca_file")
     cert, key = Path(agent.client_cert_file), Path(agent.client_key_file)
     if cert.exists() and key.exists():
         return []
