@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 DEFAULT_DEADLINE = 4.0
 PROBE_TIMEOUT = 0.5
 RETRY_PAUSE = 0.1
+READ_SHARE = 0.6  # of the time left, for a read attempt while another serving member is left to try
+MIN_ATTEMPT = 1.5
 STORE_HINT = ("check the store's members (fedctl store status; etcdctl endpoint status / echo srvr | nc) and "
               "the federation_store section of the topology")
 T = TypeVar("T")
@@ -134,7 +136,12 @@ class FederationStore:
     @contextmanager
     def _session(self, deadline_at: float | None = None) -> Iterator[DCS]:
         serving, deadline_at = self._serving(deadline_at)
-        dcs = open_member(self.config.kind, serving[0], deadline_at=deadline_at, tls=self.config.etcd_tls,
+        with self._on_member(serving[0], deadline_at) as dcs:
+            yield dcs
+
+    @contextmanager
+    def _on_member(self, member: StoreHost, deadline_at: float) -> Iterator[DCS]:
+        dcs = open_member(self.config.kind, member, deadline_at=deadline_at, tls=self.config.etcd_tls,
                           zookeeper_auth=self.config.zookeeper_auth)
         try:
             yield dcs
@@ -145,14 +152,21 @@ class FederationStore:
 
     def _read(self, what: str, read: Callable[[DCS], T]) -> T:
         """Run a read, again while the deadline allows when it fails: a read is safe to repeat, and etcd
-        answers "leader changed" or "no leader" for a moment around every election."""
+        answers "leader changed" or "no leader" for a moment around every election. Each attempt goes to
+        the next serving member and, while another one is left to try, gets only part of the time left: a
+        member that serves but hangs (one catching up after a heal) must not take the whole deadline."""
         deadline_at = self.clock() + self.deadline
+        attempt = 0
         while True:
+            serving, _ = self._serving(deadline_at)
+            member = serving[attempt % len(serving)]
+            left = deadline_at - self.clock()
+            attempt_at = deadline_at if len(serving) == 1 else self.clock() + max(READ_SHARE * left,
+                                                                                  min(left, MIN_ATTEMPT))
+            attempt += 1
             try:
-                with self._session(deadline_at) as dcs:
+                with self._on_member(member, attempt_at) as dcs:
                     return read(dcs)
-            except NoQuorum:
-                raise
             except DCSError as exc:
                 if deadline_at - self.clock() < RETRY_PAUSE * 2:
                     raise StoreError(f"{self.describe()} could not {what} within {self.deadline:g} s: "

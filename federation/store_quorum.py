@@ -25,7 +25,9 @@ from federation.tls_files import ClientTLS
 class MemberProbe:
     host: StoreHost
     serving: bool
-    reason: str  # "leader 8e9e05c52164694d", "no answer within 0.5 s", "no leader", ...
+    reason: str  # "serving", "no answer within 0.5 s", "answers, but has no leader ...", ...
+    leads: bool = False
+    applied: int | None = None  # etcd: the raft index this member has applied
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,12 @@ class QuorumView:
 
     @property
     def serving(self) -> list[StoreHost]:
-        return [p.host for p in self.probes if p.serving]
+        """The members that serve, best first: the leader, then by how much of the log each has applied. A
+        member that has just come back from behind a cut serves before it has caught up, and a linearizable
+        read sent to it waits until it has (seen for seconds after a heal on the loaded lab)."""
+        ranked = sorted((p for p in self.probes if p.serving),
+                        key=lambda p: (not p.leads, -(p.applied if p.applied is not None else -1)))
+        return [p.host for p in ranked]
 
     @property
     def total(self) -> int:
@@ -72,10 +79,22 @@ def probe_etcd(host: StoreHost, timeout: float, tls: ClientTLS | None = None) ->
         status = json.loads(raw)
     except ValueError:
         return MemberProbe(host, False, "not an etcd answer")
+    if not isinstance(status, dict):
+        return MemberProbe(host, False, "not an etcd answer")
     leader = str(status.get("leader") or "0")
     if leader == "0":
         return MemberProbe(host, False, "answers, but has no leader (cut off from its peers)")
-    return MemberProbe(host, True, "serving")
+    header = status.get("header")
+    member_id = str(header.get("member_id") or "") if isinstance(header, dict) else ""
+    return MemberProbe(host, True, "serving", leads=member_id == leader, applied=_index(status))
+
+
+def _index(status: dict[str, object]) -> int | None:
+    raw = status.get("raftAppliedIndex", status.get("raftIndex"))
+    try:
+        return int(str(raw))
+    except ValueError:
+        return None
 
 
 def probe_zookeeper(host: StoreHost, timeout: float, tls: ClientTLS | None = None) -> MemberProbe:
@@ -92,11 +111,21 @@ def probe_zookeeper(host: StoreHost, timeout: float, tls: ClientTLS | None = Non
         return MemberProbe(host, False, (exc.strerror or type(exc).__name__).lower())
     text = b"".join(chunks).decode(errors="replace")
     if "Mode:" in text:
-        return MemberProbe(host, True, "serving")
+        return MemberProbe(host, True, "serving", leads="Mode: leader" in text, applied=_zxid(text))
     if "not currently serving" in text:
         return MemberProbe(host, False, "answers, but is not serving (cut off from its quorum)")
     # `srvr` is not on the server's 4lw.commands.whitelist: it accepted TCP, which is all we can tell.
     return MemberProbe(host, True, "accepts connections (srvr not allowed)")
+
+
+def _zxid(srvr: str) -> int | None:
+    for line in srvr.splitlines():
+        if line.startswith("Zxid:"):
+            try:
+                return int(line.split(":", 1)[1].strip(), 16)
+            except ValueError:
+                return None
+    return None
 
 
 def probe_members(kind: str, hosts: Sequence[StoreHost], timeout: float,

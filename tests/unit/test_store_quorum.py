@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 
 import pytest
 
-from federation.store import NoQuorum
-from federation.store_config import StoreHost
+from federation.store import FederationStore, NoQuorum
+from federation.store_config import StoreConfig, StoreHost
 from federation.store_quorum import MemberProbe, QuorumView, probe_etcd, probe_members, probe_zookeeper
 
 
@@ -100,3 +102,65 @@ def test_one_serving_member_reaches_the_majority_through_its_leader() -> None:
     alone = QuorumView((cut_from_dc2.probes[0], cut_from_dc2.probes[1],
                         MemberProbe(hosts[2], False, "connection refused")))
     assert not alone.has_majority
+
+
+@contextmanager
+def etcd_member(member_id: str, leader: str, applied: int, *, hangs_on_reads: bool = False) -> Iterator[StoreHost]:
+    """A stand-in etcd member: its status, and a record under every key unless its reads hang (a member
+    that serves but has not caught up)."""
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            if self.path == "/v3/maintenance/status":
+                answer: dict[str, object] = {"header": {"member_id": member_id}, "leader": leader,
+                                             "raftAppliedIndex": str(applied)}
+            else:
+                if hangs_on_reads:
+                    release.wait(10)
+                    return
+                answer = {"kvs": [{"key": "", "value": base64.b64encode(b"{}").decode(), "mod_revision": "7"}]}
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield StoreHost(address=f"127.0.0.1:{server.server_address[1]}", site=f"site{member_id}")
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_leader_serves_first_then_the_member_that_applied_most() -> None:
+    with etcd_member("1", "3", 90) as behind, etcd_member("2", "3", 120) as ahead, \
+            etcd_member("3", "3", 100) as leader:
+        view = probe_members("etcd3", [behind, ahead, leader], 1.0)
+    assert [p.leads for p in view.probes] == [False, False, True]
+    assert view.serving == [leader, ahead, behind]
+
+
+def test_a_read_moves_on_from_a_member_that_serves_but_hangs() -> None:
+    """After a heal, a member that was cut off reports a leader at once and still holds a linearizable read
+    until it has caught up: the read goes to the next member in time instead of failing at the deadline."""
+    with etcd_member("1", "2", 100, hangs_on_reads=True) as hanging, etcd_member("2", "2", 100) as leader:
+        config = StoreConfig.model_validate({"etcd3": {"hosts": [{"address": h.address, "site": h.site}
+                                                                 for h in (hanging, leader)]}})
+        store = FederationStore(config, "fed", deadline=4.0)
+        # the leader ranks first; make the hanging member come first to see the move on
+        store.quorum = lambda: QuorumView((MemberProbe(hanging, True, "serving"),  # type: ignore[method-assign]
+                                           MemberProbe(leader, True, "serving")))
+        started = time.monotonic()
+        found = store.read_record()
+        took = time.monotonic() - started
+    assert found is not None and found.version == 7
+    assert 1.4 < took < 3.9, f"the hanging member had part of the deadline, not all of it: {took:.2f} s"
