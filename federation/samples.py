@@ -3,11 +3,18 @@
 A standby DC's agent samples its upstream leader's current LSN every few seconds. When the upstream
 is lost, the newest sample is the best knowledge of how far it had written: promote-dc compares it
 with what the target received to estimate the data loss, and says how old the sample is.
+
+Each sample carries the WAL rate since the previous one and a peak rate that decays by half every
+PEAK_HALF_LIFE seconds: the estimate counts what the lost DC may have written after its last sample at
+that peak, because the rate of a single interval is noisy (full-page images after a checkpoint, a loaded
+host): on a loaded 2-core machine the partition drill lost 1.3 times what the last interval's rate
+predicted for the same window.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 
@@ -15,6 +22,9 @@ from federation.dcs import connect
 from federation.errors import DCSError
 from federation.lsn import format_lsn, parse_lsn
 from federation.topology import Datacenter, Topology
+
+PEAK_HALF_LIFE = 10.0
+MIN_RATE_INTERVAL = 0.5  # seconds; a rate over less is mostly noise (two agents sampling in turn)
 
 
 @dataclass(frozen=True)
@@ -26,6 +36,11 @@ class LsnSample:
     sampled_by: str
     bytes_per_second: float = 0.0
     interval_seconds: float = 2.0
+    peak_bytes_per_second: float = 0.0
+
+    @property
+    def worst_rate(self) -> float:
+        return max(self.bytes_per_second, self.peak_bytes_per_second)
 
     @property
     def taken_at(self) -> datetime:
@@ -40,7 +55,7 @@ class LsnSample:
             data = json.loads(raw)
             return cls(str(data["dc"]), str(data["member"]), parse_lsn(data["lsn"]), str(data["time"]),
                        str(data["sampled_by"]), float(data.get("bytes_per_second", 0.0)),
-                       float(data.get("interval_seconds", 2.0)))
+                       float(data.get("interval_seconds", 2.0)), float(data.get("peak_bytes_per_second", 0.0)))
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -57,10 +72,21 @@ def store_sample(topo: Topology, holder: Datacenter, sample: LsnSample) -> LsnSa
         previous = LsnSample.from_json(found.value) if found else None
         if previous is not None and previous.dc == sample.dc:
             elapsed = (sample.taken_at - previous.taken_at).total_seconds()
-            if elapsed > 0 and sample.lsn >= previous.lsn:
-                sample = replace(sample, bytes_per_second=(sample.lsn - previous.lsn) / elapsed)
+            if elapsed >= 0 and sample.lsn >= previous.lsn:
+                sample = with_rate(sample, previous, elapsed)
         dcs.put(key, sample.to_json())
     return sample
+
+
+def with_rate(sample: LsnSample, previous: LsnSample, elapsed: float) -> LsnSample:
+    """`sample` with the rate since `previous` (taken `elapsed` seconds before) and the decayed peak; the
+    previous figures when the two are too close together to tell a rate."""
+    if elapsed < MIN_RATE_INTERVAL:
+        return replace(sample, bytes_per_second=previous.bytes_per_second,
+                       peak_bytes_per_second=previous.peak_bytes_per_second)
+    rate = (sample.lsn - previous.lsn) / elapsed
+    decayed = previous.worst_rate * math.pow(0.5, elapsed / PEAK_HALF_LIFE)
+    return replace(sample, bytes_per_second=rate, peak_bytes_per_second=max(rate, decayed))
 
 
 def newest_sample(topo: Topology, sampled_dc: str) -> LsnSample | None:

@@ -236,6 +236,7 @@ def test_cut_off_primary_dc_fences_itself_and_promote_dc_loses_no_more_than_esti
         wait_for_no_lease(lab)
         promoted = _ok(fedctl(lab, "promote-dc", "dc2", "--yes", "--format", "json"), "promote-dc dc2")
         report = json.loads(promoted.stdout)
+        last_sample = newest_sample(lab.topo, "dc1")
         first = eventually("dc2 accepts a write from its client", lambda: in_dc2.acked[:1], timeout=30)[0][1]
         assert in_dc2.answers > 0, "dc2 never answered its client before the promotion"
         eventually("five seconds past dc2's first write", lambda: time.monotonic() > first + 5, timeout=10)
@@ -259,7 +260,10 @@ def test_cut_off_primary_dc_fences_itself_and_promote_dc_loses_no_more_than_esti
     print(f"fenced {fenced_after:.1f} s after the cut; dc2's first write {first - cut_at:.1f} s after it; dc1 "
           f"acknowledged {len(after_promotion)} commits after dc2's first write; lost {len(lost)} acknowledged "
           f"commits ({lost_bytes} bytes) against an estimate of {estimate} bytes; rejoin found diverged WAL on "
-          f"{sorted(joined.get('diverged_wal', {}))}; promote-dc right after the cut: {early.stderr.splitlines()[0]}")
+          f"{sorted(joined.get('diverged_wal', {}))}; the last sample's WAL rate "
+          f"{last_sample.bytes_per_second if last_sample else None} B/s, peak "
+          f"{last_sample.peak_bytes_per_second if last_sample else None} B/s; promote-dc right after the cut: "
+          f"{early.stderr.splitlines()[0]}")
     if after_promotion:
         raise NotPartitionSafe(f"split brain: dc1 acknowledged {len(after_promotion)} commits after dc2's first write")
     assert lost_bytes <= estimate + 512, f"{len(lost)} commits ({lost_bytes} bytes) lost, estimate {estimate} bytes"

@@ -30,3 +30,24 @@ def test_writes_that_began_after_the_last_sample_still_count() -> None:
     estimate = loss_from_sample("dc1", sample(100_000, 0.0), 400_000, None, T0.timestamp() + 3.0)
     assert estimate.bytes == 200_000  # 100 kB/s for one sampling interval (2 s)
     assert estimate.sample_age_seconds == 3.0
+
+
+def test_a_burst_in_the_last_minute_counts_even_when_the_last_interval_was_calm() -> None:
+    from dataclasses import replace
+
+    from federation.samples import PEAK_HALF_LIFE, with_rate
+
+    def at(seconds: float, lsn: int) -> LsnSample:
+        return replace(sample(lsn, 0.0), time=datetime.fromtimestamp(T0.timestamp() + seconds, UTC).isoformat())
+
+    burst = with_rate(at(2, 300_000), at(0, 100_000), 2.0)  # 100 kB/s
+    calm = with_rate(at(4, 320_000), burst, 2.0)  # 10 kB/s
+    assert calm.bytes_per_second == 10_000
+    decayed = 100_000 * 0.5 ** (2.0 / PEAK_HALF_LIFE)
+    assert abs(calm.peak_bytes_per_second - decayed) < 1
+    estimate = loss_from_sample("dc1", calm, calm.lsn, None, T0.timestamp() + 5.0)
+    assert estimate.bytes is not None and estimate.bytes >= decayed, "one second counted at the burst's rate"
+    too_soon = with_rate(at(4.2, 400_000), calm, 0.2)  # 80 kB in 0.2 s: noise, not a rate
+    assert (too_soon.bytes_per_second, too_soon.peak_bytes_per_second) == (10_000, calm.peak_bytes_per_second)
+    much_later = with_rate(at(4 + 4 * PEAK_HALF_LIFE, 330_000), calm, 4 * PEAK_HALF_LIFE)
+    assert much_later.peak_bytes_per_second < 100_000 / 15, "a burst long past no longer dominates"
