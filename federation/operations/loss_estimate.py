@@ -82,10 +82,9 @@ def estimate_loss(topo: Topology, old_primary: str, target: Datacenter, leader: 
 def loss_from_sample(old_primary: str, sample: LsnSample, received: int, replayed_at: float | None,
                      now: float, *, fence_point: float | None = None) -> LossEstimate:
     """What the target lacks of the last known LSN, plus what the old primary may have written after that
-    sample at the highest WAL rate of the last few sampling intervals
-    (samples.PEAK_HALF_LIFE): until `fence_point`
-    (Unix time) when given, the moment from which it has certainly fenced itself; otherwise until its
-    death, at most one sampling interval."""
+    sample at the highest WAL rate of the last few sampling intervals (samples.PEAK_HALF_LIFE): until
+    `fence_point` (Unix time) when given, the moment from which it has certainly fenced itself; otherwise
+    until its death, at most one sampling interval."""
     sampled = sample.taken_at.timestamp()
     age = max(0.0, now - sampled)
     # The WAL the target received after the sample was written at no less than this rate; a sample taken
