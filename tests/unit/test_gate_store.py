@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from federation.gate_core import CopyView, decide_with_store
 from federation.gate_store import StoreView, keys, read_store
 from federation.store import FederationStore
 from tests.unit.test_promote_lease import topo  # noqa: F401  (fixture)
+from tests.unit.tls_servers import JsonHandler, http_server
 
 COPIES = [CopyView("dc1", 3, "dc1", True), CopyView("dc2", 3, "dc1", True)]
 UNREACHABLE = [CopyView("dc1", 3, "dc1", True), CopyView("dc2", None, None, False)]
@@ -62,7 +62,7 @@ def test_without_a_store_the_decision_is_todays() -> None:
     assert decision.allowed and "did not decide" not in decision.reason
 
 
-class FakeEtcd(BaseHTTPRequestHandler):
+class FakeEtcd(JsonHandler):
     data: dict[str, str] = {}
     leader = "8e9e05c52164694d"
 
@@ -74,23 +74,13 @@ class FakeEtcd(BaseHTTPRequestHandler):
             key = base64.b64decode(body["key"]).decode()
             value = self.data.get(key)
             answer = {"kvs": [{"value": base64.b64encode(value.encode()).decode()}]} if value else {}
-        raw = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        self.answer(200, answer)
 
 
 @pytest.fixture
 def etcd() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeEtcd)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with http_server(FakeEtcd) as port:
+        yield f"127.0.0.1:{port}"
 
 
 def closed_port() -> str:

@@ -3,41 +3,18 @@
 from __future__ import annotations
 
 import base64
-import json
 import socketserver
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 
 import pytest
 
 from federation.store import FederationStore, NoQuorum
 from federation.store_config import StoreConfig, StoreHost
 from federation.store_quorum import MemberProbe, QuorumView, probe_etcd, probe_members, probe_zookeeper
-
-
-@contextmanager
-def etcd_like(leader: str) -> Iterator[StoreHost]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.dumps({"header": {"member_id": "1"}, "leader": leader}).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield StoreHost(address=f"127.0.0.1:{server.server_address[1]}", site="dc1")
-    finally:
-        server.shutdown()
-        server.server_close()
+from tests.unit.tls_servers import JsonHandler, http_server
 
 
 @contextmanager
@@ -57,9 +34,9 @@ def zookeeper_like(answer: bytes) -> Iterator[StoreHost]:
 
 
 def test_an_etcd_member_serves_only_with_a_leader() -> None:
-    with etcd_like("77") as host:
+    with etcd_member("1", "77", 0) as host:
         assert probe_etcd(host, 1.0).serving
-    with etcd_like("0") as host:
+    with etcd_member("1", "0", 0) as host:
         probe = probe_etcd(host, 1.0)
         assert not probe.serving and "no leader" in probe.reason
 
@@ -110,35 +87,23 @@ def etcd_member(member_id: str, leader: str, applied: int, *, hangs_on_reads: bo
     that serves but has not caught up)."""
     release = threading.Event()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if self.path == "/v3/maintenance/status":
-                answer: dict[str, object] = {"header": {"member_id": member_id}, "leader": leader,
-                                             "raftAppliedIndex": str(applied)}
+                self.answer(200, {"header": {"member_id": member_id}, "leader": leader,
+                                  "raftAppliedIndex": str(applied)})
+            elif hangs_on_reads:
+                release.wait(10)
             else:
-                if hangs_on_reads:
-                    release.wait(10)
-                    return
-                answer = {"kvs": [{"key": "", "value": base64.b64encode(b"{}").decode(), "mod_revision": "7"}]}
-            body = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+                self.answer(200, {"kvs": [{"key": "", "value": base64.b64encode(b"{}").decode(),
+                                           "mod_revision": "7"}]})
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield StoreHost(address=f"127.0.0.1:{server.server_address[1]}", site=f"site{member_id}")
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
+    with http_server(Handler) as port:
+        try:
+            yield StoreHost(address=f"127.0.0.1:{port}", site=f"site{member_id}")
+        finally:
+            release.set()  # a hanging read ends before the server does
 
 
 def test_the_leader_serves_first_then_the_member_that_applied_most() -> None:

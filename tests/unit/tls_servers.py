@@ -1,5 +1,6 @@
-"""Stand-ins for the TLS servers fedctl talks to (Patroni's REST API, etcd's gateway) in unit tests: a
-JSON-answering handler and an https server on a thread, optionally requiring a client certificate."""
+"""Stand-ins for the servers fedctl talks to (Patroni's REST API, etcd's gateway) in unit tests: a
+JSON-answering handler, and an http or https server on a thread (https optionally requiring a client
+certificate)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,19 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+@contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") -> Iterator[int]:
+    """Serve `handler` over plain http on `host`, one thread a request. Yields the port."""
+    server = ThreadingHTTPServer((host, 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextmanager
