@@ -54,7 +54,7 @@ class Agent:
         self.metrics.active.set_function(lambda: 1 if self.keeper.active else 0)
         self.metrics.dcs_up.set_function(lambda: 1 if self.keeper.dcs_answered_within(s.lease_ttl) else 0)
         # Only with a federation store: every agent, active or not, guards the primary-DC lease.
-        self.guard = open_guard(s, lambda: self.keeper.active)
+        self.guard = open_guard(s, lambda: self.keeper.active, on_fence=self.metrics.self_fences.inc)
         if self.guard is not None:
             guard = self.guard
             self.metrics.lease_held.set_function(lambda: 1 if guard.held() else 0)

@@ -35,7 +35,8 @@ def store_deadline(ttl: float, margin: float) -> float:
     return max(0.5, min(LEASE_CHECK_SECONDS, (ttl - margin) / 4))
 
 
-def open_guard(settings: AgentSettings, active: Callable[[], bool]) -> LeaseGuard | None:
+def open_guard(settings: AgentSettings, active: Callable[[], bool],
+               on_fence: Callable[[], None] = lambda: None) -> LeaseGuard | None:
     """The guard when the topology names a federation store; None without one (nothing changes then)."""
     config = settings.topo.federation_store
     if config is None:
@@ -46,4 +47,4 @@ def open_guard(settings: AgentSettings, active: Callable[[], bool]) -> LeaseGuar
                       lease=store.primary_lease(settings.dc.name, settings.identity),
                       patroni=RestPatroni(settings.dc), markers=DCSMarkers(settings.topo, settings.dc),
                       ttl=config.lease_ttl, margin=config.fencing_margin, active=active,
-                      cached_record=CachedRecord(settings))
+                      cached_record=CachedRecord(settings), on_fence=on_fence)

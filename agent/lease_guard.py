@@ -62,8 +62,9 @@ class LeaseGuard:
                  cached_record: Callable[[], FederationState | None] = lambda: None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 interval: float = LEASE_CHECK_SECONDS) -> None:
+                 interval: float = LEASE_CHECK_SECONDS, on_fence: Callable[[], None] = lambda: None) -> None:
         self.dc, self.identity = dc, identity
+        self._on_fence = on_fence  # counts self-fences (a metric): each one is a write outage of the DC
         self.store, self.lease, self.patroni, self.markers = store, lease, patroni, markers
         self.ttl, self.margin, self.interval = ttl, margin, interval
         self._active, self._cached_record, self._clock, self._wall = active, cached_record, clock, wall
@@ -344,6 +345,7 @@ class LeaseGuard:
     def _begin_fence(self, now: float, reason: str) -> None:
         self._fenced_at, self._fenced_wall, self._fence_reason = now, self._wall(), reason
         self._fence_done, self._marker_seen, self._close_lease = False, self._marker is not None, True
+        self._on_fence()
 
     def _clear_fence(self) -> None:
         with self._lock:

@@ -51,6 +51,8 @@ class AgentMetrics:
                                         "Seconds since this agent last saw its DC's primary-DC lease confirmed "
                                         "(NaN: never, or no federation store).", registry=r)
         self.lease_sighting_age.set(math.nan)
+        self.self_fences = Counter("fedctl_agent_self_fences", "Times this agent fenced its own DC because the "
+                                   "primary-DC lease could not be confirmed in time.", registry=r)
         self.fencing = Counter("fedctl_fencing_events", "Times this agent demoted its replaced DC (rejoin-dc).",
                                registry=r)
         self.actions = Counter("fedctl_agent_actions", "Decisions carried out, by action.", ["action"], registry=r)

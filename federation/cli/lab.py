@@ -97,14 +97,21 @@ def lab_start_cmd(topology_path: str, dc_name: str, wait: bool) -> None:
 @click.argument("site_name", metavar="SITE")
 @click.option("--from", "peer", metavar="SITE2", help="Cut SITE off from SITE2 only (default: from every site "
               "and from this admin host).")
+@click.option("--for", "seconds", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Heal this cut by itself after SECONDS (a WAN blip of a precise length).")
 @reports_errors
-def lab_partition_cmd(topology_path: str, site_name: str, peer: str | None) -> None:
+def lab_partition_cmd(topology_path: str, site_name: str, peer: str | None, seconds: float | None) -> None:
     """Cut a site of the namespace lab off the WAN, both ways, as a real WAN cut: processes keep running,
     connections across the cut stall."""
-    from federation.lab.cuts import partition
+    from federation.lab.cuts import partition, timed_partition
 
-    cut = partition(load(topology_path, network=False), site_name, peer)
-    click.echo(f"cut in place: {cut.describe()} (undo: fedctl lab heal {site_name})")
+    topo = load(topology_path, network=False)
+    if seconds is None:
+        cut = partition(topo, site_name, peer)
+        click.echo(f"cut in place: {cut.describe()} (undo: fedctl lab heal {site_name})")
+        return
+    cut, lasted = timed_partition(topo, site_name, seconds, peer)
+    click.echo(f"healed after {lasted:.2f} s: {cut.describe()}")
 
 
 @lab.command("heal")

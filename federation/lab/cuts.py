@@ -15,6 +15,8 @@ lab (see root_ruleset).
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 
 from federation.errors import LabError
 from federation.lab.netns import SITE_LINK, Site, run_tool, site, sites
@@ -112,17 +114,36 @@ def partition(topo: Topology, site_name: str, peer: str | None = None) -> Cut:
     return cut
 
 
+def timed_partition(topo: Topology, site_name: str, seconds: float, peer: str | None = None,
+                    sleep: Callable[[float], None] = time.sleep) -> tuple[Cut, float]:
+    """A cut that lasts `seconds` and heals itself, in one process: a drill's "3 s cut" is then 3 s, not 3 s
+    plus however long a second command takes to start on a loaded host. Only this cut is removed, and it
+    is removed even when the wait is interrupted. Returns the cut and how long it was in place."""
+    if seconds <= 0:
+        raise LabError(f"a timed cut must last a positive number of seconds, not {seconds:g}")
+    cut = partition(topo, site_name, peer)
+    placed = time.monotonic()
+    try:
+        sleep(seconds)
+    finally:
+        _remove(topo, [cut])
+    return cut, time.monotonic() - placed
+
+
 def heal(topo: Topology, site_name: str | None = None) -> list[Cut]:
     """Remove every cut (or those involving `site_name`); returns the cuts removed."""
     if site_name is not None:
         site(topo, site_name)
-    cuts = current(topo)
-    removed = [c for c in cuts if site_name is None or c.involves(site_name)]
-    kept = [c for c in cuts if c not in removed]
+    removed = [c for c in current(topo) if site_name is None or c.involves(site_name)]
+    _remove(topo, removed)
+    return removed
+
+
+def _remove(topo: Topology, removed: list[Cut]) -> None:
+    kept = [c for c in current(topo) if c not in removed]
     if any(s.netns_path.exists() for s in sites(topo)):
         _load(kept, topo)
     write_cuts(topo.lab_cuts_file, kept)
-    return removed
 
 
 def remove_tables(topo: Topology) -> None:

@@ -301,3 +301,17 @@ def agent_get(member: Member, path: str, timeout: float = 5.0) -> tuple[int, byt
                         tls=tls.client().context() if tls is not None else None)
     except HTTPException as exc:
         raise OSError(f"agent {listen} answered garbage: {exc}") from exc
+
+
+def metrics_of(member: Member) -> dict[str, float]:
+    """The member's agent's /metrics, each sample as `name{label=value,...}` (or `name`) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    code, body = agent_get(member, "/metrics")
+    assert code == 200, f"{member.name}'s agent answered /metrics with {code}"
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return values

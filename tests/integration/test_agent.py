@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from agent.settings import lease_key
 from federation import patroni_api
@@ -37,6 +36,7 @@ from tests.integration.labkit import (
     agent_get,
     bug_lines,
     eventually,
+    metrics_of,
     start_lab,
     stop_lab,
     wait_for_no_lease,
@@ -59,17 +59,6 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     print(f"agent lab logs kept in {kept}")
     stop_lab(handle)
     assert not bugs, "Patroni reported a BUG:\n" + "\n".join(bugs)
-
-
-def metrics_of(member: Member) -> dict[str, float]:
-    code, body = agent_get(member, "/metrics")
-    assert code == 200
-    values: dict[str, float] = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return values
 
 
 def lease_holder(lab: LabHandle, dc: Datacenter) -> str | None:

@@ -24,7 +24,16 @@ from federation.samples import newest_sample
 from federation.state import current_state, read_copies
 from federation.store import FederationStore
 from federation.topology import Datacenter, Member
-from tests.integration.labkit import LabHandle, Writer, dc_dsn, eventually, fedctl, fedctl_in, wait_for_no_lease
+from tests.integration.labkit import (
+    LabHandle,
+    Writer,
+    dc_dsn,
+    eventually,
+    fedctl,
+    fedctl_in,
+    metrics_of,
+    wait_for_no_lease,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -116,14 +125,15 @@ def test_short_cut_of_the_primary_dc_changes_nothing(clean_partition: LabHandle)
     a client inside dc1: the client never notices, no role or epoch changes, dc2 gets every row."""
     lab = clean_partition
     roles, epochs = _roles(lab), _epochs(lab)
+    fences = _self_fences(lab, "dc1")
     client = _inside(lab, "dc1", "short_cut_rows").start()
     try:
         eventually("the client inside dc1 commits", lambda: len(client.acked) > 30, timeout=20)
-        _ok(fedctl(lab, "lab", "partition", "dc1"), "lab partition")
         cut_at = time.monotonic()
-        time.sleep(3)  # the drill: a 3 s WAN cut
-        _ok(fedctl(lab, "lab", "heal", "dc1"), "lab heal")
+        # One command cuts and heals: two would stretch the cut by the second one's start-up on a busy host.
+        done = _ok(fedctl(lab, "lab", "partition", "dc1", "--for", "3"), "lab partition --for 3")
         healed_at = time.monotonic()
+        assert "healed after 3." in done.stdout, done.stdout
         count = len(client.acked)
         eventually("the client commits after the heal", lambda: len(client.acked) > count + 30, timeout=20)
         for member in lab.dc("dc2").members:
@@ -133,10 +143,16 @@ def test_short_cut_of_the_primary_dc_changes_nothing(clean_partition: LabHandle)
     in_cut = [t for _, t in client.acked if cut_at < t < healed_at]
     assert len(in_cut) > 20, f"the client inside dc1 committed only {len(in_cut)} times during the cut"
     assert client.longest_gap() < 2.0, f"a local client waited {client.longest_gap():.2f} s for a commit"
+    assert _self_fences(lab, "dc1") == fences, "an agent of dc1 fenced its DC during a 3 s cut"
     assert _roles(lab) == roles
     assert _epochs(lab) == epochs
     for member in lab.dc("dc1").members:
         assert client.missing_on(lab, member) == []
+
+
+def _self_fences(lab: LabHandle, dc: str) -> dict[str, float]:
+    """How often each agent of `dc` has fenced the DC since it started (every agent must answer)."""
+    return {m.name: metrics_of(m)["fedctl_agent_self_fences_total"] for m in lab.dc(dc).members}
 
 
 def _active_agent(lab: LabHandle, dc: Datacenter) -> Member | None:

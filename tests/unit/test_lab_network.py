@@ -9,6 +9,7 @@ import pytest
 
 from federation.errors import LabError, TopologyError
 from federation.lab import netns
+from federation.lab import cuts
 from federation.lab.cuts import root_ruleset, site_ruleset, table_name
 from federation.lab.processes import LabUser, as_user_argv
 from federation.lab_network import Cut, read_cuts, subnet_conflicts, write_cuts
@@ -153,6 +154,30 @@ def test_cut_record_round_trip_and_sentences(tmp_path: Path) -> None:
     assert Cut("dc2", "dc1").involves("dc1") and not Cut("dc2", "dc1").involves("witness")
     path.write_text("{not json")
     assert read_cuts(path) == []
+
+
+def test_a_timed_cut_heals_itself_even_when_interrupted_and_keeps_the_other_cuts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEDCTL_LAB_DIR", str(tmp_path / "lab"))
+    loaded: list[list[Cut]] = []
+    monkeypatch.setattr(cuts, "_load", lambda in_place, _topo: loaded.append(list(in_place)))
+    monkeypatch.setattr(cuts, "_require_up", lambda _site: None)
+    monkeypatch.setattr(netns.Site, "netns_path", property(lambda _s: tmp_path))  # every namespace "exists"
+    topo = load_topology(LAB)
+    cuts.partition(topo, "dc2", "witness")
+    waited: list[float] = []
+    cut, lasted = cuts.timed_partition(topo, "dc1", 3.0, sleep=waited.append)
+    assert cut == Cut("dc1") and waited == [3.0] and lasted >= 0
+    assert loaded[-2] == [Cut("dc2", "witness"), Cut("dc1")], "the timed cut was never in place"
+    assert loaded[-1] == cuts.current(topo) == [Cut("dc2", "witness")]
+
+    def interrupted(_seconds: float) -> None:
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        cuts.timed_partition(topo, "dc1", 3.0, sleep=interrupted)
+    assert cuts.current(topo) == [Cut("dc2", "witness")], "an interrupted timed cut stayed in place"
+    with pytest.raises(LabError, match="positive number of seconds"):
+        cuts.timed_partition(topo, "dc1", 0)
 
 
 def test_processes_enter_the_namespace_before_dropping_privileges() -> None:
