@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from federation.errors import LabError, TopologyError
-from federation.lab import netns
-from federation.lab import cuts
+from federation.lab import cuts, netns
 from federation.lab.cuts import root_ruleset, site_ruleset, table_name
 from federation.lab.processes import LabUser, as_user_argv
 from federation.lab_network import Cut, read_cuts, subnet_conflicts, write_cuts
