@@ -1,7 +1,8 @@
 """The parts of Patroni's dynamic (DCS) configuration that the federation owns, computed from roles.
 
 A standby DC's `standby_cluster` lists every member of its upstream DC (libpq multi-host; Patroni adds
-target_session_attrs=read-write) with the upstream's one PostgreSQL port and our own slot name. The
+target_session_attrs=read-write) with the upstream's one PostgreSQL port and the DC's slot name
+(fed_<dc>, or the one the topology names). The
 slot lives as a permanent physical slot in the upstream DC's `slots`, so it survives leader changes
 there. Slots for directions not in use are removed: a permanent slot nobody streams from pins WAL.
 """
@@ -37,15 +38,21 @@ def desired_slots(topo: Topology, dc: Datacenter, upstreams: Mapping[str, str | 
     return {other.slot_name for other in topo.datacenters if upstreams.get(other.name) == dc.name}
 
 
-def slots_patch(current: Mapping[str, Any] | None, wanted: set[str]) -> dict[str, Any]:
+def federation_slots(topo: Topology) -> set[str]:
+    """The slot names the federation owns: every DC's (fed_<dc>, or the one the topology names)."""
+    return {dc.slot_name for dc in topo.datacenters}
+
+
+def slots_patch(current: Mapping[str, Any] | None, wanted: set[str],
+                ours: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     """A PATCH /config `slots` value adding the wanted federation slots and removing the others.
 
-    Slots not named fed_* belong to the user and are left alone.
+    Slots neither named fed_* nor in `ours` belong to the user and are left alone.
     """
     current = current or {}
     patch: dict[str, Any] = {name: {"type": "physical"} for name in sorted(wanted) if name not in current}
     for name in current:
-        if name.startswith(FEDERATION_SLOT_PREFIX) and name not in wanted:
+        if (name.startswith(FEDERATION_SLOT_PREFIX) or name in ours) and name not in wanted:
             patch[name] = None
     return patch
 
@@ -57,7 +64,7 @@ def role_patch(topo: Topology, dc: Datacenter, upstreams: Mapping[str, str | Non
     patch: dict[str, Any] = {
         "standby_cluster": standby_cluster_section(dc, topo.dc(upstream), via_host) if upstream else None,
     }
-    slots = slots_patch(current_config.get("slots"), desired_slots(topo, dc, upstreams))
+    slots = slots_patch(current_config.get("slots"), desired_slots(topo, dc, upstreams), federation_slots(topo))
     if slots:
         patch["slots"] = slots
     return patch

@@ -51,6 +51,7 @@ from federation.tls_files import ClientTLS
 from federation.yaml_lines import LineMap, dotted_path, load_yaml_with_lines
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,30}$"
+SLOT_PATTERN = r"^[a-z0-9_]{1,63}$"  # what PostgreSQL accepts as a replication slot name
 NAME_HELP = "lowercase letters, digits and '_', starting with a letter, at most 31 characters"
 DEFAULT_LAB_ROOT = "/var/tmp/pg-federation"
 
@@ -265,6 +266,9 @@ class Datacenter(Model):
     role: DCRole
     upstream: str | None = None
     scope: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] | None = None
+    # The physical slot this DC streams through while it is a standby (default fed_<name>): an adopted
+    # standby cluster keeps the slot its DBA named.
+    slot: Annotated[str, Field(pattern=SLOT_PATTERN)] | None = None
     dcs: DCSConfig
     members: list[Member] = Field(min_length=1)
     pgbackrest: PgBackRestConfig | None = None
@@ -317,7 +321,7 @@ class Datacenter(Model):
     @property
     def slot_name(self) -> str:
         """The physical slot this DC uses on its upstream DC while it is a standby."""
-        return f"fed_{self.name}"
+        return self.slot or f"fed_{self.name}"
 
     def member(self, name: str) -> Member:
         for member in self.members:
@@ -347,6 +351,9 @@ class LabSettings(Model):
     # network namespace with the addresses of `sites`, so the lab can cut the WAN between them.
     network: LabNetwork = LabNetwork.LOOPBACK
     sites: dict[SiteName, str] = Field(default_factory=dict)
+    # Start the DCs as a DBA typically has them before fedctl (for `fedctl adopt`): plain Patroni clusters, the
+    # standby clusters streaming from one member of their upstream, no promotion gate, no agents, no record.
+    unmanaged: bool = False
 
     @field_validator("user")
     @classmethod
@@ -506,11 +513,13 @@ def _duplicates(topo: Topology) -> list[Problem]:
             seen[value] = dotted_path(path)
 
     names: dict[object, str] = {}
+    slots: dict[object, str] = {}
     scopes: dict[tuple[str, str, str], str] = {}
     members: dict[object, str] = {}
     endpoints: dict[object, str] = {}
     for i, dc in enumerate(topo.datacenters):
         once("datacenter name", ("datacenters", i, "name"), dc.name, names)
+        once("slot name", ("datacenters", i, "slot"), dc.slot_name, slots)
         # The same scope is fine in DCs with their own DCS; on a shared DCS their keys would collide.
         keys = [(str(h), dc.dcs.namespace, dc.patroni_scope) for h in dc.dcs.hosts]
         clash = next((key for key in keys if key in scopes), None)

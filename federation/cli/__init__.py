@@ -1,5 +1,6 @@
 """fedctl command line. Each module registers its commands on the shared group."""
 
+from federation.cli import adopt as _adopt  # noqa: F401
 from federation.cli import agent as _agent  # noqa: F401
 from federation.cli import backup as _backup  # noqa: F401
 from federation.cli import entrypoint as _entrypoint  # noqa: F401

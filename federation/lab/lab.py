@@ -148,22 +148,47 @@ def prepare(lab: Lab) -> None:
     if Path(lab.topo.source).is_file():
         shutil.copyfile(lab.topo.source, topology_copy)
     for dc, member in lab.topo.members():
-        paths = layout.member(dc, member)
-        paths.socket_dir.mkdir(parents=True, exist_ok=True)
-        gate_file = layout.dc_dir(dc) / "gate.json"
-        gate_file.parent.mkdir(parents=True, exist_ok=True)
-        gate_file.write_text(json.dumps(gate_config(lab.topo, dc.name), indent=2))
-        gate = f"{lab.bin / 'fedctl-gate'} {gate_file}"
-        config = member_config(layout, dc, member, passwords, pre_promote=gate)
-        fd = os.open(paths.patroni_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(config, f, sort_keys=False)
+        layout.member(dc, member).socket_dir.mkdir(parents=True, exist_ok=True)
+        _write_patroni_config(lab, dc, member, passwords, gate=not lab.topo.lab.unmanaged)
     for dc in lab.topo.datacenters:
         layout.dcs_data(dc).mkdir(parents=True, exist_ok=True)
     chown_tree(layout.root, lab.user)
     for d in repo_dirs(layout):
         chown_tree(d, lab.user)
     _check_user_can_run_patroni(lab)
+
+
+def _write_patroni_config(lab: Lab, dc: Datacenter, member: Member, passwords: dict[str, str], *, gate: bool) -> None:
+    layout = lab.layout
+    paths = layout.member(dc, member)
+    gate_file = layout.dc_dir(dc) / "gate.json"
+    gate_file.parent.mkdir(parents=True, exist_ok=True)
+    gate_file.write_text(json.dumps(gate_config(lab.topo, dc.name), indent=2))
+    pre_promote = f"{lab.bin / 'fedctl-gate'} {gate_file}" if gate else None
+    config = member_config(layout, dc, member, passwords, pre_promote=pre_promote)
+    fd = os.open(paths.patroni_config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    if os.geteuid() == 0:  # Patroni, the lab user, re-reads them on reload
+        for written in (gate_file, paths.patroni_config):
+            os.chown(written, lab.user.uid, lab.user.gid)
+
+
+def install_gate(topo: Topology, dc: Datacenter, member: Member) -> None:
+    """What a DBA does after `fedctl adopt` on an unmanaged lab's member: add the promotion gate to its
+    patroni.yml, then have Patroni reload it (POST /reload, as `patronictl reload` does)."""
+    from federation import patroni_api
+
+    lab = Lab.of(topo)
+    _write_patroni_config(lab, dc, member, lab.passwords(), gate=True)
+    patroni_api.post_action(member, "/reload", None)
+
+
+def start_agents(topo: Topology) -> None:
+    """The agents of every DC (after `fedctl adopt` on an unmanaged lab), as services started by hand."""
+    lab = Lab.of(topo)
+    for dc in topo.datacenters:
+        agents.start_agents(lab, dc)
 
 
 def _check_user_can_run_patroni(lab: Lab) -> None:
@@ -189,9 +214,13 @@ def start_dc_members(lab: Lab, dc: Datacenter) -> None:
 
 def should_be_primary(lab: Lab, dc: Datacenter) -> bool:
     """What the federation record says (the topology's initial roles while no record exists)."""
-    from federation.state import current_state
+    from federation.state import current_state, initial_state
+    from federation.store import StoreNotInitialised
 
-    record, _copies = current_state(lab.topo)
+    try:
+        record, _copies = current_state(lab.topo)
+    except StoreNotInitialised:  # an unmanaged lab before `fedctl adopt`
+        record = initial_state(lab.topo)
     return record.upstream_of(dc.name) is None
 
 
@@ -250,7 +279,7 @@ def lab_up(topo: Topology, progress: Progress) -> None:
             dcs_servers.wait_dcs(lab.layout, dc, lab.user)
         if store:
             dcs_servers.wait_group(store, lab.user)
-    if store:
+    if store and not topo.lab.unmanaged:
         with progress.step("initialise the federation store with the record (once)") as rec:
             rec.detail = init_store_once(topo)
     if (repo := pgbackrest_servers.repo_server(lab.layout)) is not None:
@@ -264,13 +293,18 @@ def lab_up(topo: Topology, progress: Progress) -> None:
             # turns it into a standby of the primary DC.
             for dc in topo.datacenters:
                 start_dc_members(lab, dc)
-                agents.start_agents(lab, dc)
+                if not topo.lab.unmanaged:
+                    agents.start_agents(lab, dc)
             _wait_all(lab)
     else:
         _first_start(lab, primary, progress)
-        with progress.step("start the fedctl agents (one per member, one active per DC)"):
-            for dc in topo.datacenters:
-                agents.start_agents(lab, dc)
+        if not topo.lab.unmanaged:
+            with progress.step("start the fedctl agents (one per member, one active per DC)"):
+                for dc in topo.datacenters:
+                    agents.start_agents(lab, dc)
+    if topo.lab.unmanaged:
+        progress.say("unmanaged lab: no agents, no federation record, no entrypoints (`fedctl adopt` comes next)")
+        return
     if repository_host(lab.layout) is not None:
         with progress.step("start the repository host's agent (it runs the scheduled jobs)"):
             agents.start_backup_host_agent(lab)

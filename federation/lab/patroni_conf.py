@@ -10,7 +10,7 @@ from typing import Any
 from federation.lab.layout import PG_BIN_DIR, LabLayout
 from federation.lab.pgbackrest_conf import ARCHIVE_PUSH, REPLICA_RESTORE
 from federation.lab.tls_certs import lab_ca
-from federation.patroni_dynamic import desired_slots, standby_cluster_section
+from federation.patroni_dynamic import ARCHIVE_GET, desired_slots, standby_cluster_section
 from federation.topology import Datacenter, DCRole, Member, SyncMode, Topology
 
 LAB_TIMINGS = {"ttl": 20, "loop_wait": 2, "retry_timeout": 4}
@@ -58,8 +58,16 @@ def dynamic_config(topo: Topology, dc: Datacenter) -> dict[str, Any]:
         upstream = topo.dc(dc.upstream)
         # Cascading from a standby DC goes through one of its members (see standby_cluster_section).
         via = upstream.members[0].host if upstream.role is DCRole.STANDBY else None
-        config["standby_cluster"] = standby_cluster_section(dc, upstream, via)
+        config["standby_cluster"] = (hand_built_standby_cluster(dc, upstream) if topo.lab.unmanaged
+                                     else standby_cluster_section(dc, upstream, via))
     return config
+
+
+def hand_built_standby_cluster(dc: Datacenter, upstream: Datacenter) -> dict[str, Any]:
+    """A standby cluster as a DBA sets one up by hand: one upstream host, the slot, the archive; Patroni's
+    default basebackup to clone."""
+    return {"host": upstream.members[0].host, "port": upstream.members[0].port, "primary_slot_name": dc.slot_name,
+            "restore_command": ARCHIVE_GET}
 
 
 def client_networks(topo: Topology) -> list[str]:
