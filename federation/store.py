@@ -69,7 +69,8 @@ class NoQuorum(StoreError):
 class StoreNotInitialised(OperationRefused):
     def __init__(self, federation: str) -> None:
         super().__init__(f"the federation store holds no record of federation {federation} yet",
-                         hint="run `fedctl store init` once: it copies the newest per-DC record into the store")
+                         hint="run `fedctl store init` once (it copies the newest per-DC record into the store), "
+                              "or `fedctl adopt` for clusters fedctl has not managed yet")
 
 
 @dataclass(frozen=True)

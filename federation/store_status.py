@@ -69,7 +69,8 @@ def store_summary(read: StoreRead) -> tuple[dict[str, Any], list[str]]:
     elif read.error is not None:
         problems.append(f"the federation store could not be read: {read.error}")
     elif not read.initialised:
-        problems.append("the federation store holds no record yet: run `fedctl store init`")
+        problems.append("the federation store holds no record yet: run `fedctl store init`, or `fedctl adopt` for "
+                        "clusters fedctl has not managed yet")
     elif lease is not None and read.primary_dc is not None:
         if not lease.held:
             problems.append(f"the primary DC {read.primary_dc} holds no live lease in the federation store: its "
