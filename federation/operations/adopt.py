@@ -14,10 +14,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from federation import patroni_api
 from federation.errors import FedError, OperationFailed, OperationRefused
-from federation.operations.adopt_plan import AdoptStep, RunningDC, adoption_steps, disagreements, member_lines
+from federation.operations.adopt_plan import (
+    AdoptStep,
+    RunningDC,
+    adoption_steps,
+    disagreements,
+    member_lines,
+    streams_from,
+)
 from federation.operations.common import cascade_host, look_at, poll, sql_row
 from federation.progress import Progress
 from federation.state import FederationState, HistoryEntry, commit, initial_state, read_copies, utc_now
@@ -139,7 +147,7 @@ def _apply(topo: Topology, running: Mapping[str, RunningDC], step: AdoptStep) ->
     patroni_api.patch_config(seen.leader, step.patch)
     if step.new_slots:
         return _wait_for_slots(topo, seen, step.new_slots)
-    return _wait_for_streaming(seen)
+    return _wait_for_streaming(topo, seen, step.patch["standby_cluster"])
 
 
 def _wait_for_slots(topo: Topology, seen: RunningDC, names: tuple[str, ...]) -> str:
@@ -161,21 +169,33 @@ def _wait_for_slots(topo: Topology, seen: RunningDC, names: tuple[str, ...]) -> 
     return f"present on {leader.name}"
 
 
-def _wait_for_streaming(seen: RunningDC) -> str:
+def _wait_for_streaming(topo: Topology, seen: RunningDC, changed: Mapping[str, Any]) -> str:
+    """Until the standby leader runs with the new settings (Patroni applies them in its next cycle) and its
+    walreceiver streams: a plain "streaming" right after the PATCH would still be the old connection."""
     dc = seen.dc
+    query = ("SELECT current_setting('primary_conninfo'), current_setting('primary_slot_name'), "
+             "current_setting('restore_command'), (SELECT status FROM pg_stat_wal_receiver)")
 
     def streaming() -> str | None:
-        status = look_at(dc).leader_status
-        return "streaming" if status is not None and status.replication_state == "streaming" else None
+        leader = look_at(dc).leader
+        row = sql_row(topo, leader, query) if leader is not None else None
+        if row is None:
+            return None
+        conninfo, slot, restore, status = (str(v or "") for v in row)
+        hosts = streams_from(changed)[0] if "host" in changed else []
+        applied = (all(host in conninfo for host in hosts)
+                   and changed.get("primary_slot_name", slot) == slot
+                   and changed.get("restore_command", restore) == restore)
+        return "streaming with the new settings" if applied and status == "streaming" else None
 
     try:
-        poll(f"{dc.name}'s standby leader to stream again", streaming, STREAM_WAIT, interval=0.2)
-    except OperationFailed:
+        return poll(f"{dc.name}'s standby leader to stream with its new settings", streaming, STREAM_WAIT,
+                    interval=0.2)
+    except OperationFailed as exc:
         raise OperationFailed(f"{dc.name}'s standby leader does not stream with its new standby_cluster settings "
-                              f"after {STREAM_WAIT:g} s",
+                              f"after {STREAM_WAIT:g} s: {exc.message}",
                               hint=f"check the Patroni and PostgreSQL logs of {dc.name}'s leader (a slot, a "
                                    "password, pg_hba?); `fedctl adopt` again resumes") from None
-    return "streaming again"
 
 
 def _write_first_record(topo: Topology, view: RecordView) -> str:
