@@ -27,6 +27,7 @@ from backup.runner import PgBackRestError, repository_section, run
 from backup.scratch import Interrupted, ScratchCluster, signals_unwind, sweep_stale
 from backup.take import CANARY_TABLE
 from federation.errors import FedError, OperationFailed
+from federation.failpoints import hit
 from federation.progress import Progress
 from federation.topology import Topology
 
@@ -132,6 +133,7 @@ def _restore_and_check(scratch: ScratchCluster, host: Any, backup: Backup, repor
             report.findings.append(Finding("recovery", False, exc.message, exc.hint))
             return
     report.recovery_seconds = time.monotonic() - started
+    hit("verify-restore/after-recovery")  # the scratch copy runs: where a test interrupts the run
     report.findings.append(Finding("recovery", True, f"consistent and promoted in {report.recovery_seconds:.1f} s "
                                    f"(RTO restore + recovery: {report.rto_seconds:.1f} s)"))
     checks_started = time.monotonic()
