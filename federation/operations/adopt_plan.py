@@ -145,11 +145,13 @@ def _shown(value: Any) -> str:
 
 
 def member_lines(topo: Topology, topology_path: str) -> list[str]:
-    """What fedctl cannot set remotely, per member: the gate in its local patroni.yml, its agent."""
+    """What fedctl cannot set remotely, per DC: the gate in each member's local patroni.yml, an agent next
+    to each member."""
     lines: list[str] = []
-    for dc, member in topo.members():
-        lines.append(f"{member.name} ({dc.name}): in patroni.yml, postgresql.pre_promote: "
+    for dc in topo.datacenters:
+        names = ", ".join(m.name for m in dc.members)
+        lines.append(f"{dc.name} ({names}): in each patroni.yml, postgresql.pre_promote: "
                      f"fedctl gate pre-promote -t {topology_path} --dc {dc.name}   (then `patronictl reload`)")
-        lines.append(f"{member.name} ({dc.name}): a service running "
-                     f"fedctl agent run -t {topology_path} --dc {dc.name} --member {member.name}")
+        lines.append(f"{dc.name} ({names}): a service next to each member running "
+                     f"fedctl agent run -t {topology_path} --dc {dc.name} --member <member>")
     return lines

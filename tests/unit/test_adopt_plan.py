@@ -146,10 +146,10 @@ def test_a_federation_slot_with_a_user_name_is_removed_when_unused_and_other_use
     assert patch == {"dr_standby": None, "fed_dc9": None}
 
 
-def test_member_lines_name_each_member_its_dc_and_the_topology() -> None:
+def test_member_lines_name_each_dc_its_members_and_the_topology() -> None:
     topo = _topology()
     lines = member_lines(topo, "/etc/fedctl/fed.yaml")
-    assert len(lines) == 2 * len(list(topo.members()))
-    assert ("n3 (dc2): in patroni.yml, postgresql.pre_promote: fedctl gate pre-promote -t /etc/fedctl/fed.yaml "
-            "--dc dc2") in lines[4]
-    assert lines[5].endswith("fedctl agent run -t /etc/fedctl/fed.yaml --dc dc2 --member n3")
+    assert len(lines) == 2 * len(topo.datacenters)
+    assert lines[2].startswith("dc2 (n3, n4): in each patroni.yml, postgresql.pre_promote: fedctl gate pre-promote "
+                               "-t /etc/fedctl/fed.yaml --dc dc2")
+    assert lines[3].endswith("fedctl agent run -t /etc/fedctl/fed.yaml --dc dc2 --member <member>")
