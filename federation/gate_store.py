@@ -3,8 +3,8 @@
 An etcd member cut off from its peers does not refuse a linearizable read, it hangs until etcd's own
 request timeout (about 7 s, see federation/store.py), far past the gate's deadline. So the gate first
 asks every member in parallel whether it has a raft leader, with a short timeout, and reads only from
-one that has, and only when a majority has: anything else means "the store did not answer" and the
-cached copies decide. A ZooKeeper store is not read here (that would need kazoo and a session on the
+one that has (the leader first), and only when a majority has: anything else means "the store did not
+answer" and the cached copies decide. A ZooKeeper store is not read here (that would need kazoo and a session on the
 promotion path): the cached copies decide, as without a store.
 """
 
@@ -51,11 +51,17 @@ def _post(address: str, path: str, body: dict[str, Any], timeout: float,
     return data
 
 
-def _has_leader(address: str, timeout: float, tls: ClientTLS | None = None) -> bool:
+def _serves(address: str, timeout: float, tls: ClientTLS | None = None) -> int:
+    """2 when the member leads, 1 when it follows a leader, 0 when it has none or does not answer."""
     try:
-        return str(_post(address, "/v3/maintenance/status", {}, timeout, tls).get("leader") or "0") != "0"
+        status = _post(address, "/v3/maintenance/status", {}, timeout, tls)
     except (OSError, HTTPException, ValueError):
-        return False
+        return 0
+    leader = str(status.get("leader") or "0")
+    if leader == "0":
+        return 0
+    header = status.get("header")
+    return 2 if isinstance(header, dict) and str(header.get("member_id") or "") == leader else 1
 
 
 def _get(address: str, key: str, timeout: float, tls: ClientTLS | None = None) -> str | None:
@@ -78,8 +84,9 @@ def read_store(store: dict[str, Any], deadline: float = STORE_DEADLINE, tls: Cli
     hosts: Sequence[str] = store["hosts"]
     probe = min(PROBE_TIMEOUT, deadline / 2)
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-        answers = pool.map(lambda h: _has_leader(h, probe, tls), hosts)
-        serving = [h for h, ok in zip(hosts, answers, strict=True) if ok]
+        answers = list(pool.map(lambda h: _serves(h, probe, tls), hosts))
+    # The leader first: a follower just back from a cut may hold a read while it catches up.
+    serving = [h for rank, h in sorted(zip(answers, hosts, strict=True), key=lambda p: -p[0]) if rank]
     majority = len(hosts) // 2 + 1
     if len(serving) < majority:
         return StoreView(False, f"the federation store has no quorum from here: {len(serving)} of {len(hosts)} "

@@ -65,16 +65,28 @@ def test_without_a_store_the_decision_is_todays() -> None:
 class FakeEtcd(JsonHandler):
     data: dict[str, str] = {}
     leader = "8e9e05c52164694d"
+    member_id = leader  # this stand-in leads
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
         if self.path == "/v3/maintenance/status":
-            answer: dict[str, Any] = {"leader": self.leader}
+            answer: dict[str, Any] = {"leader": self.leader, "header": {"member_id": self.member_id}}
         else:
             key = base64.b64decode(body["key"]).decode()
             value = self.data.get(key)
             answer = {"kvs": [{"value": base64.b64encode(value.encode()).decode()}]} if value else {}
         self.answer(200, answer)
+
+
+class HangingFollower(FakeEtcd):
+    """A member just back from a cut: it follows the leader but holds reads while it catches up."""
+
+    member_id = "91bc3c398fb3c146"
+
+    def do_POST(self) -> None:
+        if self.path != "/v3/maintenance/status":
+            time.sleep(3)
+        super().do_POST()
 
 
 @pytest.fixture
@@ -100,6 +112,16 @@ def test_the_gate_reads_record_and_lease_from_a_member_of_the_majority(etcd: str
                      lease_key: json.dumps({"holder": "dc2", "agent": "dc2/n3"})}
     view = read_store(config([etcd, etcd, closed_port()]))
     assert view == StoreView(True, epoch=7, primary_dc="dc2", lease_holder="dc2")
+
+
+def test_the_gate_reads_from_the_leader_before_a_follower_that_hangs(etcd: str) -> None:
+    record_key, _lease_key = keys(config([etcd]))
+    FakeEtcd.data = {record_key: json.dumps({"epoch": 8, "primary_dc": "dc1"})}
+    with http_server(HangingFollower) as follower:
+        started = time.monotonic()
+        view = read_store(config([f"127.0.0.1:{follower}", etcd, closed_port()]), deadline=1.0)
+    assert view == StoreView(True, epoch=8, primary_dc="dc1", lease_holder=None)
+    assert time.monotonic() - started < 1.0
 
 
 def test_one_of_three_members_is_no_quorum_and_is_answered_within_the_deadline(etcd: str) -> None:
