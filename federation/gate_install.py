@@ -54,7 +54,7 @@ class GateCheck:
         if not isinstance(data, dict):
             return cls(GateState.UNKNOWN, "the agent's answer has no gate verdict")
         try:
-            state = GateState(data.get("state"))
+            state = GateState(str(data.get("state")))
         except ValueError:
             return cls(GateState.UNKNOWN, f"the agent answered an unknown gate state {data.get('state')!r}")
 
