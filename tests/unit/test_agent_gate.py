@@ -183,3 +183,15 @@ def test_an_unknown_gate_is_a_problem_with_its_reason() -> None:
     status = assemble(make_topology(), dcs, api, now=NOW,
                       agent_reads=agents(n1=AgentGate("dc1", "n1", "http://n1:8108", True, unknown)))
     assert any("n1: cannot tell" in p and "not given" in p for p in status.all_problems())
+
+
+def test_the_config_path_is_made_absolute_and_the_cli_takes_it(monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from federation.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    settings = agent_settings(one_member_topology(free_port()), "dc2", "n3", patroni_config="patroni.yml")
+    assert settings.patroni_config == str(tmp_path / "patroni.yml")
+    assert "--patroni-config" in CliRunner().invoke(cli, ["agent", "run", "--help"]).output
