@@ -1,16 +1,17 @@
-"""The agent's read-only HTTP API: /health, /status, /metrics, /primary.
+"""The agent's read-only HTTP API: /health, /status, /metrics, /primary, /gate.
 
 Health answers by status code (200 or 503), as Patroni's health endpoints do, so a load balancer or
 systemd watchdog script needs nothing but the code. /primary is HAProxy's read-write check
-(agent/primary_check.py). Nothing here changes state: there is no POST.
+(agent/primary_check.py). /gate says whether the member's Patroni config runs the promotion gate
+(agent/gate_report.py). Nothing here changes state: there is no POST.
 
 The server is built so that no client can starve HAProxy's check. Connections are handled by one asyncio
 loop, so an idle or half-open connection costs a socket, not a thread; a request head must arrive whole
 within REQUEST_TIMEOUT and fit in MAX_HEAD bytes, beyond MAX_CONNECTIONS new connections are closed at
 once, and one request is served per connection. The answers are computed in small thread pools, the
-checks (/health, /primary) apart from the reports (/status, /metrics), each within ANSWER_TIMEOUT. An
-optional allowlist closes connections from other addresses. A failing handler answers 500 with no
-exception text (that goes to the agent's log).
+checks (/health, /primary, and /gate, a cached file read) apart from the reports (/status, /metrics),
+each within ANSWER_TIMEOUT. An optional allowlist closes connections from other addresses. A failing
+handler answers 500 with no exception text (that goes to the agent's log).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ MAX_HEAD = 8192
 MAX_CONNECTIONS = 512  # beyond it new connections are closed until idle ones time out: --allow is the flood guard
 CHECK_WORKERS = 2
 REPORT_WORKERS = 2
-CHECK_PATHS = frozenset({"/health", "/primary"})
+# Cheap answers, never queued behind a slow /status (fedctl status and the operations ask /gate with a short deadline).
+CHECK_PATHS = frozenset({"/health", "/primary", "/gate"})
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -51,6 +53,8 @@ class AgentView(Protocol):
     def health(self) -> tuple[bool, str]: ...
 
     def status(self) -> dict[str, Any]: ...
+
+    def gate(self) -> dict[str, Any]: ...
 
     def metrics_text(self) -> bytes: ...
 
@@ -77,13 +81,15 @@ def route(view: AgentView, primary: PrimaryCheck | None, method: str, path: str)
             return _json(200 if ok else 503, {"healthy": ok, "reason": reason})
         if path == "/status":
             return _json(200, view.status())
+        if path == "/gate":
+            return _json(200, view.gate())
         if path == "/metrics":
             return Answer(200, view.metrics_text(), CONTENT_TYPE_LATEST)
         if path == "/primary" and primary is not None:
             verdict = primary.answer()
             return _json(200 if verdict.ok else 503, {"primary": verdict.ok, "reason": verdict.reason,
                                                       "epoch": verdict.epoch})
-        return _json(404, {"error": f"no such endpoint {path}; try /health, /status, /metrics or /primary"})
+        return _json(404, {"error": f"no such endpoint {path}; try /health, /status, /metrics, /primary or /gate"})
     except Exception:  # one failing request must not take the API down, nor show its internals
         log.exception("GET %s failed", path)
         return _json(500, {"error": "internal error; the agent's log has the details"})

@@ -23,6 +23,7 @@ from agent import act
 from agent.background import Background, Finished
 from agent.backup_host import jobs_on_repo_host
 from agent.decide import Action, Decision, Observation, cross_dc_lag, decide, record_to_copy, upstream_sample
+from agent.gate_report import GateReport
 from agent.guard_wiring import open_guard
 from agent.leadership import LeaseKeeper
 from agent.lease_guard import NOT_INITIALISED
@@ -53,6 +54,9 @@ class Agent:
         # Read at scrape time, so /metrics never lags behind the lease thread.
         self.metrics.active.set_function(lambda: 1 if self.keeper.active else 0)
         self.metrics.dcs_up.set_function(lambda: 1 if self.keeper.dcs_answered_within(s.lease_ttl) else 0)
+        # Every agent, active or not, reports its own member's promotion gate.
+        self.gate_report = GateReport(s)
+        self.metrics.gate_installed.set_function(self.gate_report.metric)
         # Only with a federation store: every agent, active or not, guards the primary-DC lease.
         self.guard = open_guard(s, lambda: self.keeper.active, on_fence=self.metrics.self_fences.inc)
         if self.guard is not None:
@@ -94,6 +98,7 @@ class Agent:
         log.info("agent %s started: API on %s://%s, lease %s (TTL %s s), cycle every %s s", self.settings.identity,
                  "https" if context else "http", listen, self.settings.lease_key, self.settings.lease_ttl,
                  self.settings.interval)
+        self.gate_report.check()  # logs the verdict once at start, and again whenever it changes
         self.keeper.start()
         if self.guard is not None:
             self.guard.start()
@@ -294,6 +299,9 @@ class Agent:
         if self.guard is not None:
             data["agent"]["primary_lease"] = self.guard.status()
         return data
+
+    def gate(self) -> dict[str, Any]:
+        return self.gate_report.answer()
 
     def metrics_text(self) -> bytes:
         return self.metrics.text()

@@ -51,6 +51,10 @@ class AgentMetrics:
                                         "Seconds since this agent last saw its DC's primary-DC lease confirmed "
                                         "(NaN: never, or no federation store).", registry=r)
         self.lease_sighting_age.set(math.nan)
+        self.gate_installed = Gauge("fedctl_agent_gate_installed", "1 when this member's Patroni config runs the "
+                                    "federation's promotion gate for its DC as pre_promote, 0 when not (missing or "
+                                    "another DC's), NaN when the agent cannot tell.", registry=r)
+        self.gate_installed.set(math.nan)
         self.self_fences = Counter("fedctl_agent_self_fences", "Times this agent fenced its own DC because the "
                                    "primary-DC lease could not be confirmed in time.", registry=r)
         self.fencing = Counter("fedctl_fencing_events", "Times this agent demoted its replaced DC (rejoin-dc).",

@@ -8,6 +8,7 @@ record in the DC's own DCS.
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ class AgentSettings:
     interval: float = DEFAULT_INTERVAL
     lease_ttl: int = DEFAULT_LEASE_TTL
     api_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # empty: every address
+    patroni_config: str | None = None  # the member's patroni.yml (or config directory), for the gate check
 
     @property
     def identity(self) -> str:
@@ -69,7 +71,7 @@ class AgentSettings:
 
 def agent_settings(topo: Topology, dc_name: str, member_name: str | None = None, listen: str | None = None,
                    *, interval: float = DEFAULT_INTERVAL, lease_ttl: int = DEFAULT_LEASE_TTL,
-                  allow: Sequence[str] = ()) -> AgentSettings:
+                   allow: Sequence[str] = (), patroni_config: str | None = None) -> AgentSettings:
     dc = topo.dc(dc_name)
     member = dc.member(member_name) if member_name else local_member(dc)
     try:
@@ -84,4 +86,6 @@ def agent_settings(topo: Topology, dc_name: str, member_name: str | None = None,
             networks.append(ipaddress.ip_network(cidr, strict=False))
         except ValueError:
             raise BadInput(f"--allow {cidr!r} is not a network such as 10.1.0.0/24 or 10.1.0.7") from None
-    return AgentSettings(topo, dc, member, address, interval, lease_ttl, tuple(networks))
+    # Absolute, so the gate check and its messages do not depend on the agent's working directory.
+    config = os.path.abspath(patroni_config) if patroni_config else None
+    return AgentSettings(topo, dc, member, address, interval, lease_ttl, tuple(networks), config)

@@ -1,8 +1,10 @@
-"""Observe the whole federation: every DC's DCS and every member's REST API, read in parallel.
+"""Observe the whole federation: every DC's DCS, every member's REST API and its agent, read in parallel.
 
 `observe_federation(topo)` does the I/O (one thread per DCS and per member, short timeouts) and hands
 the raw answers to `assemble`, which is pure: it derives roles, health and lag (see
 `federation.status_model` for the definitions and the JSON shape) and is what the unit tests drive.
+Each member's fedctl agent is asked whether the member's Patroni runs the promotion gate (GET /gate,
+federation.agent_gates); a member without its agent, or without the gate, is a problem.
 Nothing unreachable raises: it is reported in the result.
 """
 
@@ -16,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from federation.dcs.patroni_keys import DCSMember, PatroniClusterView
 from federation.errors import FedError
+from federation.gate_install import GateState
 from federation.lsn import lag_behind
 from federation.patroni_api import PRIMARY_ROLES, NodeStatus
 from federation.status_model import HEALTHY_STATES, DCStatus, FederationStatus, MemberStatus
 
 if TYPE_CHECKING:
+    from federation.agent_gates import AgentGate
     from federation.state import FederationState, StateCopy
     from federation.topology import Datacenter, Member, PatroniApi, Topology
 
@@ -119,8 +123,17 @@ def _with_lag(member: MemberStatus, leader_lsn: int | None) -> MemberStatus:
     return replace(member, lag_bytes=max(0, leader_lsn - member.lsn))
 
 
-def build_dc(dc: Datacenter, dcs: DCSRead, api: Mapping[str, ApiRead], upstream: str | None) -> DCStatus:
-    """One DC's status from its DCS read and its members' REST answers (keyed by member name). Pure."""
+def _with_agent(member: MemberStatus, agent: AgentGate | None) -> MemberStatus:
+    if agent is None:
+        return member
+    return replace(member, agent="running" if agent.running else "missing", agent_error=agent.error,
+                   gate=agent.check)
+
+
+def build_dc(dc: Datacenter, dcs: DCSRead, api: Mapping[str, ApiRead], upstream: str | None,
+             agents: Mapping[str, AgentGate] | None = None) -> DCStatus:
+    """One DC's status from its DCS read, its members' REST answers and (when asked) their agents' gate
+    verdicts, both keyed by member name. Pure."""
     view = dcs.view
     bases = {m.name: MemberStatus(name=m.name, host=m.host, port=m.port, api_url=m.api_url) for m in dc.members}
     for name, key in (view.members.items() if view else []):
@@ -149,9 +162,9 @@ def build_dc(dc: Datacenter, dcs: DCSRead, api: Mapping[str, ApiRead], upstream:
             members.append(_from_dcs(base, dcs_key, read.error, is_leader, role_of_dc, view))
     leader_status = next((m for m in members if m.name == leader), None)
     leader_lsn = leader_status.lsn if leader_status else None
-    members = [_with_lag(m, leader_lsn) for m in members]
+    members = [_with_agent(_with_lag(m, leader_lsn), (agents or {}).get(m.name)) for m in members]
 
-    problems = _dc_problems(dc, dcs, members, leader, leader_node_role, role_of_dc)
+    problems = _dc_problems(dc, dcs, members, leader, leader_node_role, role_of_dc) + gate_problems(dc, members)
     return DCStatus(
         name=dc.name, scope=dc.patroni_scope, role=role_of_dc,
         upstream=None if role_of_dc == "primary" else upstream, reachable=dcs.error is None, error=dcs.error,
@@ -191,6 +204,28 @@ def _dc_problems(dc: Datacenter, dcs: DCSRead, members: list[MemberStatus], lead
     return problems
 
 
+def gate_problems(dc: Datacenter, members: list[MemberStatus]) -> list[str]:
+    """A member whose agent does not answer, or whose Patroni may promote without the federation's gate."""
+    problems: list[str] = []
+    for m in members:
+        gate = m.gate
+        if m.agent == "missing":
+            problems.append(f"{m.name}: its fedctl agent does not answer ({m.agent_error or 'no answer'}), so nothing "
+                            f"tells whether its Patroni runs the promotion gate: start it on {m.host}: `fedctl "
+                            f"agent run -t TOPOLOGY --dc {dc.name} --member {m.name} --patroni-config "
+                            "/path/to/patroni.yml` (docs/agent.md)")
+        elif gate is None or gate.installed:
+            continue
+        elif gate.state is GateState.UNKNOWN:
+            problems.append(f"{m.name}: cannot tell whether its Patroni runs the promotion gate: {gate.reason}")
+        else:
+            where = f" of {gate.config_path}" if gate.config_path else ""
+            problems.append(f"{m.name}: promotion gate {gate.state.value.replace('_', ' ')}: {gate.reason}; Patroni "
+                            f"could promote {m.name} without the federation's checks: put `{gate.line}` into the "
+                            f"postgresql section{where}, then `patronictl reload`")
+    return problems
+
+
 def _cross_dc_lag(standby: DCStatus, upstream: DCStatus | None, now: datetime) -> tuple[int | None, float | None]:
     mine = standby.leader_member
     theirs = upstream.leader_member if upstream else None
@@ -223,14 +258,17 @@ def _pointed_at(view: PatroniClusterView | None, topo: Topology) -> str | None:
 
 def assemble(topo: Topology, dcs_reads: Mapping[str, DCSRead], api_reads: Mapping[str, Mapping[str, ApiRead]],
              *, upstream_of: Mapping[str, str] | None = None, now: datetime | None = None,
-             duration_s: float | None = None) -> FederationStatus:
-    """The federation status from raw reads (DCS per DC name; REST per DC name, then member name). Pure."""
+             duration_s: float | None = None,
+             agent_reads: Mapping[str, Mapping[str, AgentGate]] | None = None) -> FederationStatus:
+    """The federation status from raw reads (DCS per DC name; REST and agents per DC name, then member name;
+    without `agent_reads` the agents were not asked). Pure."""
     now = now or datetime.now(UTC)
     built: dict[str, DCStatus] = {}
     for dc in topo.datacenters:
         read = dcs_reads.get(dc.name, DCSRead(error="not queried"))
         upstream = _resolve_upstream(dc, read.view, topo, upstream_of)
-        built[dc.name] = build_dc(dc, read, api_reads.get(dc.name, {}), upstream)
+        agents = agent_reads.get(dc.name, {}) if agent_reads is not None else None
+        built[dc.name] = build_dc(dc, read, api_reads.get(dc.name, {}), upstream, agents)
 
     finished: list[DCStatus] = []
     for dc in topo.datacenters:
@@ -309,9 +347,20 @@ def _read_api(target: Member | str, timeout: float, security: PatroniApi | None 
         return ApiRead(error=_bug(exc))
 
 
+def _read_agent(dc: Datacenter, member: Member, timeout: float) -> AgentGate:
+    from federation.agent_gates import AgentGate, read_gate
+    from federation.gate_install import GateCheck
+
+    try:
+        return read_gate(dc, member, timeout)
+    except Exception as exc:  # status must survive anything; say it is a bug
+        return AgentGate(dc.name, member.name, "", True, GateCheck(GateState.UNKNOWN, _bug(exc)))
+
+
 def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None = None,
                        timeout: float = DEFAULT_TIMEOUT) -> FederationStatus:
-    """Read every DC's DCS and every member's GET /patroni in parallel and assemble the status.
+    """Read every DC's DCS, every member's GET /patroni and its agent's GET /gate in parallel and assemble
+    the status.
 
     `upstream_of` (DC name -> upstream DC name), when given, overrides the topology's upstreams: the
     federation-state record passes it once it exists. Never raises for an unreachable DC or member.
@@ -322,13 +371,15 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
 
     started = time.monotonic()
     known = {(dc.name, m.name) for dc, m in topo.members()}
-    workers = len(topo.datacenters) + len(known)
+    workers = len(topo.datacenters) + 2 * len(known)
     with ThreadPoolExecutor(max_workers=min(64, workers + 5), thread_name_prefix="observe") as pool:
         store_future = pool.submit(_read_store, topo, timeout) if topo.federation_store is not None else None
         dcs_futures = {dc.name: pool.submit(_read_dcs, topo, dc, timeout) for dc in topo.datacenters}
         api_futures: dict[str, dict[str, Future[ApiRead]]] = {dc.name: {} for dc in topo.datacenters}
         for dc, member in topo.members():
             api_futures[dc.name][member.name] = pool.submit(_read_api, member, timeout)
+        agent_futures = {(dc.name, member.name): pool.submit(_read_agent, dc, member, timeout)
+                         for dc, member in topo.members()}
         dcs_results = {name: f.result() for name, f in dcs_futures.items()}
         dcs_reads = {name: read for name, (read, _copy) in dcs_results.items()}
         # Members registered in a DCS but missing from the topology: ask them too, via their own api_url.
@@ -339,6 +390,9 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
                     api_futures[dc.name][name] = pool.submit(_read_api, key.api_url, timeout, topo.patroni_api)
         api_reads = {dc: {m: f.result() for m, f in futures.items()} for dc, futures in api_futures.items()}
         store_read = store_future.result() if store_future is not None else None
+        agent_reads: dict[str, dict[str, AgentGate]] = {dc.name: {} for dc in topo.datacenters}
+        for (dc_name, member_name), future in agent_futures.items():
+            agent_reads[dc_name][member_name] = future.result()
     copies = [copy for _read, copy in dcs_results.values()]
     from federation.entrypoints import default_binds
     from federation.record_status import record_summary
@@ -347,7 +401,7 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
     if upstream_of is None and record is not None:
         upstream_of = {dc: up for dc, up in record["upstreams"].items() if up is not None}
     status = assemble(topo, dcs_reads, api_reads, upstream_of=upstream_of, now=datetime.now(UTC),
-                      duration_s=time.monotonic() - started)
+                      duration_s=time.monotonic() - started, agent_reads=agent_reads)
     if record is not None and status.primary_dc is not None and status.primary_dc != record["primary_dc"]:
         record_problems.append(f"the federation record (epoch {record['epoch']}) names {record['primary_dc']} the "
                                f"primary DC but {status.primary_dc}'s leader is the primary")

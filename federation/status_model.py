@@ -15,7 +15,11 @@ JSON shape (`FederationStatus.to_json_dict()`), stable for scripts and the agent
                    members[]: name, host, port, api_url, role (leader|standby_leader|replica|primary|
                               unknown), state, sync (sync|quorum|async; null on the leader), timeline,
                               lsn ('X/Y'), lsn_int, lag_bytes (behind its own DC's leader),
-                              reachable (its REST API answered), error, source (api|dcs|none)
+                              reachable (its REST API answered), error, source (api|dcs|none),
+                              agent (running|missing: its fedctl agent answered GET /gate or not; null when
+                                     not asked), agent_error,
+                              gate (null when not asked): {state (installed|missing|wrong_dc|unknown), reason,
+                                    config_path, pre_promote, line (the pre_promote setting to add)}
 
 Lag definitions. A member's `lag_bytes` is its DC leader's WAL position minus its own (replayed
 position on a standby, flushed position on a primary). A standby DC's `lag_bytes` is the upstream DC
@@ -33,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from federation.gate_install import GateCheck
 from federation.lsn import format_lsn
 
 HEALTHY_STATES = frozenset({"running", "streaming"})
@@ -57,6 +62,9 @@ class MemberStatus:
     source: str = "none"
     replayed_at: datetime | None = None
     in_topology: bool = True
+    agent: str | None = None  # running | missing; None: not asked
+    agent_error: str | None = None
+    gate: GateCheck | None = None
 
     @property
     def lsn_text(self) -> str | None:
@@ -70,7 +78,9 @@ class MemberStatus:
         return {"name": self.name, "host": self.host, "port": self.port, "api_url": self.api_url,
                 "role": self.role, "state": self.state, "sync": self.sync, "timeline": self.timeline,
                 "lsn": self.lsn_text, "lsn_int": self.lsn, "lag_bytes": self.lag_bytes,
-                "reachable": self.reachable, "error": self.error, "source": self.source}
+                "reachable": self.reachable, "error": self.error, "source": self.source,
+                "agent": self.agent, "agent_error": self.agent_error,
+                "gate": self.gate.to_json_dict() if self.gate is not None else None}
 
 
 @dataclass(frozen=True)

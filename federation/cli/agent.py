@@ -28,10 +28,14 @@ def agent() -> None:
 @click.option("--allow", "allow", metavar="CIDR", multiple=True,
               help="Serve the API only to these networks (repeat it; e.g. HAProxy's and Prometheus's addresses). "
                    "Default: every address that reaches --listen.")
+@click.option("--patroni-config", "patroni_config", metavar="PATH",
+              help="The patroni.yml (or config directory) this member's Patroni runs with: the agent reports whether "
+                   "its postgresql.pre_promote runs the federation's promotion gate (GET /gate, fedctl status).")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING"]), default="INFO", show_default=True)
 @reports_errors
 def run_cmd(topology_path: str, dc_name: str | None, backup_host: bool, member_name: str | None, listen: str | None,
-            interval: float, lease_ttl: int, allow: tuple[str, ...], log_level: str) -> None:
+            interval: float, lease_ttl: int, allow: tuple[str, ...], patroni_config: str | None,
+            log_level: str) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C (which release its lease)."""
     from agent.daemon import Agent
     from agent.logs import configure
@@ -43,7 +47,7 @@ def run_cmd(topology_path: str, dc_name: str | None, backup_host: bool, member_n
     if dc_name is None:
         raise click.UsageError("--dc DC is required (or --backup-host on the repository host)")
     settings = agent_settings(load(topology_path), dc_name, member_name, listen, interval=interval,
-                              lease_ttl=lease_ttl, allow=allow)
+                              lease_ttl=lease_ttl, allow=allow, patroni_config=patroni_config)
     configure(log_level, dc=settings.dc.name, member=settings.member.name)
     Agent(settings).run()
 

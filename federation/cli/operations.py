@@ -14,6 +14,10 @@ from federation.operations.report import OperationReport
 from federation.progress import Progress
 from federation.render import render_data, render_table
 
+# What --force risks when the gate pre-check fails; the operation also warns with the members' names.
+GATE_RISK = ("With --force a member of the DC without the promotion gate does not stop it: Patroni could later promote "
+             "that member on its own, without the federation's checks (a split brain).")
+
 
 def run_operation(fmt: str, run: Callable[[Progress], OperationReport], question: str | None,
                    yes: bool, dry_run: bool) -> None:
@@ -53,15 +57,20 @@ def run_operation(fmt: str, run: Callable[[Progress], OperationReport], question
 @format_option
 @click.option("--max-lag", "max_lag", type=int, default=16 * 1024 * 1024, show_default=True,
               help="Refuse when the target is more than this many bytes behind.")
+@click.option("--force", is_flag=True, help="Switch over although a member of DC cannot be shown to run the "
+              f"promotion gate. {GATE_RISK}")
 @reports_errors
-def switchover_dc_cmd(topology_path: str, dc_name: str, dry_run: bool, yes: bool, fmt: str, max_lag: int) -> None:
+def switchover_dc_cmd(topology_path: str, dc_name: str, dry_run: bool, yes: bool, fmt: str, max_lag: int,
+                      force: bool) -> None:
     """Planned switchover: make DC the primary DC with zero data loss, proven by LSN."""
     from federation.operations.switchover import switchover_dc
 
     topo = load(topology_path)
     topo.dc(dc_name)
-    run_operation(fmt, lambda p: switchover_dc(topo, dc_name, p, dry_run=dry_run, max_lag_bytes=max_lag),
-                   f"Switch the primary DC over to {dc_name}?", yes, dry_run)
+    question = f"Switch the primary DC over to {dc_name}?"
+    run_operation(fmt, lambda p: switchover_dc(topo, dc_name, p, dry_run=dry_run, max_lag_bytes=max_lag,
+                                               force=force),
+                   f"{GATE_RISK} {question}" if force else question, yes, dry_run)
 
 
 @cli.command("history")
@@ -100,7 +109,8 @@ def _details(details: dict[str, object]) -> str:
 @topology_option
 @click.argument("dc_name", metavar="DC")
 @click.option("--force", is_flag=True, help="Promote even though the primary DC still answers (it gets fenced); "
-              "with a federation store, revoke its live lease in the epoch commit.")
+              "with a federation store, revoke its live lease in the epoch commit. Also promotes although a member "
+              f"of DC cannot be shown to run the promotion gate. {GATE_RISK}")
 @dry_run_option
 @yes_option
 @format_option

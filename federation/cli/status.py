@@ -18,7 +18,7 @@ from federation.errors import EXIT_FAILED, EXIT_OK
 if TYPE_CHECKING:
     from federation.status_model import DCStatus, FederationStatus, MemberStatus
 
-COLUMNS = ["DC", "DC role", "Upstream", "Member", "Host", "Role", "State", "TL", "LSN", "Lag"]
+COLUMNS = ["DC", "DC role", "Upstream", "Member", "Host", "Role", "State", "TL", "LSN", "Lag", "Gate"]
 
 
 def human_bytes(value: int | None) -> str:
@@ -53,14 +53,23 @@ def _host_text(member: MemberStatus) -> str:
     return f"{member.host}:{member.port}" if member.port else member.host
 
 
+def _gate_text(member: MemberStatus) -> str:
+    """installed | missing | wrong DC | unknown, or `no agent` when its agent did not answer; blank: not asked."""
+    if member.agent == "missing":
+        return "no agent"
+    if member.gate is None:
+        return ""
+    return member.gate.state.value.replace("wrong_dc", "wrong DC")
+
+
 def member_rows(dc: DCStatus) -> list[list[object]]:
     rows: list[list[object]] = []
     for m in dc.members:
         is_leader = m.name == dc.leader
         rows.append([dc.name, dc.role, dc.upstream or "", m.name, _host_text(m), _role_text(m), _state_text(m),
-                     m.timeline, m.lsn_text, "" if is_leader else human_bytes(m.lag_bytes)])
+                     m.timeline, m.lsn_text, "" if is_leader else human_bytes(m.lag_bytes), _gate_text(m)])
     if not dc.members:
-        rows.append([dc.name, dc.role, dc.upstream or "", "", "", "", "", None, None, ""])
+        rows.append([dc.name, dc.role, dc.upstream or "", "", "", "", "", None, None, "", ""])
     return rows
 
 
@@ -129,7 +138,8 @@ def exit_code(status: FederationStatus) -> int:
               help="Seconds to wait for each DCS and REST API.")
 @reports_errors
 def status(topology_path: str, fmt: str, watch: float | None, timeout: float) -> None:
-    """Show every DC and member: roles, state, timeline, LSN and lag. Exit 1 when anything is unhealthy."""
+    """Show every DC and member: roles, state, timeline, LSN, lag and the promotion gate. Exit 1 when anything is
+    unhealthy."""
     from federation.observe import observe_federation
 
     topo = load(topology_path)

@@ -1,7 +1,8 @@
 """The lab's fedctl agents: one per member, run as the lab user, tracked by a pid file in the member dir.
 
-Each agent reads the lab's copy of the topology (`<lab dir>/topology.yaml`) and listens on the
-member's address, Patroni REST port + 100. Exactly one per DC is active (it holds the DC's lease).
+Each agent reads the lab's copy of the topology (`<lab dir>/topology.yaml`) and the member's patroni.yml
+(to report its promotion gate), and listens on the member's address, Patroni REST port + 100. Exactly one
+per DC is active (it holds the DC's lease).
 """
 
 from __future__ import annotations
@@ -27,15 +28,16 @@ def topology_copy(layout: LabLayout) -> Path:
 
 def agent_process(layout: LabLayout, dc: Datacenter, member: Member) -> ManagedProcess:
     root = layout.member(dc, member).root
-    # The member argument comes last, so the marker's trailing space (from the NUL that ends
-    # /proc/<pid>/cmdline) tells n1 from n10.
+    # The marker's trailing space (from the NUL that follows the member's name in /proc/<pid>/cmdline) tells
+    # n1 from n10. --patroni-config comes after --member, so agents started before it existed still match.
     marker = f"{topology_copy(layout)} --dc {dc.name} --member {member.name} "
     return ManagedProcess("agent", root / "agent.pid", root / "agent.log", marker, netns=layout.netns(dc))
 
 
 def agent_argv(lab: Lab, dc: Datacenter, member: Member) -> list[str]:
+    """The agent is given the patroni.yml the lab writes for its member (it reports the promotion gate from it)."""
     return [str(lab.bin / "fedctl"), "agent", "run", "-t", str(topology_copy(lab.layout)), "--dc", dc.name,
-            "--member", member.name]
+            "--member", member.name, "--patroni-config", str(lab.layout.member(dc, member).patroni_config)]
 
 
 def share_secrets_with_lab_user(lab: Lab) -> None:

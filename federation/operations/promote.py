@@ -25,6 +25,7 @@ from federation.errors import BadInput, OperationFailed, OperationRefused
 from federation.lease_policy import PromoteGate, PromoteVerdict
 from federation.operations.common import poll
 from federation.operations.fence_command import FENCE_TIMEOUT, NO_FENCE_COMMAND, run_fence
+from federation.operations.gate_precheck import check_target_gates
 from federation.operations.journal import LiveRecord, RecordJournal, RecordPort, new_operation
 from federation.operations.lease_fence import LeaseFence, open_lease_reader
 from federation.operations.loss_estimate import LossEstimate, estimate_loss, loss_from_sample
@@ -154,6 +155,8 @@ def _promote_dc(topo: Topology, target: Datacenter, progress: Progress, force: b
         gate = lease.check() if lease is not None and not resuming_committed else None
         leader = _pre_checks(world, st, old, target, force=force, lease=lease, resuming=resuming_committed)
         rec.detail = f"target leader {leader.name}" + (f"; lease: {gate.sentence}" if gate is not None else "")
+        # A resumed promotion was checked when it began, and must finish.
+        gates = check_target_gates(world, target, progress, force=force) if pending is None else None
     run = Promotion(world, RecordJournal(record, st, op), old, target, leader, ups, progress, lease, gate,
                     inputs=dict(op.inputs))
     if lease is not None and gate is not None and gate.revoke and lease.lease is not None and lease.lease.held:
@@ -161,8 +164,11 @@ def _promote_dc(topo: Topology, target: Datacenter, progress: Progress, force: b
     steps = promote_steps(run)
     run.journal.op = op.model_copy(update={"plan": [s.name for s in steps]})
     report = OperationReport("promote-dc", target.name, old, epoch=st.epoch, dry_run=dry_run,
-                             plan=["pre-checks: the old primary DC is gone and the target has a standby leader",
+                             plan=["pre-checks: the old primary DC is gone and the target has a standby leader"
+                                   + (f"; {gates.sentence()}" if gates is not None else ""),
                                    "estimate the data loss", *describe(steps)])
+    if gates is not None:
+        report.facts["promotion_gate"] = gates.to_json_dict()
     if not resuming_committed:
         with progress.step("estimate the data loss") as rec:
             fence_point = lease.fence_point(gate) if lease is not None and gate is not None else None

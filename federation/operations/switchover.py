@@ -23,6 +23,7 @@ from federation import state
 from federation.errors import BadInput, OperationFailed, OperationRefused
 from federation.operations.common import DCLook, lsn_text, poll, require_leader
 from federation.operations.demotion_token import DemotionToken
+from federation.operations.gate_precheck import check_target_gates
 from federation.operations.journal import LiveRecord, RecordJournal, RecordPort, new_operation
 from federation.operations.pending import refuse_other_operation
 from federation.operations.plan import Step, describe, run_plan
@@ -129,19 +130,21 @@ def switchover_steps(run: Switchover) -> list[Step[Switchover]]:
 
 
 def switchover_dc(topo: Topology, target_name: str, progress: Progress, *, dry_run: bool = False,
-                  max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES, world: World | None = None,
+                  max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES, force: bool = False, world: World | None = None,
                   record: RecordPort | None = None) -> OperationReport:
+    """`force` goes ahead although a member of the target cannot be shown to run the promotion gate
+    (operations.gate_precheck), with a warning."""
     target = topo.dc(target_name)
     world = world or LiveWorld(topo)
     record = record or LiveRecord(topo)
     try:
-        return _switchover(topo, target, progress, dry_run, max_lag_bytes, world, record)
+        return _switchover(topo, target, progress, dry_run, max_lag_bytes, force, world, record)
     finally:
         world.close()
 
 
 def _switchover(topo: Topology, target: Datacenter, progress: Progress, dry_run: bool, max_lag_bytes: int,
-                world: World, record: RecordPort) -> OperationReport:
+                force: bool, world: World, record: RecordPort) -> OperationReport:
     st = record.read()
     refuse_other_operation(st, KIND)
     pending = st.operation
@@ -183,6 +186,10 @@ def _switchover(topo: Topology, target: Datacenter, progress: Progress, dry_run:
         if pending is not None:  # a crash may have come in the middle of a restart: let Patroni finish it
             looks = _wait_for_leaders(world, looks, STREAMING_GRACE)
         _pre_checks(looks, source, target, max_lag_bytes, resuming=pending is not None)
+        if pending is None:  # a resumed switchover (or its rollback) was checked when it began, and must finish
+            gates = check_target_gates(world, target, progress, force=force)
+            report.facts["promotion_gate"] = gates.to_json_dict()
+            report.plan.insert(0, f"pre-checks: {gates.sentence()}")
         run.leaders.update({name: look.leader for name, look in looks.items() if look.leader is not None})
     if dry_run:
         report.outcome = "planned"

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from federation import patroni_api
+from federation.agent_gates import AgentGate, read_gates
 from federation.errors import OperationFailed
 from federation.lsn import parse_lsn
 from federation.operations.common import (
@@ -72,6 +73,9 @@ class World(Protocol):
 
     def run_fence(self, dc: Datacenter) -> str:
         """Run the DC's fence_command: what happened (OperationFailed when it failed)."""
+
+    def member_gates(self, dc: Datacenter, timeout: float) -> Mapping[str, AgentGate]:
+        """Each member's agent's word on its promotion gate, by member name, all within about `timeout`."""
 
     def close(self) -> None: ...
 
@@ -156,6 +160,9 @@ class LiveWorld:
 
     def run_fence(self, dc: Datacenter) -> str:
         return run_fence(self.topo, dc)
+
+    def member_gates(self, dc: Datacenter, timeout: float) -> Mapping[str, AgentGate]:
+        return {member: gate for (_dc, member), gate in read_gates([(dc, m) for m in dc.members], timeout).items()}
 
     def close(self) -> None:
         for session in self._sessions.values():

@@ -22,7 +22,7 @@ from federation.lab import dcs_servers
 from federation.lab.lab import start_member
 from federation.patroni_api import get_patroni, patch_config
 from federation.state import current_state
-from tests.integration.labkit import LabHandle, bug_lines, eventually, start_lab, stop_lab
+from tests.integration.labkit import LabHandle, bug_lines, eventually, metrics_of, start_lab, stop_lab
 
 pytestmark = pytest.mark.integration
 
@@ -194,3 +194,56 @@ def test_a_dead_dcs_is_reported_quickly_and_members_still_shown(lab: LabHandle) 
         dcs_servers.start_dcs(lab.lab.layout, dc2, lab.lab.user)
         eventually("dc2's DCS answers again", lambda: dcs_servers.dcs_healthy(dc2), timeout=30)
     eventually("healthy again after the DCS restarts", lambda: healthy(lab), timeout=90)
+
+
+def gate_states(data: dict[str, Any]) -> dict[str, tuple[str | None, str | None]]:
+    """member -> (agent, gate state) from `fedctl status --format json`."""
+    return {m["name"]: (m["agent"], (m["gate"] or {}).get("state")) for dc in data["datacenters"]
+            for m in dc["members"]}
+
+
+def test_every_member_of_the_lab_has_its_agent_and_the_promotion_gate(lab: LabHandle) -> None:
+    data = eventually("healthy", lambda: healthy(lab), timeout=60)
+    assert gate_states(data) == {m.name: ("running", "installed") for _dc, m in lab.topo.members()}
+    code, out, _ = run_status(lab)
+    rows = [line for line in out.splitlines() if line.startswith("| dc")]
+    assert code == 0 and len(rows) == 4 and all(line.rstrip(" |").endswith("installed") for line in rows), out
+    for _dc, member in lab.topo.members():
+        assert metrics_of(member)["fedctl_agent_gate_installed"] == 1
+
+
+def test_a_member_without_the_gate_line_is_a_problem_and_blocks_a_switchover(lab: LabHandle) -> None:
+    """The gate line is taken out of one dc2 member's patroni.yml (Patroni itself is not reloaded, so it keeps
+    its gate meanwhile), and put back."""
+    import yaml
+
+    eventually("healthy", lambda: healthy(lab), timeout=60)
+    dc2 = lab.dc("dc2")
+    member = dc2.members[-1]
+    config = lab.lab.layout.member(dc2, member).patroni_config
+    original = config.read_text()
+    without = yaml.safe_load(original)
+    del without["postgresql"]["pre_promote"]
+    epoch = current_state(lab.topo)[0].epoch
+    config.write_text(yaml.safe_dump(without, sort_keys=False))  # in place: owner and mode stay
+    try:
+        def missing() -> dict[str, Any] | None:
+            code, data = status_json(lab)
+            return data if code == 1 and gate_states(data)[member.name] == ("running", "missing") else None
+
+        data = eventually(f"status shows {member.name}'s gate missing", missing, timeout=15)
+        problem = next(p for p in data["datacenters"][1]["problems"] if p.startswith(f"{member.name}:"))
+        assert "pre_promote" in problem and "gate pre-promote" in problem and "--dc dc2" in problem
+        assert metrics_of(member)["fedctl_agent_gate_installed"] == 0
+
+        for extra in (["--dry-run"], []):
+            done = subprocess.run([sys.executable, "-m", "federation", "switchover-dc", "dc2", "-t", str(lab.path),
+                                   "--yes", *extra], capture_output=True, text=True, timeout=60)
+            assert done.returncode == 1, done.stdout + done.stderr
+            assert "cannot be shown to run the promotion gate" in done.stderr and member.name in done.stderr
+            assert "Traceback" not in done.stderr
+        state = current_state(lab.topo)[0]
+        assert (state.epoch, state.primary_dc, state.operation) == (epoch, "dc1", None), "nothing was changed"
+    finally:
+        config.write_text(original)
+    eventually("healthy again with the gate line back", lambda: healthy(lab), timeout=30)

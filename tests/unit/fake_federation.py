@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from federation.agent_gates import AgentGate
 from federation.errors import OperationRefused
+from federation.gate_install import GateCheck, GateState
 from federation.operations.common import DCLook
 from federation.operations.demotion_token import DemotionToken
 from federation.operations.fence_command import NO_FENCE_COMMAND
@@ -64,6 +66,9 @@ class FakeFederation:
         # The promotion gate's question: does the record name this DC the primary? (A test whose record lives
         # elsewhere points it there.)
         self.record_names: Callable[[str], bool] = lambda name: self.record.primary_dc == name
+        # What each member's agent says of its promotion gate (member name -> verdict); the rest have it.
+        self.gates: dict[str, AgentGate] = {}
+        self.gate_asks = 0
 
     # --- what tests do to it -------------------------------------------------------------------------
     def write(self, nbytes: int = 100) -> None:
@@ -206,6 +211,12 @@ class FakeFederation:
 
     def run_fence(self, dc: Datacenter) -> str:
         return self.fence_result(dc)
+
+    def member_gates(self, dc: Datacenter, timeout: float) -> Mapping[str, AgentGate]:
+        self.gate_asks += 1
+        installed = GateCheck(GateState.INSTALLED, f"runs the gate for {dc.name}", "/etc/patroni/patroni.yml")
+        return {m.name: self.gates.get(m.name, AgentGate(dc.name, m.name, f"http://{m.host}:8108", True, installed))
+                for m in dc.members}
 
     def close(self) -> None:
         return None

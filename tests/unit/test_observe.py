@@ -280,7 +280,7 @@ def test_json_shape_is_stable() -> None:
                         "lag_bytes", "lag_seconds", "standby_cluster", "maintenance", "problems", "members"]
     member = dc["members"][0]
     assert list(member) == ["name", "host", "port", "api_url", "role", "state", "sync", "timeline", "lsn",
-                            "lsn_int", "lag_bytes", "reachable", "error", "source"]
+                            "lsn_int", "lag_bytes", "reachable", "error", "source", "agent", "agent_error", "gate"]
     assert (member["lsn"], member["lsn_int"], member["api_url"]) == ("0/3000060", 0x3000060,
                                                                      "http://127.0.41.11:8008")
     json.dumps(data)  # serialisable as is

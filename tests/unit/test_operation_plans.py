@@ -249,8 +249,10 @@ def test_dry_run_prints_the_plan_and_changes_nothing(topo: Topology) -> None:
     fed = FakeFederation(topo)
     report = switchover_dc(topo, "dc2", quiet(), dry_run=True, world=fed, record=fed)
     assert report.outcome == "planned" and fed.commits == 0 and fed.record.operation is None
+    assert report.plan[0] == "pre-checks: every member of dc2 runs the promotion gate"
     assert [line.split(":")[0] for line in report.plan] == [
-        "prepare", "demote", "token", "catch-up", "epoch", "promote", "switch-point", "repoint", "source-streams"]
+        "pre-checks", "prepare", "demote", "token", "catch-up", "epoch", "promote", "switch-point", "repoint",
+        "source-streams"]
 
 
 def test_operation_show_names_the_step_what_comes_next_and_both_ways_out(

@@ -52,9 +52,9 @@ def test_table_has_one_row_per_member_and_a_footer_per_standby_dc() -> None:
     header = next(line for line in lines if line.startswith("| DC "))
     assert [c.strip() for c in header.strip("|").split("|")] == status_cmd.COLUMNS
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| dc")]
-    assert rows[0] == ["dc1", "primary", "", "n1", "127.0.1.11:5432", "leader", "running", "2", "0/6000000", ""]
+    assert rows[0] == ["dc1", "primary", "", "n1", "127.0.1.11:5432", "leader", "running", "2", "0/6000000", "", ""]
     assert rows[1] == ["dc1", "primary", "", "n2", "127.0.1.12:5432", "sync replica", "streaming", "2",
-                       "0/5FFF000", "4.0 kB"]
+                       "0/5FFF000", "4.0 kB", ""]
     assert rows[2][:7] == ["dc2", "standby", "dc1", "n3", "127.0.2.11:5432", "standby leader", "streaming"]
     assert "dc2 (standby of dc1): 2.0 MB / 1.2 s behind dc1, replicating from 127.0.1.11:5432" in lines
     assert "Problems:" not in out
