@@ -152,6 +152,6 @@ def member_lines(topo: Topology, topology_path: str) -> list[str]:
         names = ", ".join(m.name for m in dc.members)
         lines.append(f"{dc.name} ({names}): in each patroni.yml, postgresql.pre_promote: "
                      f"fedctl gate pre-promote -t {topology_path} --dc {dc.name}   (then `patronictl reload`)")
-        lines.append(f"{dc.name} ({names}): a service next to each member running "
-                     f"fedctl agent run -t {topology_path} --dc {dc.name} --member <member>")
+        lines.append(f"{dc.name} ({names}): a service next to each member running fedctl agent run -t "
+                     f"{topology_path} --dc {dc.name} --member <member> --patroni-config <its patroni.yml>")
     return lines

@@ -7,6 +7,7 @@ survives a promote-dc drill once the gates and agents are in place."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -110,6 +111,7 @@ def test_adopt_refuses_a_contradicting_topology_and_a_dry_run_changes_nothing(
     assert "the topology says dc1 follows dc2, but dc1 is not a standby cluster" in refused.stderr, refused.stderr
     assert "nothing was changed" in refused.stderr
 
+    assert set(_gates(lab).values()) == {("missing", "unknown")}, "the unmanaged lab runs no agent"
     dry = _ok(fedctl(lab, "adopt", "--dry-run"), "adopt --dry-run")
     assert "dc2: standby_cluster: host '127.0.71.11' -> '127.0.71.11,127.0.71.12'" in dry.stdout, dry.stdout
     assert "write the first federation record" in dry.stdout
@@ -163,13 +165,22 @@ def test_an_adopted_federation_switches_over_and_back_then_survives_a_promotion(
     lab = unmanaged_lab
     if _record(lab) is None:
         _ok(fedctl(lab, "adopt", "--yes"), "adopt")
-    for dc, member in lab.topo.members():
-        install_gate(lab.topo, dc, member)
     start_agents(lab.topo)
     store = lab.topo.federation_store
     assert store is not None
     eventually("dc1's agent takes the primary-DC lease",
                lambda: FederationStore(store, lab.topo.federation).read_lease().holder == "dc1", timeout=60)
+    everyone = {m.name for _, m in lab.topo.members()}
+    eventually("status shows every member's gate missing", lambda: _gates(lab) == {
+        name: ("running", "missing") for name in everyone}, timeout=30)
+    refused = fedctl(lab, "switchover-dc", "dc2", "--yes")
+    assert refused.returncode == 1 and "pre_promote" in refused.stderr, refused.stderr + refused.stdout
+    assert _record(lab) is not None and _primary(lab) == "dc1", "a refused switchover changed the record"
+
+    for dc, member in lab.topo.members():
+        install_gate(lab.topo, dc, member)
+    eventually("status shows every member's gate installed", lambda: _gates(lab) == {
+        name: ("running", "installed") for name in everyone}, timeout=30)
 
     writer = Writer(lab, "adopted_rows").start()
     try:
@@ -195,6 +206,20 @@ def test_an_adopted_federation_switches_over_and_back_then_survives_a_promotion(
     assert lab.sql_one(new_primary, "SELECT pg_is_in_recovery()") is False
     lab.sql(new_primary, "INSERT INTO adopted_rows (id) VALUES (-1) RETURNING id")
     lab.dirty = True  # type: ignore[attr-defined]
+
+
+def _gates(lab: LabHandle) -> dict[str, tuple[str | None, str | None]]:
+    """member -> (agent, gate state) as `fedctl status --format json` reports them."""
+    done = fedctl(lab, "status", "--format", "json", timeout=60)
+    data = json.loads(done.stdout)
+    return {m["name"]: (m["agent"], (m["gate"] or {}).get("state")) for dc in data["datacenters"]
+            for m in dc["members"]}
+
+
+def _primary(lab: LabHandle) -> str:
+    record = _record(lab)
+    assert record is not None
+    return str(json.loads(record.value)["primary_dc"])
 
 
 def _streaming(dc: Datacenter) -> bool:

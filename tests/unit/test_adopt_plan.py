@@ -152,4 +152,5 @@ def test_member_lines_name_each_dc_its_members_and_the_topology() -> None:
     assert len(lines) == 2 * len(topo.datacenters)
     assert lines[2].startswith("dc2 (n3, n4): in each patroni.yml, postgresql.pre_promote: fedctl gate pre-promote "
                                "-t /etc/fedctl/fed.yaml --dc dc2")
-    assert lines[3].endswith("fedctl agent run -t /etc/fedctl/fed.yaml --dc dc2 --member <member>")
+    assert lines[3].endswith("fedctl agent run -t /etc/fedctl/fed.yaml --dc dc2 --member <member> "
+                             "--patroni-config <its patroni.yml>")
