@@ -15,12 +15,13 @@ from enum import StrEnum
 from typing import Any
 
 from agent.self_fence import is_fence_section
+from federation.follow_mode import FollowMode, follow_mode
 from federation.lsn import format_lsn, lag_behind
 from federation.operations.common import DCLook
 from federation.patroni_dynamic import role_patch
 from federation.samples import LsnSample
 from federation.state import FederationState
-from federation.topology import Topology
+from federation.topology import Member, Topology
 
 # The agent copies a newer record into its own DC only after seeing its copy behind this many cycles
 # in a row, so it never races an operator who is committing the copies one DC at a time.
@@ -150,23 +151,22 @@ def decide(topo: Topology, obs: Observation) -> Decision:
     if not obs.config:
         return Decision(Action.WAIT, f"{dc} has no Patroni config in its DCS yet: nothing to do")
     upstream = record.upstream_of(dc)
-    wanted = role_patch(topo, topo.dc(dc), record.upstreams, obs.config, via_host=cascade_via(topo, obs, record))
+    wanted = role_patch(topo, topo.dc(dc), record.upstreams, obs.config,
+                        upstream_leader=upstream_leader_to_follow(topo, obs, record))
     if upstream is None:
         return _as_primary(obs, record, wanted)
     return _as_standby(obs, record, upstream, wanted)
 
 
-def cascade_via(topo: Topology, obs: Observation, record: FederationState) -> str | None:
-    """The one member to stream from when the upstream DC is itself a standby DC (Patroni forces
-    read-write on a multi-host list): its standby leader, else the member already configured."""
+def upstream_leader_to_follow(topo: Topology, obs: Observation, record: FederationState) -> Member | None:
+    """The upstream DC's leader as this cycle saw it, when the DC streams from that one member (a cascade,
+    or an upstream whose members use different ports: follow_mode); a changed leader is then drift, and
+    the DC is re-pointed at it. None: it follows every member, or no upstream leader was seen (role_patch
+    then keeps the member already configured)."""
     upstream = record.upstream_of(obs.dc)
-    if upstream is None or record.upstream_of(upstream) is None:
+    if upstream is None or follow_mode(topo.dc(upstream), record.upstreams) is FollowMode.EVERY_MEMBER:
         return None
-    if obs.upstream is not None and obs.upstream.leader is not None:
-        return obs.upstream.leader.host
-    configured = (obs.config or {}).get("standby_cluster") or {}
-    hosts = [m.host for m in topo.dc(upstream).members]
-    return configured.get("host") if configured.get("host") in hosts else hosts[0]
+    return obs.upstream.leader if obs.upstream is not None else None
 
 
 def _as_primary(obs: Observation, record: FederationState, wanted: dict[str, Any]) -> Decision:

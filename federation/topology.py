@@ -1,8 +1,8 @@
 """The federation topology: frozen pydantic models, validated once at the edge.
 
 `load_topology(path)` reads YAML, validates field types and then the federation-wide rules
-(unique names, one primary DC, no upstream cycles, one PostgreSQL port per DC). Every problem is
-reported with the file, the line and the field path, and raises `TopologyError` (exit code 2).
+(unique names, one primary DC, no upstream cycles, ...). Every problem is reported with the file, the
+line and the field path, and raises `TopologyError` (exit code 2).
 """
 
 from __future__ import annotations
@@ -315,10 +315,6 @@ class Datacenter(Model):
         return self.scope or self.name
 
     @property
-    def pg_port(self) -> int:
-        return self.members[0].port
-
-    @property
     def slot_name(self) -> str:
         """The physical slot this DC uses on its upstream DC while it is a standby."""
         return self.slot or f"fed_{self.name}"
@@ -544,12 +540,6 @@ def _duplicates(topo: Topology) -> list[Problem]:
 def _per_datacenter(topo: Topology) -> list[Problem]:
     problems: list[Problem] = []
     for i, dc in enumerate(topo.datacenters):
-        for j, m in enumerate(dc.members):
-            if m.port != dc.pg_port:
-                problems.append((("datacenters", i, "members", j, "port"),
-                                 f"member {m.name} uses PostgreSQL port {m.port} but {dc.members[0].name} "
-                                 f"uses {dc.pg_port}: every member of a DC needs the same port, because "
-                                 "Patroni's standby_cluster.port is a single integer"))
         standbys = len(dc.members) - 1
         if dc.synchronous is not SyncMode.OFF and dc.synchronous_node_count > standbys:
             problems.append((("datacenters", i, "synchronous_node_count"),

@@ -10,7 +10,7 @@ from typing import Any
 from federation.lab.layout import PG_BIN_DIR, LabLayout
 from federation.lab.pgbackrest_conf import ARCHIVE_PUSH, REPLICA_RESTORE
 from federation.lab.tls_certs import lab_ca
-from federation.patroni_dynamic import ARCHIVE_GET, desired_slots, standby_cluster_section
+from federation.patroni_dynamic import ARCHIVE_GET, desired_slots, role_section
 from federation.topology import Datacenter, DCRole, Member, SyncMode, Topology
 
 LAB_TIMINGS = {"ttl": 20, "loop_wait": 2, "retry_timeout": 4}
@@ -56,10 +56,10 @@ def dynamic_config(topo: Topology, dc: Datacenter) -> dict[str, Any]:
         config["slots"] = {name: {"type": "physical"} for name in sorted(slots)}
     if dc.role is DCRole.STANDBY and dc.upstream:
         upstream = topo.dc(dc.upstream)
-        # Cascading from a standby DC goes through one of its members (see standby_cluster_section).
-        via = upstream.members[0].host if upstream.role is DCRole.STANDBY else None
+        # Where a standby DC streams from one upstream member (follow_mode), that is the first until the
+        # agents see the upstream's leader and re-point it.
         config["standby_cluster"] = (hand_built_standby_cluster(dc, upstream) if topo.lab.unmanaged
-                                     else standby_cluster_section(dc, upstream, via))
+                                     else role_section(topo, dc, upstream_of))
     return config
 
 

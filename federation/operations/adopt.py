@@ -26,7 +26,7 @@ from federation.operations.adopt_plan import (
     member_lines,
     streams_from,
 )
-from federation.operations.common import cascade_host, look_at, poll, sql_row
+from federation.operations.common import look_at, poll, sql_row
 from federation.progress import Progress
 from federation.state import FederationState, HistoryEntry, commit, initial_state, read_copies, utc_now
 from federation.topology import Datacenter, Topology
@@ -125,9 +125,7 @@ def adopt(topo: Topology, topology_path: str, progress: Progress, *, dry_run: bo
         raise OperationRefused(f"the running clusters contradict {view.source}; nothing was changed:\n  - "
                                + "\n  - ".join(problems),
                                hint="fix the topology (or the clusters), then run `fedctl adopt` again")
-    cascades = {dc.name: host for dc in topo.datacenters
-                if (host := cascade_host(topo, dc, view.upstreams)) is not None}
-    steps = adoption_steps(topo, view.upstreams, running, cascades)
+    steps = adoption_steps(topo, view.upstreams, running)
     report = AdoptReport(topo.federation, view.source, running, steps, view.state is None,
                          member_lines(topo, topology_path), applied=not dry_run)
     if dry_run:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from federation.patroni_dynamic import desired_slots, standby_cluster_section
+from federation.patroni_dynamic import desired_slots, role_section
 from federation.topology import Datacenter, Member, Topology
 
 
@@ -107,10 +107,10 @@ def _standby_problems(topo: Topology, dc: Datacenter, upstream: Datacenter, seen
     return problems
 
 
-def adoption_steps(topo: Topology, upstreams: Mapping[str, str | None], running: Mapping[str, RunningDC],
-                   cascade_hosts: Mapping[str, str]) -> list[AdoptStep]:
+def adoption_steps(topo: Topology, upstreams: Mapping[str, str | None],
+                   running: Mapping[str, RunningDC]) -> list[AdoptStep]:
     """The online changes, upstream slots first (a standby must not name a slot before it exists).
-    `cascade_hosts`: for a DC following a standby DC, the member it streams through (that DC's leader)."""
+    A DC that streams from one upstream member (follow_mode) streams from that DC's running leader."""
     slot_steps: list[AdoptStep] = []
     standby_steps: list[AdoptStep] = []
     for dc in topo.datacenters:
@@ -124,8 +124,9 @@ def adoption_steps(topo: Topology, upstreams: Mapping[str, str | None], running:
         upstream = upstreams.get(dc.name)
         if upstream is None:
             continue
-        wanted = standby_cluster_section(dc, topo.dc(upstream), cascade_hosts.get(dc.name))
         current = seen.standby_cluster or {}
+        wanted = role_section(topo, dc, upstreams, running[upstream].leader, current)
+        assert wanted is not None
         changed = {key: value for key, value in wanted.items() if not _same(current.get(key), value)}
         if changed:
             says = "; ".join(f"{key} {_shown(current.get(key))} -> {_shown(value)}" for key, value in changed.items())

@@ -12,6 +12,7 @@ import psycopg
 
 from federation import patroni_api
 from federation.errors import FedError, OperationFailed, OperationRefused
+from federation.follow_mode import FollowMode, follow_mode
 from federation.lsn import format_lsn, parse_lsn
 from federation.patroni_api import NodeStatus
 from federation.patroni_dynamic import role_patch
@@ -178,19 +179,19 @@ def switch_point(topo: Topology, member: Member, timeline: int, session: SqlSess
 def apply_role(topo: Topology, dc: Datacenter, leader: Member, upstreams: Mapping[str, str | None]) -> dict[str, Any]:
     """PATCH the DC's leader so its standby_cluster and federation slots match `upstreams`."""
     config = patroni_api.get_config(leader)
-    patch = role_patch(topo, dc, upstreams, config, via_host=cascade_host(topo, dc, upstreams))
+    patch = role_patch(topo, dc, upstreams, config, upstream_leader=upstream_leader(topo, dc, upstreams))
     if config.get("standby_cluster") == patch.get("standby_cluster") and "slots" not in patch:
         return {}
     return patroni_api.patch_config(leader, patch)
 
 
-def cascade_host(topo: Topology, dc: Datacenter, upstreams: Mapping[str, str | None]) -> str | None:
-    """When `dc` follows a standby DC, the one member to stream from: that DC's standby leader."""
+def upstream_leader(topo: Topology, dc: Datacenter, upstreams: Mapping[str, str | None]) -> Member | None:
+    """The upstream DC's leader, when `dc` streams from that one member (follow_mode): a cascade, or an
+    upstream whose members use different ports. None when it follows every member, or no leader is seen."""
     upstream = upstreams.get(dc.name)
-    if upstream is None or upstreams.get(upstream) is None:
+    if upstream is None or follow_mode(topo.dc(upstream), upstreams) is FollowMode.EVERY_MEMBER:
         return None
-    leader = look_at(topo.dc(upstream)).leader
-    return leader.host if leader else topo.dc(upstream).members[0].host
+    return look_at(topo.dc(upstream)).leader
 
 
 def lsn_text(value: int | None) -> str | None:

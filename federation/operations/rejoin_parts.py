@@ -10,7 +10,7 @@ from federation.dcs import connect
 from federation.dcs.patroni_keys import config_key
 from federation.errors import OperationFailed, OperationRefused
 from federation.lsn import parse_lsn
-from federation.operations.common import lsn_text, sql_row
+from federation.operations.common import lsn_text, sql_row, upstream_leader
 from federation.patroni_dynamic import role_patch
 from federation.topology import Datacenter, Member, Topology
 
@@ -48,6 +48,7 @@ def member_position(topo: Topology, member: Member) -> tuple[int | None, int | N
 
 def write_role_in_dcs(topo: Topology, dc: Datacenter, upstreams: Mapping[str, str | None]) -> str:
     """Write the DC's standby_cluster straight into its DCS, for when no member's REST API answers."""
+    leader = upstream_leader(topo, dc, upstreams)
     with connect(dc) as dcs:
         key = config_key(dc)
         # The DC's agent fences it the same way at the same time; when its write wins ours, read again.
@@ -57,7 +58,7 @@ def write_role_in_dcs(topo: Topology, dc: Datacenter, upstreams: Mapping[str, st
                 raise OperationRefused(f"{dc.name}'s DCS holds no Patroni configuration",
                                        hint="is this DC initialised?")
             config = json.loads(found.value)
-            merged = merge(config, role_patch(topo, dc, upstreams, config))
+            merged = merge(config, role_patch(topo, dc, upstreams, config, upstream_leader=leader))
             if merged == config:
                 return "already pointing there"
             if dcs.replace(key, json.dumps(merged), found.version):

@@ -14,19 +14,19 @@ from federation.operations.common import (
     DCLook,
     SqlSession,
     apply_role,
-    cascade_host,
     connect,
     current_timeline,
     look_at,
     look_at_all,
     replay_lsn,
     switch_point,
+    upstream_leader,
     writable,
 )
 from federation.operations.demotion_token import DemotionToken
 from federation.operations.fence_command import run_fence
 from federation.operations.loss_estimate import LossEstimate, estimate_loss
-from federation.patroni_dynamic import standby_cluster_section
+from federation.patroni_dynamic import role_section
 from federation.topology import Datacenter, Member, Topology
 
 
@@ -108,10 +108,7 @@ class LiveWorld:
         return bool(apply_role(self.topo, dc, leader, upstreams))
 
     def standby_section(self, dc: Datacenter, upstreams: Mapping[str, str | None]) -> dict[str, Any] | None:
-        upstream = upstreams.get(dc.name)
-        if upstream is None:
-            return None
-        return standby_cluster_section(dc, self.topo.dc(upstream), cascade_host(self.topo, dc, upstreams))
+        return role_section(self.topo, dc, upstreams, upstream_leader(self.topo, dc, upstreams))
 
     def checkpoint(self, member: Member) -> None:
         with connect(self.topo, member) as conn:

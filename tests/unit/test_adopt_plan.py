@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def test_a_hand_built_standby_cluster_keeping_its_slot_is_adopted_and_a_second_p
     topo = _topology(slot="dr_standby")
     running = _hand_built(topo)
     assert disagreements(topo, _upstreams(topo), running, "the topology") == []
-    steps = adoption_steps(topo, _upstreams(topo), running, {})
+    steps = adoption_steps(topo, _upstreams(topo), running)
     assert [s.dc for s in steps] == ["dc2"], "dc1 declares dr_standby already: only dc2's settings change"
     changed = steps[0].patch["standby_cluster"]
     assert changed["host"] == ",".join(m.host for m in topo.dc("dc1").members)
@@ -72,33 +73,33 @@ def test_a_hand_built_standby_cluster_keeping_its_slot_is_adopted_and_a_second_p
     assert "host '127.0.1.11' -> '127.0.1.11,127.0.1.12'" in steps[0].says
     after = _applied(running, steps)
     assert after["dc2"].config["loop_wait"] == 10, "the user's other settings are kept"
-    assert adoption_steps(topo, _upstreams(topo), after, {}) == []
+    assert adoption_steps(topo, _upstreams(topo), after) == []
 
 
 def test_a_standby_cluster_without_a_slot_gets_the_permanent_slot_declared_first() -> None:
     topo = _topology()
     running = _hand_built(topo, primary_slot_name=None)
     assert disagreements(topo, _upstreams(topo), running, "the topology") == []
-    steps = adoption_steps(topo, _upstreams(topo), running, {})
+    steps = adoption_steps(topo, _upstreams(topo), running)
     assert [s.dc for s in steps] == ["dc1", "dc2"], "the slot exists before the standby names it"
     assert steps[0].new_slots == ("fed_dc2",) and steps[0].patch == {"slots": {"fed_dc2": {"type": "physical"}}}
     assert steps[1].patch["standby_cluster"]["primary_slot_name"] == "fed_dc2"
     after = _applied(running, steps)
     assert "dr_standby" in after["dc1"].permanent_slots, "the user's slot is left alone"
-    assert adoption_steps(topo, _upstreams(topo), after, {}) == []
+    assert adoption_steps(topo, _upstreams(topo), after) == []
 
 
 def test_a_port_written_as_a_string_is_the_same_port() -> None:
     topo = _topology(slot="dr_standby")
-    running = _applied(_hand_built(topo, port="5432"), adoption_steps(topo, _upstreams(topo), _hand_built(topo), {}))
+    running = _applied(_hand_built(topo, port="5432"), adoption_steps(topo, _upstreams(topo), _hand_built(topo)))
     assert running["dc2"].config["standby_cluster"]["port"] == "5432"
-    assert adoption_steps(topo, _upstreams(topo), running, {}) == []
+    assert adoption_steps(topo, _upstreams(topo), running) == []
 
 
 def test_every_contradiction_is_listed() -> None:
     topo = _topology()
     dc1, dc2 = topo.datacenters
-    writable = {**_hand_built(topo), "dc2": RunningDC(dc2, dc2.members[1], True, {})}
+    writable = {**_hand_built(topo), "dc2": RunningDC(dc2, dc2.members[1], True)}
     problems = disagreements(topo, _upstreams(topo), writable, "the topology")
     assert any("the topology says dc2 follows dc1, but dc2 is not a standby cluster: its leader n4 takes writes"
                in p for p in problems), problems
@@ -115,7 +116,7 @@ def test_every_contradiction_is_listed() -> None:
                for p in disagreements(topo, _upstreams(topo), wrong_port, "the topology"))
 
     reversed_roles = {"dc1": RunningDC(dc1, dc1.members[0], False, {"standby_cluster": {"host": "127.0.2.11"}}),
-                      "dc2": RunningDC(dc2, dc2.members[0], True, {})}
+                      "dc2": RunningDC(dc2, dc2.members[0], True)}
     problems = disagreements(topo, _upstreams(topo), reversed_roles, "the federation record (epoch 3)")
     assert any("the federation record (epoch 3) says dc1 is the primary DC, but dc1 is a standby cluster (its "
                "leader n1 follows 127.0.2.11:5432)" in p for p in problems), problems
@@ -126,10 +127,18 @@ def test_every_contradiction_is_listed() -> None:
                         "dc2: no member holds the leader lock; adopt a federation whose every DC has a leader"]
 
 
-def test_a_cascade_streams_through_the_given_member() -> None:
-    topo = _topology(slot="dr_standby")
-    steps = adoption_steps(topo, _upstreams(topo), _hand_built(topo), {"dc2": "127.0.1.12"})
-    assert steps[0].patch["standby_cluster"]["host"] == "127.0.1.12"
+def test_a_standby_of_a_dc_on_mixed_ports_is_pointed_at_its_running_leader_host_and_port() -> None:
+    data = yaml.safe_load(LAB.read_text())
+    data["datacenters"][0]["members"][1]["port"] = 5433
+    data["datacenters"][1]["slot"] = "dr_standby"
+    topo = parse_topology(data, "lab.yaml")
+    dc1 = topo.dc("dc1")
+    running = _hand_built(topo)
+    running["dc1"] = replace(running["dc1"], leader=dc1.members[1])
+    steps = adoption_steps(topo, _upstreams(topo), running)
+    changed = steps[0].patch["standby_cluster"]
+    assert (changed["host"], changed["port"]) == (dc1.members[1].host, dc1.members[1].port)
+    assert adoption_steps(topo, _upstreams(topo), _applied(running, steps)) == []
 
 
 def test_the_slot_field_names_the_dc_slot_and_must_be_unique_and_valid() -> None:

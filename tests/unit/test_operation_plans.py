@@ -16,6 +16,7 @@ import pytest
 
 from federation.errors import BadInput, OperationRefused
 from federation.failpoints import ENV, FailpointPanic
+from federation.follow_mode import shared_port
 from federation.operations import plan
 from federation.operations.abort import abort_operation
 from federation.operations.lease_fence import LeaseFence
@@ -224,7 +225,7 @@ def test_rejoin_crashed_at_every_step_boundary_resumes_to_the_same_end(
         topo: Topology, monkeypatch: pytest.MonkeyPatch, crash_at: Callable[[str, Run, FakeFederation], None]) -> None:
     reference = fenced_dc1_back(topo)
     points = points_of(rejoin, reference, monkeypatch)
-    assert reference.dcs["dc1"].config["standby_cluster"]["port"] == topo.dc("dc2").pg_port
+    assert reference.dcs["dc1"].config["standby_cluster"]["port"] == shared_port(topo.dc("dc2"))
     for point in points:
         fed = fenced_dc1_back(topo)
         crash_at(point, rejoin, fed)
