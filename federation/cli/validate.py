@@ -15,6 +15,8 @@ from federation.render import render_table
 def validate(topology_file: str | None, topology_opt: str | None) -> None:
     """Validate a topology file (default: $FEDCTL_TOPOLOGY or the lab default)."""
     from federation.cli.app import default_topology_path
+    from federation.follow_mode import describe_follow, follow_mode
+    from federation.state import initial_state
     from federation.store_config import store_warnings
 
     topo = load(topology_file or topology_opt or default_topology_path(), network=False)
@@ -32,6 +34,11 @@ def validate(topology_file: str | None, topology_opt: str | None) -> None:
                      ", ".join(f"{m.name}@{m.host}:{m.port}" for m in dc.members), dc.synchronous.value])
     click.echo(render_table(["DC", "Role", "Upstream", "Scope", "DCS", "Members", "Sync"], rows,
                             title=f"Federation {topo.federation} ({topo.source}): valid"))
+    upstreams = initial_state(topo).upstreams
+    for dc in topo.datacenters:
+        if (upstream_name := upstreams.get(dc.name)) is not None:
+            upstream = topo.dc(upstream_name)
+            click.echo(f"{dc.name} {describe_follow(upstream, follow_mode(upstream, upstreams))}")
     store = topo.federation_store
     if store is not None:
         click.echo(f"Federation store: {store.kind} " + ", ".join(f"{h.address} ({h.site})" for h in store.hosts)

@@ -129,6 +129,20 @@ def test_shipped_topologies_validate(path: Path) -> None:
             assert f"{member.name}@{member.host}:{member.port}" in out
 
 
+def test_validate_says_how_each_standby_dc_follows_its_upstream(tmp_path: Path) -> None:
+    code, out, err = validate_cli(write(tmp_path, GOOD))
+    assert code == 0, err
+    assert "dc2 follows dc1 through every member (multi-host, port 5432)" in out
+    assert ("dc3 follows dc2's standby leader host:port, re-pointed by the agents when it changes (dc2 is itself "
+            "a standby DC)") in out
+    mixed = edit("        host: 10.1.0.12\n", "        host: 10.1.0.12\n        port: 5433\n")
+    code, out, err = validate_cli(write(tmp_path, mixed))
+    assert code == 0, err
+    assert ("dc2 follows dc1's leader host:port, re-pointed by the agents when it changes (dc1's members use "
+            "different ports)") in out
+    assert "n2@10.1.0.12:5433" in out
+
+
 def test_good_file_has_defaults_filled_in(tmp_path: Path) -> None:
     topo = load_topology(write(tmp_path, GOOD))
     assert topo.source == str(tmp_path / "topology.yaml")
