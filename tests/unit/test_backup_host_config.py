@@ -155,3 +155,17 @@ def test_postgresql_binaries_are_found_by_the_stanzas_version(tmp_path: Path) ->
         bin_dir_for("15", patterns)
     assert caught.value.hint is not None and "postgresql-15" in caught.value.hint
     assert bin_dir_for("15").name == "bin"  # this machine's own PostgreSQL 15 (the lab's)
+
+
+def test_pgbackrest_reaches_each_member_on_its_own_postgres_port() -> None:
+    data = yaml.safe_load(TOPOLOGY.read_text())
+    data["pgbackrest"] = {"stanza": "fed", "repo_path": "/var/lib/pgbackrest", "tls": TLS,
+                          "repo_host": {"address": "127.0.0.1", "tls_port": 18432}}
+    data["datacenters"][0]["members"][1]["port"] = 5433
+    topo = parse_topology(data, str(TOPOLOGY))
+    n1, n2 = topo.dc("dc1").members
+    assert n1.port != n2.port
+    got = lines(repo_host_config(topo, topo.pgbackrest, hosts(topo)))  # type: ignore[arg-type]
+    assert f"pg1-port={n1.port}" in got and f"pg2-port={n2.port}" in got
+    own = lines(member_config(topo, topo.pgbackrest, n2, "/data/n2", None))  # type: ignore[arg-type]
+    assert f"pg1-port={n2.port}" in own

@@ -7,12 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from agent.primary_check import primary_verdict
 from federation.entrypoints import default_binds, render_haproxy, render_libpq, render_pgbouncer
 from federation.errors import BadInput
 from federation.state import FederationState
-from federation.topology import Topology, load_topology
+from federation.topology import Topology, load_topology, parse_topology
 
 TOPOLOGY = Path(__file__).parents[1] / "integration" / "topologies" / "entry-two-dc.yaml"
 
@@ -135,3 +136,20 @@ def test_primary_passes_only_for_patroni_primary_of_the_record_primary_dc(
     assert verdict.ok is ok
     if rec is not None and role == "primary" and not ok:
         assert "fenced" in verdict.reason
+
+
+def test_every_entrypoint_reaches_each_member_on_its_own_port() -> None:
+    data = yaml.safe_load(TOPOLOGY.read_text())
+    for dc in data["datacenters"]:
+        for i, member in enumerate(dc["members"]):
+            member["port"] = 6000 + i
+    topo = parse_topology(data, str(TOPOLOGY))
+    addresses = [f"{m.host}:{m.port}" for _dc, m in topo.members()]
+    assert len({m.port for _dc, m in topo.members()}) > 1
+    cfg = render_haproxy(topo, read_write_bind="127.0.0.1:7000", read_only_bind="127.0.0.1:7001")
+    for backend in ("fed_primary", "fed_replicas"):
+        servers = [line.split()[2] for line in _backend(cfg, backend) if line.startswith("server ")]
+        assert servers == addresses, backend
+    assert render_libpq(topo).split("@", 1)[1].split("/", 1)[0] == ",".join(addresses)
+    leader = topo.dc("dc2").members[1]
+    assert f"* = host={leader.host} port={leader.port}" in render_pgbouncer(topo, record(3, "dc2"), leader)
