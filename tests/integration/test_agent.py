@@ -22,6 +22,7 @@ from agent.settings import lease_key
 from federation import patroni_api
 from federation.dcs import connect
 from federation.dcs.lease import holder_of
+from federation.follow_mode import FollowMode, follow_mode
 from federation.lab import dcs_servers
 from federation.lab.agents import agent_process, start_agents
 from federation.lab.lab import lab_kill, lab_start
@@ -47,8 +48,9 @@ pytestmark = pytest.mark.integration
 LEASE_TTL = 5
 
 
-# The same scenarios on etcd in both DCs and on a mixed lab whose dc2 runs on ZooKeeper.
-@pytest.fixture(scope="module", params=["agent-two-dc", "agent-mixed"])
+# The same scenarios on etcd in both DCs, on a mixed lab whose dc2 runs on ZooKeeper, and on a lab whose
+# members of one DC use different PostgreSQL ports (a standby DC follows its upstream's leader host:port).
+@pytest.fixture(scope="module", params=["agent-two-dc", "agent-mixed", "agent-ports"])
 def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     handle = start_lab(request.param)  # lab up starts the agents
     yield handle
@@ -121,7 +123,8 @@ def test_a_drifted_standby_cluster_is_put_back(lab: LabHandle) -> None:
     dc2 = lab.dc("dc2")
     leader = lab.leader_of(dc2)
     wanted = patroni_api.get_config(leader)["standby_cluster"]["host"]
-    patroni_api.patch_config(leader, {"standby_cluster": {"host": lab.dc("dc1").members[0].host}})
+    elsewhere = next(m.host for m in lab.dc("dc1").members if m.host != wanted)
+    patroni_api.patch_config(leader, {"standby_cluster": {"host": elsewhere}})
     changed = time.monotonic()
     eventually("the agent to put standby_cluster.host back",
                lambda: patroni_api.get_config(leader)["standby_cluster"]["host"] == wanted, timeout=15, interval=0.1)
@@ -180,7 +183,10 @@ def test_a_switchover_inside_dc1_is_followed_by_dc2(lab: LabHandle) -> None:
     assert lab.sql_one(new, "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (dc2.slot_name,)) is True
     config = patroni_api.get_config(standby_leader)["standby_cluster"]
     assert config["primary_slot_name"] == dc2.slot_name
-    assert config["host"] == ",".join(m.host for m in dc1.members)
+    if follow_mode(dc1, current_state(lab.topo)[0].upstreams) is FollowMode.EVERY_MEMBER:
+        assert config["host"] == ",".join(m.host for m in dc1.members)
+    else:
+        assert (config["host"], int(config["port"])) == (new.host, new.port), "re-pointed at the new leader"
 
 
 def _handover(lab: LabHandle, dc: Datacenter, how: str) -> float:
