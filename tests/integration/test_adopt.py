@@ -1,6 +1,7 @@
 """`fedctl adopt` on clusters fedctl did not set up: the unmanaged lab starts dc1 and dc2 as a DBA has them
-(dc2 a standby cluster of dc1's first member, through the slot dr_standby the DBA named; no gate, no
-agents, no federation record). Adopt must refuse a contradicting topology, change nothing on a dry run,
+(dc2 a standby cluster of dc1's first member, through the slot dr_standby the DBA named; dc2's members on
+ports 5432 and 5433, so that dc1 follows dc2's leader while dc2 is primary; no gate, no agents, no federation
+record). Adopt must refuse a contradicting topology, change nothing on a dry run,
 bring the federation under fedctl while a writer commits (no commit lost, no restart, dc2 streaming again
 within a reload), change nothing a second time, and leave a federation that switches over and back and
 survives a promote-dc drill once the gates and agents are in place."""
@@ -188,7 +189,11 @@ def test_an_adopted_federation_switches_over_and_back_then_survives_a_promotion(
         _ok(fedctl(lab, "switchover-dc", "dc2", "--yes"), "switchover-dc dc2")
         count = len(writer.acked)
         eventually("the writer commits on dc2", lambda: len(writer.acked) > count + 30, timeout=30)
-        assert lab.sql_one(lab.leader_of(lab.dc("dc2")), "SELECT pg_is_in_recovery()") is False
+        dc2_leader = lab.leader_of(lab.dc("dc2"))
+        assert lab.sql_one(dc2_leader, "SELECT pg_is_in_recovery()") is False
+        # dc2's members use two ports: dc1 follows dc2's leader itself, not a multi-host list.
+        followed = patroni_api.get_config(lab.leader_of(lab.dc("dc1")))["standby_cluster"]
+        followed_from_dc2 = (followed["host"], str(followed["port"])) == (dc2_leader.host, str(dc2_leader.port))
         _ok(fedctl(lab, "switchover-dc", "dc1", "--yes"), "switchover-dc dc1")
         count = len(writer.acked)
         eventually("the writer commits on dc1 again", lambda: len(writer.acked) > count + 30, timeout=30)
@@ -198,6 +203,7 @@ def test_an_adopted_federation_switches_over_and_back_then_survives_a_promotion(
     assert writer.missing_on(lab, primary) == []
     section = patroni_api.get_config(lab.leader_of(lab.dc("dc2")))["standby_cluster"]
     assert section["primary_slot_name"] == "dr_standby", "the DBA's slot name did not survive the round trip"
+    assert followed_from_dc2, "while dc2 was primary, dc1 did not follow dc2's leader at its own host:port"
 
     lab_kill(lab.topo, "dc1")
     wait_for_no_lease(lab)
