@@ -163,3 +163,13 @@ def test_every_alert_is_tested_firing_and_silent() -> None:
     names = {rule["alert"] for rule in alerts()}
     assert names - fires == set(), "alerts never tested firing"
     assert names - silent == set(), "alerts never tested silent"
+
+
+def test_the_links_of_monitoring_md_resolve() -> None:
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", MONITORING_DOC.read_text()):
+        name, _, anchor = target.partition("#")
+        path = MONITORING_DOC.parent / name if name else MONITORING_DOC
+        if not path.is_file() or (anchor and anchor not in anchors(path.read_text())):
+            broken.append(target)
+    assert broken == []
