@@ -33,10 +33,10 @@ from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from agent.events import parse_time
 from agent.lease_guard import LeaseGuard
 from agent.primary_check import PrimaryCheck
 from agent.settings import AgentSettings
+from federation.events_read import parse_time
 from federation.topology import AgentTLS
 
 log = logging.getLogger("agent.api")

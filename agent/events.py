@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from federation.events_read import parse_time
+
 log = logging.getLogger("agent.events")
 
 EVENT_KINDS = ("fence", "unfence", "lease_taken", "lease_lost", "lease_released", "agent_active", "agent_standby",
@@ -54,17 +56,6 @@ NO_EVENTS = NoEvents()
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def parse_time(value: object) -> datetime | None:
-    """An event's time as an aware UTC datetime; None when it is not ISO 8601. Naive times count as UTC."""
-    if not isinstance(value, str):
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 class EventLog:
