@@ -41,13 +41,13 @@ BASE_KEYS = ("time", "dc", "member", "kind", "sentence")
 
 
 class EventSink(Protocol):
-    def emit(self, kind: str, sentence: str, **details: Any) -> None: ...
+    def emit(self, kind: str, sentence: str, /, **details: Any) -> None: ...
 
 
 class NoEvents:
     """For parts built without an events log (tests, tools): every event is dropped."""
 
-    def emit(self, kind: str, sentence: str, **details: Any) -> None:
+    def emit(self, kind: str, sentence: str, /, **details: Any) -> None:
         pass
 
 
@@ -76,10 +76,10 @@ class EventLog:
         self._failing: str | None = None
 
     # ---- writing (any thread)
-    def emit(self, kind: str, sentence: str, **details: Any) -> None:
-        self.emit_as(self.dc, self.member, kind, sentence, **details)
+    def emit(self, kind: str, sentence: str, /, **details: Any) -> None:
+        self.emit_as(self.dc, self.member, kind, sentence, details)
 
-    def emit_as(self, dc: str, member: str, kind: str, sentence: str, **details: Any) -> None:
+    def emit_as(self, dc: str, member: str, kind: str, sentence: str, details: dict[str, Any]) -> None:
         try:
             event: dict[str, Any] = {"time": self._wall().astimezone(UTC).isoformat(timespec="milliseconds"),
                                      "dc": dc, "member": member, "kind": kind, "sentence": sentence}
@@ -196,8 +196,8 @@ class _ForDC:
     def __init__(self, log_: EventLog, dc: str) -> None:
         self._log, self._dc = log_, dc
 
-    def emit(self, kind: str, sentence: str, **details: Any) -> None:
-        self._log.emit_as(self._dc, self._log.member, kind, sentence, **details)
+    def emit(self, kind: str, sentence: str, /, **details: Any) -> None:
+        self._log.emit_as(self._dc, self._log.member, kind, sentence, details)
 
 
 def rotated(path: Path) -> Path:
