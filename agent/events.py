@@ -183,7 +183,12 @@ class EventLog:
             with self._lock:
                 events: Iterable[dict[str, Any]] = list(self._memory)
         else:
-            events = (e for p in (rotated(self.path), self.path) for e in _read_lines(p))
+            # `fedctl events --follow` asks every 2 s from a few seconds back: the older file is read only
+            # when the current one may not reach back far enough.
+            first = _first_time(self.path)
+            older = since is None or first is None or first > since
+            paths = (rotated(self.path), self.path) if older else (self.path,)
+            events = (e for p in paths for e in _read_lines(p, since))
         kept: deque[dict[str, Any]] = deque(maxlen=limit)
         for event in events:
             at = parse_time(event.get("time"))
@@ -204,11 +209,33 @@ def rotated(path: Path) -> Path:
     return path.with_name(path.name + ".1")
 
 
-def _read_lines(path: Path) -> Iterable[dict[str, Any]]:
-    """The events of one file; a line that does not parse (a write cut short) is left out."""
+TIME_PREFIX = '{"time":"'  # how _append writes every line: the time can be compared before parsing the JSON
+
+
+def _line_time(line: str) -> datetime | None:
+    if not line.startswith(TIME_PREFIX):
+        return None
+    end = line.find('"', len(TIME_PREFIX))
+    return parse_time(line[len(TIME_PREFIX):end]) if end > 0 else None
+
+
+def _first_time(path: Path) -> datetime | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as lines:
+            return _line_time(lines.readline())
+    except OSError:
+        return None
+
+
+def _read_lines(path: Path, since: datetime | None = None) -> Iterable[dict[str, Any]]:
+    """The events of one file from `since` on; a line that does not parse (a write cut short) is left out."""
     try:
         with open(path, encoding="utf-8", errors="replace") as lines:
             for line in lines:
+                if since is not None:
+                    at = _line_time(line)
+                    if at is not None and at < since:
+                        continue
                 try:
                     event = json.loads(line)
                 except ValueError:

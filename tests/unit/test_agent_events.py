@@ -178,3 +178,25 @@ def test_an_agent_that_does_not_answer_is_reported_not_raised() -> None:
     dc = topo.dc("dc2")
     answer = read_agent_events(dc, dc.member("n3"), None, timeout=0.5)
     assert not answer.answered and answer.source == "dc2/n3" and "does not answer" in (answer.error or "")
+
+
+def test_a_recent_since_reads_only_the_current_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "events.jsonl"
+    wall = Wall()
+    log = EventLog(path, dc="dc1", member="n1", max_bytes=1000, wall=wall)
+    for i in range(30):
+        log.emit("job", f"job {i} ok", name=f"j{i}")
+    assert log.flush()
+    opened: list[str] = []
+    real_read = events_module._read_lines
+
+    def spy(p: Path, since: datetime | None = None) -> Iterator[dict[str, object]]:
+        opened.append(p.name)
+        yield from real_read(p, since)
+
+    monkeypatch.setattr(events_module, "_read_lines", spy)
+    newest = log.read(wall.now - timedelta(seconds=1))
+    assert [e["name"] for e in newest] == ["j25", "j26", "j27", "j28", "j29"] and opened == ["events.jsonl"]
+    opened.clear()
+    assert len(log.read(NOON)) > 6 and opened == ["events.jsonl.1", "events.jsonl"]
+    log.close()
