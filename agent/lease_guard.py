@@ -373,8 +373,8 @@ class LeaseGuard:
         self._fenced_at, self._fenced_wall, self._fence_reason = now, self._wall(), reason
         self._fence_done, self._marker_seen, self._close_lease = False, self._marker is not None, True
         self._on_fence()
-        self._events.emit("fence", f"fenced {self.dc}: {reason}", reason=reason, decision=decision,
-                          epoch=self._record.epoch if self._record else None)
+        self._events.emit("fence", f"fenced {self.dc}: {reason.removesuffix(': fenced')}", reason=reason,
+                          decision=decision, epoch=self._record.epoch if self._record else None)
 
     def _clear_fence(self, reason: str) -> None:
         with self._lock:
