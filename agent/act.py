@@ -25,6 +25,7 @@ from federation.state import FederationState, state_key
 from federation.topology import Datacenter, Topology
 
 log = logging.getLogger("agent.act")
+ALREADY_AS_WANTED = "already as wanted"  # carry_out's outcome when a re-point found nothing to change
 
 
 class _LogLines(io.StringIO):
@@ -51,7 +52,7 @@ def carry_out(topo: Topology, dc: Datacenter, obs: Observation, decision: Decisi
         if own is None or own.leader is None or obs.record is None:
             raise OperationFailed("re-point decided without a leader or a record (please report this as a bug)")
         result = apply_role(topo, dc, own.leader, obs.record.upstreams)
-        return f"PATCH /config on {own.leader.name}" if result else "already as wanted"
+        return f"PATCH /config on {own.leader.name}" if result else ALREADY_AS_WANTED
     if decision.action is Action.FENCE:
         progress = Progress(out=_LogLines(f"rejoin-dc {dc.name}"))
         report = rejoin_dc(topo, dc.name, progress)

@@ -1,9 +1,10 @@
-"""The agent's read-only HTTP API: /health, /status, /metrics, /primary, /gate.
+"""The agent's read-only HTTP API: /health, /status, /metrics, /primary, /gate, /events.
 
 Health answers by status code (200 or 503), as Patroni's health endpoints do, so a load balancer or
 systemd watchdog script needs nothing but the code. /primary is HAProxy's read-write check
 (agent/primary_check.py). /gate says whether the member's Patroni config runs the promotion gate
-(agent/gate_report.py). Nothing here changes state: there is no POST.
+(agent/gate_report.py). /events?since=ISO lists the agent's events log (agent/events.py), oldest first.
+Nothing here changes state: there is no POST.
 
 The server is built so that no client can starve HAProxy's check. Connections are handled by one asyncio
 loop, so an idle or half-open connection costs a socket, not a thread; a request head must arrive whole
@@ -25,14 +26,17 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from agent.lease_guard import LeaseGuard
 from agent.primary_check import PrimaryCheck
 from agent.settings import AgentSettings
+from federation.events_read import parse_time
 from federation.topology import AgentTLS
 
 log = logging.getLogger("agent.api")
@@ -58,6 +62,8 @@ class AgentView(Protocol):
 
     def metrics_text(self) -> bytes: ...
 
+    def recent_events(self, since: datetime | None) -> list[dict[str, Any]]: ...
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -74,7 +80,8 @@ def route(view: AgentView, primary: PrimaryCheck | None, method: str, path: str)
     """The answer to one request (pure routing; runs in a worker thread)."""
     if method not in ("GET", "HEAD"):
         return _json(501, {"error": f"{method} is not served: this API only reads"})
-    path = path.split("?", 1)[0].rstrip("/") or "/"
+    path, _, query = path.partition("?")
+    path = path.rstrip("/") or "/"
     try:
         if path == "/health":
             ok, reason = view.health()
@@ -85,14 +92,29 @@ def route(view: AgentView, primary: PrimaryCheck | None, method: str, path: str)
             return _json(200, view.gate())
         if path == "/metrics":
             return Answer(200, view.metrics_text(), CONTENT_TYPE_LATEST)
+        if path == "/events":
+            return _events(view, query)
         if path == "/primary" and primary is not None:
             verdict = primary.answer()
             return _json(200 if verdict.ok else 503, {"primary": verdict.ok, "reason": verdict.reason,
                                                       "epoch": verdict.epoch})
-        return _json(404, {"error": f"no such endpoint {path}; try /health, /status, /metrics, /primary or /gate"})
+        return _json(404, {"error": f"no such endpoint {path}; try /health, /status, /metrics, /primary, /gate or "
+                                    "/events"})
     except Exception:  # one failing request must not take the API down, nor show its internals
         log.exception("GET %s failed", path)
         return _json(500, {"error": "internal error; the agent's log has the details"})
+
+
+def _events(view: AgentView, query: str) -> Answer:
+    values = parse_qs(query).get("since")
+    since = None
+    if values:
+        # An unescaped "+00:00" arrives as " 00:00" (a "+" in a query string is a space).
+        since = parse_time(values[-1].replace(" ", "+"))
+        if since is None:
+            return _json(400, {"error": f"since={values[-1]!r} is not an ISO 8601 time such as "
+                                         "2026-01-01T12:00:00.000+00:00"})
+    return _json(200, view.recent_events(since))
 
 
 class ApiServer:

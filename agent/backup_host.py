@@ -12,6 +12,7 @@ import logging
 import signal
 import threading
 
+from agent.events import EventLog
 from agent.scheduler import JobScheduler
 from federation.topology import Topology
 
@@ -25,11 +26,13 @@ def jobs_on_repo_host(topo: Topology) -> bool:
 
 
 class BackupHostAgent:
-    def __init__(self, topo: Topology, identity: str) -> None:
+    def __init__(self, topo: Topology, identity: str, events: EventLog | None = None) -> None:
         self.topo = topo
         self.identity = identity
-        self.schedulers = [JobScheduler(topo, dc.name, f"{identity}/{dc.name}") for dc in topo.datacenters
-                           if dc.jobs]
+        # Its events log holds the `job` events, each with the job's DC (it serves no API: see docs/events.md).
+        self.events = events or EventLog(None, dc="-", member=identity)
+        self.schedulers = [JobScheduler(topo, dc.name, f"{identity}/{dc.name}", events=self.events.for_dc(dc.name))
+                           for dc in topo.datacenters if dc.jobs]
         self._stop = threading.Event()
 
     def run(self) -> None:
@@ -45,6 +48,7 @@ class BackupHostAgent:
         finally:
             for scheduler in self.schedulers:
                 scheduler.shutdown()
+            self.events.close()
             log.info("backup-host agent %s stopped", self.identity)
 
     def stop(self) -> None:

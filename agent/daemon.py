@@ -14,15 +14,17 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from agent import act
 from agent.background import Background, Finished
 from agent.backup_host import jobs_on_repo_host
 from agent.decide import Action, Decision, Observation, cross_dc_lag, decide, record_to_copy, upstream_sample
+from agent.events import EventLog
 from agent.gate_report import GateReport
 from agent.guard_wiring import open_guard
 from agent.leadership import LeaseKeeper
@@ -33,6 +35,7 @@ from agent.scheduler import JobScheduler
 from agent.settings import AgentSettings
 from federation.dcs.lease import open_lease
 from federation.errors import FedError
+from federation.topology import Topology
 
 log = logging.getLogger("agent")
 T = TypeVar("T")
@@ -45,12 +48,15 @@ class Agent:
         self.settings = settings
         s = settings
         self.metrics = AgentMetrics(s.topo.federation, s.dc.name, s.member.name)
-        self.jobs = JobScheduler(s.topo, s.dc.name, s.identity, registry=self.metrics.registry)
+        self.events = EventLog(Path(s.events_file) if s.events_file else None, dc=s.dc.name, member=s.member.name,
+                               on_error=self.metrics.event_write_errors.inc)
+        self.jobs = JobScheduler(s.topo, s.dc.name, s.identity, registry=self.metrics.registry, events=self.events)
         # In the repository-host layout the repository host's agent runs the jobs (agent/backup_host.py).
         self._runs_jobs = not jobs_on_repo_host(s.topo)
         self.keeper = LeaseKeeper(open_lease(s.dc, s.lease_key, s.identity, ttl=s.lease_ttl),
                                   on_change=self._lease_changed,
-                                  on_error=lambda _exc: self.metrics.errors.labels("lease").inc())
+                                  on_error=lambda _exc: self.metrics.errors.labels("lease").inc(),
+                                  events=self.events)
         # Read at scrape time, so /metrics never lags behind the lease thread.
         self.metrics.active.set_function(lambda: 1 if self.keeper.active else 0)
         self.metrics.dcs_up.set_function(lambda: 1 if self.keeper.dcs_answered_within(s.lease_ttl) else 0)
@@ -58,7 +64,8 @@ class Agent:
         self.gate_report = GateReport(s)
         self.metrics.gate_installed.set_function(self.gate_report.metric)
         # Only with a federation store: every agent, active or not, guards the primary-DC lease.
-        self.guard = open_guard(s, lambda: self.keeper.active, on_fence=self.metrics.self_fences.inc)
+        self.guard = open_guard(s, lambda: self.keeper.active, on_fence=self.metrics.self_fences.inc,
+                                events=self.events)
         if self.guard is not None:
             guard = self.guard
             self.metrics.lease_held.set_function(lambda: 1 if guard.held() else 0)
@@ -121,6 +128,7 @@ class Agent:
             self.keeper.stop()
             server.shutdown()
             server.server_close()
+            self.events.close()
             log.info("agent %s stopped", self.settings.identity)
 
     def stop(self) -> None:
@@ -204,6 +212,9 @@ class Agent:
         if outcome is None:
             return f"FAILED: {decision.sentence}"
         self.metrics.actions.labels(decision.action.value).inc()
+        if outcome != act.ALREADY_AS_WANTED:
+            self.events.emit("repoint", f"{outcome}: {decision.sentence}",
+                             **repoint_details(self.settings.topo, obs, decision))
         return f"done ({outcome}): {decision.sentence}"
 
     def _fence_in_background(self, obs: Observation, decision: Decision) -> str:
@@ -226,6 +237,11 @@ class Agent:
             self.metrics.actions.labels(decision.action.value).inc()
             self.metrics.fencing.inc()
             log.info("done (%s): %s", finished.outcome, decision.sentence)
+            record = obs.record
+            self.events.emit("fence_replaced", f"demoted {obs.dc}: {finished.outcome}", decision=decision.sentence,
+                             epoch=record.epoch if record else None,
+                             upstream=record.upstream_of(obs.dc) if record else None,
+                             seconds=round(finished.seconds, 1))
             self._wake.set()
 
         name = f"rejoin-dc {self.settings.dc.name}"
@@ -303,5 +319,28 @@ class Agent:
     def gate(self) -> dict[str, Any]:
         return self.gate_report.answer()
 
+    def recent_events(self, since: datetime | None) -> list[dict[str, Any]]:
+        return self.events.read(since)
+
     def metrics_text(self) -> bytes:
         return self.metrics.text()
+
+
+def repoint_details(topo: Topology, obs: Observation, decision: Decision) -> dict[str, Any]:
+    """What a re-point changed: the DC streamed from before (`from`, by its standby_cluster hosts; the fence's
+    127.0.0.1 is none) and the upstream DC now (`to`), with both host lists. A primary DC's slot patch has
+    no upstream."""
+    before = (obs.config or {}).get("standby_cluster")
+    after = decision.patch.get("standby_cluster")
+    before_hosts = before.get("host") if isinstance(before, Mapping) else None
+    record = obs.record
+    return {"from": _dc_of_hosts(topo, before_hosts), "to": record.upstream_of(obs.dc) if record else None,
+            "from_hosts": before_hosts, "to_hosts": after.get("host") if isinstance(after, Mapping) else None,
+            "slots": sorted(decision.patch.get("slots") or {}) or None, "epoch": record.epoch if record else None}
+
+
+def _dc_of_hosts(topo: Topology, hosts: object) -> str | None:
+    if not isinstance(hosts, str):
+        return None
+    listed = {h.strip() for h in hosts.split(",")}
+    return next((dc.name for dc in topo.datacenters if listed & {m.host for m in dc.members}), None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from agent.events import NO_EVENTS, EventSink
 from agent.fence_marker import DCSMarkers
 from agent.lease_guard import LeaseGuard
 from agent.observe import KnownRecord, refresh_record
@@ -36,7 +37,7 @@ def store_deadline(ttl: float, margin: float) -> float:
 
 
 def open_guard(settings: AgentSettings, active: Callable[[], bool],
-               on_fence: Callable[[], None] = lambda: None) -> LeaseGuard | None:
+               on_fence: Callable[[], None] = lambda: None, events: EventSink = NO_EVENTS) -> LeaseGuard | None:
     """The guard when the topology names a federation store; None without one (nothing changes then)."""
     config = settings.topo.federation_store
     if config is None:
@@ -47,4 +48,4 @@ def open_guard(settings: AgentSettings, active: Callable[[], bool],
                       lease=store.primary_lease(settings.dc.name, settings.identity),
                       patroni=RestPatroni(settings.dc), markers=DCSMarkers(settings.topo, settings.dc),
                       ttl=config.lease_ttl, margin=config.fencing_margin, active=active,
-                      cached_record=CachedRecord(settings), on_fence=on_fence)
+                      cached_record=CachedRecord(settings), on_fence=on_fence, events=events)

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from agent.events import NO_EVENTS, EventSink
 from federation.dcs.lease import LeaderLease
 from federation.errors import DCSError
 
@@ -24,8 +25,9 @@ CANDIDATE_INTERVAL = 0.5
 class LeaseKeeper:
     def __init__(self, lease: LeaderLease, *, on_change: Callable[[bool], None] = lambda _active: None,
                  on_error: Callable[[Exception], None] = lambda _exc: None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, events: EventSink = NO_EVENTS) -> None:
         self.lease = lease
+        self._events = events
         self._on_change = on_change
         self._on_error = on_error
         self._clock = clock
@@ -79,8 +81,19 @@ class LeaseKeeper:
         now = self.active
         if now != was:
             log.info("this agent is now %s", "ACTIVE (holds the lease)" if now else "a standby agent (lease lost)")
+            self._say_change(now)
             self._on_change(now)
         return now
+
+    def _say_change(self, active: bool) -> None:
+        if active:
+            self._events.emit("agent_active", f"took the agent lease {self.lease.key}: this agent acts for its DC",
+                              lease=self.lease.key)
+            return
+        why = f"its DCS does not answer ({self.dcs_error})" if self.dcs_error else \
+            f"it is held by {self.holder or 'nobody'}"
+        self._events.emit("agent_standby", f"lost the agent lease {self.lease.key}: {why}", lease=self.lease.key,
+                          holder=self.holder)
 
     def _run(self) -> None:
         while True:
@@ -94,6 +107,8 @@ class LeaseKeeper:
             if self.active:
                 self.lease.release()
                 log.info("released the agent lease %s", self.lease.key)
+                self._events.emit("agent_standby", f"released the agent lease {self.lease.key}: the agent stops",
+                                  lease=self.lease.key, holder=None)
         except DCSError as exc:
             log.warning("could not release the agent lease (it expires within %s s): %s", self.lease.ttl,
                         exc.message)

@@ -23,6 +23,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from agent.events import NO_EVENTS, EventSink
 from agent.fence_marker import FenceMarker, MarkerStore
 from agent.lease_watch import LeaseWatch
 from agent.self_fence import DCPatroni, demote, promote_back, rejoined
@@ -62,8 +63,10 @@ class LeaseGuard:
                  cached_record: Callable[[], FederationState | None] = lambda: None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 interval: float = LEASE_CHECK_SECONDS, on_fence: Callable[[], None] = lambda: None) -> None:
+                 interval: float = LEASE_CHECK_SECONDS, on_fence: Callable[[], None] = lambda: None,
+                 events: EventSink = NO_EVENTS) -> None:
         self.dc, self.identity = dc, identity
+        self._events = events
         self._on_fence = on_fence  # counts self-fences (a metric): each one is a write outage of the DC
         self.store, self.lease, self.patroni, self.markers = store, lease, patroni, markers
         self.ttl, self.margin, self.interval = ttl, margin, interval
@@ -191,7 +194,8 @@ class LeaseGuard:
         active = self._active()
         if self._close_lease:
             self._close_lease = False
-            self._holding = False
+            self._stop_holding("lease_lost", f"gave up the primary-DC lease of {self.dc}: it was not confirmed in "
+                                             "time and the DC is fenced")
             self.lease.close()  # ZooKeeper: ends the session, whose pings would otherwise keep the node
         # A renewal needs no record; taking the lease needs the record's version (checked in one transaction).
         if active and (record_ok or self._holding) and decision.action in (LeaseAction.TAKE, LeaseAction.RENEW):
@@ -201,7 +205,9 @@ class LeaseGuard:
             return True
         if decision.action is not LeaseAction.NOTHING:
             if not active:
-                self._holding = False  # another agent of the DC takes the key over; stop renewing it
+                # another agent of the DC takes the key over; stop renewing it
+                self._stop_holding("lease_lost", f"stopped renewing the primary-DC lease of {self.dc}: this agent "
+                                                 "is no longer its DC's active agent")
             return self._read_lease()
         return True
 
@@ -267,17 +273,37 @@ class LeaseGuard:
             self._store_failed(exc.message)
             return False  # confirms nothing: the fence deadline comes closer
         with self._lock:
+            was = self._holding
             self._holding = view is not None
             self._watch.renewed(at, view)
+        if view is not None and not was:
+            self._events.emit("lease_taken", f"took the primary-DC lease of {self.dc} in the federation store",
+                              epoch=self._record.epoch if self._record else None, remaining=view.remaining)
+        elif view is None and was:
+            self._events.emit("lease_lost", f"the federation store refused to renew the primary-DC lease of {self.dc} "
+                                            "(revoked or expired)")
         return True
 
     def _release(self) -> None:
+        primary = self._record.primary_dc if self._record else None
         try:
             self.lease.release()
             log.info("released the primary-DC lease of %s: the record names another primary DC", self.dc)
+            sentence = f"released the primary-DC lease of {self.dc}: the record names {primary} the primary DC"
         except FedError as exc:
             log.warning("could not release the primary-DC lease (it expires by itself): %s", exc.message)
+            sentence = (f"let go of the primary-DC lease of {self.dc} (the record names {primary}); the store did not "
+                        f"answer the release, so it expires by itself: {exc.message}")
         self._holding = False
+        self._events.emit("lease_released", sentence, primary_dc=primary,
+                          epoch=self._record.epoch if self._record else None)
+
+    def _stop_holding(self, kind: str, sentence: str) -> None:
+        """No longer hold the lease; an event only when it was held (this runs at every check)."""
+        with self._lock:
+            was, self._holding = self._holding, False
+        if was:
+            self._events.emit(kind, sentence)
 
     def _read_lease(self) -> bool:
         at = self._clock()
@@ -320,7 +346,8 @@ class LeaseGuard:
         action = decision.action
         if action is LeaseAction.FENCE:
             with self._lock:
-                self._begin_fence(now, f"primary-DC lease not renewed since {self._sighting_text()}: fenced")
+                self._begin_fence(now, f"primary-DC lease not renewed since {self._sighting_text()}: fenced",
+                                  decision.sentence)
             log.warning("%s", decision.sentence)
             outcome = self._fence_step(decision.sentence)
         elif action is LeaseAction.UNFENCE:
@@ -342,16 +369,21 @@ class LeaseGuard:
         when = self._wall() - timedelta(seconds=self._clock() - at)
         return when.isoformat(timespec="milliseconds") + ("" if sighting is not None else " (agent start)")
 
-    def _begin_fence(self, now: float, reason: str) -> None:
+    def _begin_fence(self, now: float, reason: str, decision: str | None = None) -> None:
         self._fenced_at, self._fenced_wall, self._fence_reason = now, self._wall(), reason
         self._fence_done, self._marker_seen, self._close_lease = False, self._marker is not None, True
         self._on_fence()
+        self._events.emit("fence", f"fenced {self.dc}: {reason.removesuffix(': fenced')}", reason=reason,
+                          decision=decision, epoch=self._record.epoch if self._record else None)
 
-    def _clear_fence(self) -> None:
+    def _clear_fence(self, reason: str) -> None:
         with self._lock:
+            was = self._fenced_at is not None
             self._fenced_at = self._fenced_wall = self._fence_reason = None
             self._fence_done = self._marker_seen = False
             self._marker = None
+        if was:
+            self._events.emit("unfence", f"unfenced {self.dc}: {reason}", reason=reason)
 
     def _unfenced_by_another(self) -> bool:
         """The marker this agent saw is gone: another agent of the DC unfenced it, so do not fence again."""
@@ -387,7 +419,7 @@ class LeaseGuard:
             with self._lock:
                 gone = self._marker_known and self._marker is None
             if gone:
-                self._clear_fence()
+                self._clear_fence("the active agent of the DC unfenced it (its fence marker is gone)")
                 return "the active agent unfenced the DC"
             return "waiting for the active agent to unfence the DC"
         with self._lock:
@@ -405,7 +437,7 @@ class LeaseGuard:
             self.markers.remove()
         except FedError as exc:
             return f"could not unfence yet ({exc.message}); retrying"
-        self._clear_fence()
+        self._clear_fence("it holds the primary-DC lease again and the record names it the primary DC")
         log.warning("unfenced %s: it holds the primary-DC lease again and the record names it", self.dc)
         return f"{outcome}; fence marker removed"
 
@@ -416,7 +448,9 @@ class LeaseGuard:
             self.markers.remove()
         except FedError as exc:
             return f"cannot check the rejoin yet ({exc.message})"
-        self._clear_fence()
+        known = self.known_record()
+        self._clear_fence(f"rejoin-dc made it a standby of {known.primary_dc if known else 'the new primary DC'}; "
+                          "fence marker removed")
         return "rejoined as a standby of the new primary DC: fence marker removed"
 
     def _say(self, key: tuple[str, ...], sentence: str) -> str:

@@ -62,6 +62,9 @@ class AgentMetrics:
         self.actions = Counter("fedctl_agent_actions", "Decisions carried out, by action.", ["action"], registry=r)
         self.errors = Counter("fedctl_agent_loop_errors", "Unexpected errors, by reconcile-loop phase.", ["phase"],
                               registry=r)
+        self.event_write_errors = Counter("fedctl_agent_event_write_errors", "Events this agent could not write "
+                                          "to its events log (agent/events.py): each one is missing from fedctl "
+                                          "events.", registry=r)
         self.cycles = Counter("fedctl_agent_cycles", "Reconcile cycles run while active.", registry=r)
         self.cycle_seconds = Gauge("fedctl_agent_cycle_seconds", "Duration of the last reconcile cycle.", registry=r)
         for phase in PHASES:

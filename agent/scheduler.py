@@ -27,6 +27,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from prometheus_client import CollectorRegistry
 
+from agent.events import NO_EVENTS, EventSink
 from agent.job_claim import RunClaim
 from agent.job_metrics import JobMetrics
 from backup.jobs import Job, JobResult, JobStore, Status, claim_key, run_job
@@ -52,8 +53,9 @@ class JobScheduler:
                  open_dcs: Callable[[], AbstractContextManager[DCS]] | None = None, runner: Runner = run_job,
                  clock: Callable[[], datetime] = _utcnow,
                  trigger: Callable[[Job], BaseTrigger] = lambda job: job.trigger(),
-                 misfire_grace: int = MISFIRE_GRACE_SECONDS) -> None:
+                 misfire_grace: int = MISFIRE_GRACE_SECONDS, events: EventSink = NO_EVENTS) -> None:
         self.topo = topo
+        self._events = events
         self.dc = topo.dc(dc_name)
         self.identity = identity
         self.jobs = {job.name: job for job in self.dc.jobs}
@@ -162,6 +164,10 @@ class JobScheduler:
             self.metrics.observe(result, ran=ran, at=time.time())
             log.log(logging.INFO if result.ok else logging.WARNING, "job %s: %s: %s", result.job, result.status,
                     result.summary)
+            self._events.emit("job", f"job {result.job} ({result.kind.value}) {result.status} after "
+                                     f"{result.seconds:.1f} s: {result.summary}", name=result.job,
+                              job_kind=result.kind.value, outcome=result.status, seconds=result.seconds,
+                              started=result.started)
         try:
             with self._open_dcs() as dcs:
                 if claim is not None:

@@ -18,6 +18,7 @@ from federation.topology import AGENT_PORT_OFFSET, Address, Datacenter, Member, 
 
 DEFAULT_INTERVAL = 2.0
 DEFAULT_LEASE_TTL = 5
+EVENTS_FILE_NAME = "events.jsonl"
 
 
 def lease_key(topo: Topology, dc: Datacenter) -> str:
@@ -27,6 +28,14 @@ def lease_key(topo: Topology, dc: Datacenter) -> str:
 
 def default_listen(member: Member) -> Address:
     return Address(host=member.host, port=member.api.port + AGENT_PORT_OFFSET)
+
+
+def default_events_file() -> str:
+    """Where `fedctl agent run` keeps its events log by default: the systemd state directory
+    (`StateDirectory=fedctl` sets $STATE_DIRECTORY) or else the working directory (the lab starts each agent
+    in its member's directory, next to its pid file and log)."""
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return os.path.join(os.path.abspath(state or os.getcwd()), EVENTS_FILE_NAME)
 
 
 def _is_local(host: str) -> bool:
@@ -59,6 +68,7 @@ class AgentSettings:
     lease_ttl: int = DEFAULT_LEASE_TTL
     api_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # empty: every address
     patroni_config: str | None = None  # the member's patroni.yml (or config directory), for the gate check
+    events_file: str | None = None  # the events log (agent/events.py); None: kept in memory only
 
     @property
     def identity(self) -> str:
@@ -71,7 +81,8 @@ class AgentSettings:
 
 def agent_settings(topo: Topology, dc_name: str, member_name: str | None = None, listen: str | None = None,
                    *, interval: float = DEFAULT_INTERVAL, lease_ttl: int = DEFAULT_LEASE_TTL,
-                   allow: Sequence[str] = (), patroni_config: str | None = None) -> AgentSettings:
+                   allow: Sequence[str] = (), patroni_config: str | None = None,
+                   events_file: str | None = None) -> AgentSettings:
     dc = topo.dc(dc_name)
     member = dc.member(member_name) if member_name else local_member(dc)
     try:
@@ -88,4 +99,5 @@ def agent_settings(topo: Topology, dc_name: str, member_name: str | None = None,
             raise BadInput(f"--allow {cidr!r} is not a network such as 10.1.0.0/24 or 10.1.0.7") from None
     # Absolute, so the gate check and its messages do not depend on the agent's working directory.
     config = os.path.abspath(patroni_config) if patroni_config else None
-    return AgentSettings(topo, dc, member, address, interval, lease_ttl, tuple(networks), config)
+    events = os.path.abspath(events_file) if events_file else None
+    return AgentSettings(topo, dc, member, address, interval, lease_ttl, tuple(networks), config, events)

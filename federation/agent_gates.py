@@ -40,17 +40,23 @@ def agent_url(member: Member) -> str:
     return f"{scheme}://{member.host}:{member.api.port + AGENT_PORT_OFFSET}"
 
 
+def agent_get(member: Member, path: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, bytes]:
+    """GET `path` of the member's agent, over https with the agent client certificate when the agents serve
+    TLS, within `timeout` in all. OSError or http.client.HTTPException when it does not answer."""
+    from federation.http_deadline import exchange
+
+    tls = member.agent_tls
+    return exchange(member.host, member.api.port + AGENT_PORT_OFFSET, "GET", path, timeout=timeout,
+                    tls=tls.client().context() if tls is not None else None)
+
+
 def read_gate(dc: Datacenter, member: Member, timeout: float = DEFAULT_TIMEOUT) -> AgentGate:
     """GET /gate of the member's agent."""
     from http.client import HTTPException
 
-    from federation.http_deadline import exchange
-
     url = agent_url(member)
-    tls = member.agent_tls
     try:
-        code, body = exchange(member.host, member.api.port + AGENT_PORT_OFFSET, "GET", "/gate", timeout=timeout,
-                              tls=tls.client().context() if tls is not None else None)
+        code, body = agent_get(member, "/gate", timeout)
     except (OSError, HTTPException) as exc:
         error = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         return AgentGate(dc.name, member.name, url, False,

@@ -4,6 +4,7 @@ from federation.cli import adopt as _adopt  # noqa: F401
 from federation.cli import agent as _agent  # noqa: F401
 from federation.cli import backup as _backup  # noqa: F401
 from federation.cli import entrypoint as _entrypoint  # noqa: F401
+from federation.cli import events as _events  # noqa: F401
 from federation.cli import gate as _gate  # noqa: F401
 from federation.cli import jobs as _jobs  # noqa: F401
 from federation.cli import lab as _lab  # noqa: F401

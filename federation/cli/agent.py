@@ -31,31 +31,40 @@ def agent() -> None:
 @click.option("--patroni-config", "patroni_config", metavar="PATH",
               help="The patroni.yml (or config directory) this member's Patroni runs with: the agent reports whether "
                    "its postgresql.pre_promote runs the federation's promotion gate (GET /gate, fedctl status).")
+@click.option("--events-file", "events_file", metavar="PATH",
+              help="The agent's events log, one JSON line per change it made (fedctl events, GET /events); kept "
+                   "between 4 and 8 MiB with PATH.1. Default: events.jsonl in $STATE_DIRECTORY (systemd's "
+                   "StateDirectory=) or else in the working directory.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING"]), default="INFO", show_default=True)
 @reports_errors
 def run_cmd(topology_path: str, dc_name: str | None, backup_host: bool, member_name: str | None, listen: str | None,
             interval: float, lease_ttl: int, allow: tuple[str, ...], patroni_config: str | None,
-            log_level: str) -> None:
+            events_file: str | None, log_level: str) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C (which release its lease)."""
     from agent.daemon import Agent
     from agent.logs import configure
-    from agent.settings import agent_settings
+    from agent.settings import agent_settings, default_events_file
 
+    events_file = events_file or default_events_file()
     if backup_host:
-        _run_backup_host(topology_path, dc_name, log_level)
+        _run_backup_host(topology_path, dc_name, log_level, events_file)
         return
     if dc_name is None:
         raise click.UsageError("--dc DC is required (or --backup-host on the repository host)")
     settings = agent_settings(load(topology_path), dc_name, member_name, listen, interval=interval,
-                              lease_ttl=lease_ttl, allow=allow, patroni_config=patroni_config)
+                              lease_ttl=lease_ttl, allow=allow, patroni_config=patroni_config,
+                              events_file=events_file)
     configure(log_level, dc=settings.dc.name, member=settings.member.name)
     Agent(settings).run()
 
 
-def _run_backup_host(topology_path: str, dc_name: str | None, log_level: str) -> None:
+def _run_backup_host(topology_path: str, dc_name: str | None, log_level: str, events_file: str) -> None:
+    import os
     import socket
+    from pathlib import Path
 
     from agent.backup_host import BackupHostAgent, jobs_on_repo_host
+    from agent.events import EventLog
     from agent.logs import configure
 
     if dc_name is not None:
@@ -65,4 +74,5 @@ def _run_backup_host(topology_path: str, dc_name: str | None, log_level: str) ->
         raise click.UsageError("the topology has no pgbackrest.repo_host: the DC agents run the jobs there")
     identity = f"backup-host@{socket.gethostname()}"
     configure(log_level, dc="-", member=identity)
-    BackupHostAgent(topo, identity).run()
+    events = EventLog(Path(os.path.abspath(events_file)), dc="-", member=identity)
+    BackupHostAgent(topo, identity, events).run()

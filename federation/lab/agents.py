@@ -121,5 +121,8 @@ def start_backup_host_agent(lab: Lab) -> int:
     env = {"PATH": f"{lab.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}", "PYTHONUNBUFFERED": "1"}
     proc = backup_host_process(lab.layout)
     proc.pidfile.parent.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0 and not lab.user.is_self:
+        # The agent runs there as the lab user and keeps its events log there (events.jsonl).
+        os.chown(proc.pidfile.parent, lab.user.uid, lab.user.gid)
     argv = [str(lab.bin / "fedctl"), "agent", "run", "--backup-host", "-t", str(topology_copy(lab.layout))]
     return proc.start(lab.user, argv, env=env, cwd=proc.pidfile.parent)
