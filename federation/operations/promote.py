@@ -151,7 +151,7 @@ def _promote_dc(topo: Topology, target: Datacenter, progress: Progress, force: b
     if pending is not None:
         progress.say(f"Resuming the promotion of {target.name} left at step '{pending.step}'")
     ups = st.upstreams if resuming_committed else new_upstreams(topo, st, old, target.name)
-    with progress.step("pre-checks") as rec, _explain_race(topo, st):
+    with progress.step("pre-checks") as rec, _explain_race(record, st):
         gate = lease.check() if lease is not None and not resuming_committed else None
         leader = _pre_checks(world, st, old, target, force=force, lease=lease, resuming=resuming_committed)
         rec.detail = f"target leader {leader.name}" + (f"; lease: {gate.sentence}" if gate is not None else "")
@@ -331,13 +331,13 @@ def _refuse_unfenced(world: World, old: str) -> None:
 
 
 @contextmanager
-def _explain_race(topo: Topology, read: FederationState) -> Iterator[None]:
+def _explain_race(record: RecordPort, read: FederationState) -> Iterator[None]:
     """A refusal caused by another operator's promotion in the meantime says so."""
     try:
         yield
     except OperationRefused as exc:
         try:
-            now, _ = state.current_state(topo)
+            now = record.read()
         except NoQuorum:
             raise exc from None
         if now.epoch > read.epoch:

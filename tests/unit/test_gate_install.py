@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from federation import gate_install
 from federation.gate_command import parse_pre_promote
 from federation.gate_install import (
     GateCheck,
@@ -132,10 +133,13 @@ def test_a_missing_file_is_unknown(tmp_path: Path) -> None:
     assert verdict.state is GateState.UNKNOWN and "does not exist" in verdict.reason
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_an_unreadable_file_is_unknown(tmp_path: Path) -> None:
+def test_an_unreadable_file_is_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = patroni_yml(tmp_path, "fedctl gate pre-promote -t t.yaml --dc dc2")
     os.chmod(path, 0)
+    if os.geteuid() == 0:  # root reads any file: the agent's user would not, so refuse as the kernel would
+        def refused(*_args: object, **_kwargs: object) -> None:
+            raise PermissionError(13, "Permission denied", str(path))
+        monkeypatch.setattr(gate_install, "open", refused, raising=False)
     verdict = check_patroni_config(path, "dc2", LINE)
     assert verdict.state is GateState.UNKNOWN and "cannot read" in verdict.reason
 
