@@ -3,11 +3,11 @@ fedctl agent, and the federation store, all plain-http servers on 127.0.200.x-12
 loop (a background thread).
 
 Each stand-in answers exactly what status asks, with the shapes the real servers use: the etcd v3 JSON
-gateway's `POST /v3/kv/range` (keys base64, a prefix read by `range_end`), `/v3/maintenance/status` and
-`/v3/kv/lease/timetolive`; Patroni's `GET /patroni` (and `/cluster`, `/config`, `/history`); the agent's
-`GET /gate`. The data is a healthy federation: dc1 primary, every other DC a standby cluster of dc1, each DC's
-record copy and the store's record at epoch 1, the primary-DC lease held by dc1. `fedctl status` on a
-topology `topology_yaml()` writes therefore exits 0, which the benchmark checks.
+gateway's `POST /v3/kv/range` and read-only `/v3/kv/txn` (keys base64, a prefix read by `range_end`),
+`/v3/maintenance/status` and `/v3/kv/lease/timetolive`; Patroni's `GET /patroni` (and `/cluster`, `/config`,
+`/history`); the agent's `GET /gate`. The data is a healthy federation: dc1 primary, every other DC a
+standby cluster of dc1, each DC's record copy and the store's record at epoch 1, the primary-DC lease held
+by dc1. `fedctl status` on a topology `topology_yaml()` writes therefore exits 0, which the benchmark checks.
 """
 
 from __future__ import annotations
@@ -73,6 +73,9 @@ class EtcdKeys:
         request = json.loads(body or b"{}")
         if path == "/v3/kv/range":
             return 200, self._range(request)
+        if path == "/v3/kv/txn":  # read-only transactions: range requests only
+            responses = [{"response_range": self._range(op["request_range"])} for op in request.get("success", [])]
+            return 200, {"header": {"revision": str(self.revision)}, "succeeded": True, "responses": responses}
         if path == "/v3/maintenance/status":
             return 200, {"header": {"member_id": "1"}, "leader": "1", "raftAppliedIndex": str(self.revision)}
         if path == "/v3/kv/lease/timetolive":
