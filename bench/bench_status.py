@@ -8,8 +8,9 @@ real `fedctl status -t FILE --format json` in a new process, as a user runs it, 
 (the first N DCs of the same stand-ins). Each round runs every size once and `python -c pass` (the
 interpreter's bare start-up, the floor of any CLI) once, so load from other work on the machine hits all alike.
 Every run must exit 0 (the stand-ins are a healthy federation), else the benchmark fails.
-Prints per size the median and p90 wall time, their ratio to the smallest size and to `python -c pass`, and
-the observation alone (`duration_s` of the JSON: every network read, in parallel).
+Prints per size the median and p90 wall time, their ratio to the smallest size and to `python -c pass`, the
+CPU time (user + system: what a busy machine stretches least) and the observation alone (`duration_s` of the
+JSON: every network read, in parallel). `--compare DIR` times another checkout's fedctl in the same rounds.
 Targets: status <= 0.2 s median on 2 DCs; 30 DCs far below 15 x the 2-DC figure.
 """
 
@@ -17,10 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import median
@@ -35,10 +39,26 @@ def p90(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-def timed(argv: list[str]) -> tuple[float, subprocess.CompletedProcess[bytes]]:
-    started = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, check=False)
-    return time.perf_counter() - started, done
+@dataclass
+class Samples:
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # user + system of the process: what load stretches least
+    observe: list[float] = field(default_factory=list)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str], into: Samples, source: str | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run `argv` in a new process (with `source` first on its PYTHONPATH) and add its wall and CPU time."""
+    env = dict(os.environ, PYTHONPATH=source) if source else None
+    cpu, started = _children_cpu(), time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, check=False, env=env, cwd="/")
+    into.wall.append(time.perf_counter() - started)
+    into.cpu.append(_children_cpu() - cpu)
+    return done
 
 
 def status_argv(topology: Path) -> list[str]:
@@ -68,35 +88,40 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15, help="rounds (each times every size once)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[2, 10, 30], help="numbers of DCs")
     parser.add_argument("--members", type=int, default=3, help="members per DC")
+    parser.add_argument("--compare", metavar="DIR", help="also time the fedctl of this source tree (another "
+                        "checkout, e.g. the main branch), in the same rounds")
     args = parser.parse_args()
     sizes = sorted(set(args.sizes))
+    sources: list[str | None] = [None] + ([str(Path(args.compare).resolve())] if args.compare else [])
     federation = StandInFederation(max(sizes), args.members, tuple(sizes))
     print(f"load average at start: {load_average()} (other work on the machine stretches wall times)")
-    wall: dict[int, list[float]] = {size: [] for size in sizes}
-    observe: dict[int, list[float]] = {size: [] for size in sizes}
-    bare: list[float] = []
+    samples = {(source, size): Samples() for source in sources for size in sizes}
+    bare = Samples()
     with tempfile.TemporaryDirectory(prefix="bench-status-") as scratch, StandInServers(federation):
         topologies = {size: Path(scratch) / f"status-{size}-dc.yaml" for size in sizes}
         for size, path in topologies.items():
             path.write_text(federation.topology_yaml(size, scratch))
-            checked_observation(size, timed(status_argv(path))[1])  # warm up, and check the stand-ins
+            for source in sources:  # warm up, and check the stand-ins
+                checked_observation(size, timed(status_argv(path), Samples(), source))
         for _ in range(args.runs):
-            bare.append(timed([sys.executable, "-c", "pass"])[0])
-            for size, path in topologies.items():
-                seconds, done = timed(status_argv(path))
-                wall[size].append(seconds)
-                observe[size].append(checked_observation(size, done))
-    print(f"load average at end: {load_average()}; medians and p90 of {args.runs} runs each")
-    base, floor = median(wall[sizes[0]]), median(bare)
-    print(f"  {'DCs':>4} {'members':>8} {'median':>8} {'p90':>8} {f'x({sizes[0]} DCs)':>10} "
-          f"{'x(python -c pass)':>18} {'observe':>8}")
-    for size in sizes:
-        mid = median(wall[size])
-        print(f"  {size:>4} {size * args.members:>8} {mid:>7.3f}s {p90(wall[size]):>7.3f}s {mid / base:>10.2f} "
-              f"{mid / floor:>18.1f} {median(observe[size]):>7.3f}s")
-    print(f"  {'python -c pass':>13} {floor:>7.3f}s {p90(bare):>7.3f}s")
-    verdict = "met" if base <= TARGET_SECONDS else "NOT met"
-    print(f"  target: {sizes[0]} DCs <= {TARGET_SECONDS:g} s median: {verdict}")
+            timed([sys.executable, "-c", "pass"], bare)
+            for (source, size), into in samples.items():
+                into.observe.append(checked_observation(size, timed(status_argv(topologies[size]), into, source)))
+    print(f"load average at end: {load_average()}; medians and p90 of {args.runs} runs each; "
+          f"python -c pass: {median(bare.wall):.3f} s wall, {median(bare.cpu):.3f} s CPU")
+    floor = median(bare.wall)
+    for source in sources:
+        base = median(samples[(source, sizes[0])].wall)
+        print(f"fedctl of {source or 'this tree'}:")
+        print(f"  {'DCs':>4} {'members':>8} {'median':>8} {'p90':>8} {f'x({sizes[0]} DCs)':>10} "
+              f"{'x(python -c pass)':>18} {'CPU':>7} {'observe':>8}")
+        for size in sizes:
+            got = samples[(source, size)]
+            mid = median(got.wall)
+            print(f"  {size:>4} {size * args.members:>8} {mid:>7.3f}s {p90(got.wall):>7.3f}s {mid / base:>10.2f} "
+                  f"{mid / floor:>18.1f} {median(got.cpu):>6.3f}s {median(got.observe):>7.3f}s")
+        verdict = "met" if base <= TARGET_SECONDS else "NOT met"
+        print(f"  target: {sizes[0]} DCs <= {TARGET_SECONDS:g} s median: {verdict}")
 
 
 if __name__ == "__main__":
