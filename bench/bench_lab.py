@@ -3,7 +3,7 @@
 Run: `.venv/bin/python -m bench.bench_lab`. It wipes and starts the test labs
 (tests/integration/topologies/two-dc.yaml and three-dc.yaml) and wipes them again at the end.
 Target: two-DC lab healthy in <= 30 s. `fedctl status` latency against `patronictl list` is
-bench/bench_status.py.
+bench/bench_status_lab.py.
 """
 
 from __future__ import annotations

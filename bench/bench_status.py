@@ -1,31 +1,49 @@
-"""Benchmark: `fedctl status` latency against running `patronictl list` once per DC, as a user types them.
+"""Benchmark: how `fedctl status` scales with the number of DCs, against stand-ins (no lab needed).
 
-Run: `.venv/bin/python -m bench.bench_status [--runs 11]`. Uses the status test lab
-(tests/integration/topologies/status-two-dc.yaml) and the three-DC test lab (three-dc.yaml): a lab that is
-already up and healthy is used as it is and left running; one that is not is started and wiped again at
-the end. Each run is a new process (`fedctl status -t FILE`, table output); fedctl and the patronictl
-loop alternate, so load from other work on the machine hits both alike. Wall times are medians; the
-CPU time (user + system of the child processes) is printed too, because it is what a busy machine
-stretches least. Target: fedctl status <= 0.3 s and faster than the patronictl loop.
+Run: `.venv/bin/python -m bench status [--runs 15] [--sizes 2 10 30] [--members 3]`.
+
+Serves stand-ins (bench/status_standins.py) for every DC's etcd, every member's Patroni REST API and agent,
+and a three-member federation store, on 127.0.200.x-127.0.203.x (ports 22379, 28008, 28108), then times the
+real `fedctl status -t FILE --format json` in a new process, as a user runs it, on a topology of each size
+(the first N DCs of the same stand-ins). Each round runs every size once and `python -c pass` (the
+interpreter's bare start-up, the floor of any CLI) once, so load from other work on the machine hits all alike.
+Every run must exit 0 (the stand-ins are a healthy federation), else the benchmark fails.
+Prints per size the median and p90 wall time, their ratio to the smallest size and to `python -c pass`, the
+CPU time (user + system: what a busy machine stretches least) and the observation alone (`duration_s` of the
+JSON: every network read, in parallel). `--compare DIR` times another checkout's fedctl in the same rounds.
+Targets: status <= 0.2 s median on 2 DCs; 30 DCs far below 15 x the 2-DC figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import TOPOLOGIES, line, median, topology
-from federation.lab.lab import lab_down, lab_up
-from federation.progress import Progress
-from federation.topology import Topology
+from bench.common import median
+from bench.status_standins import StandInFederation, StandInServers
 
 VENV_BIN = Path(sys.executable).parent
-LABS = ("status-two-dc", "three-dc")
+TARGET_SECONDS = 0.2
+
+
+def p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+@dataclass
+class Samples:
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # user + system of the process: what load stretches least
+    observe: list[float] = field(default_factory=list)
 
 
 def _children_cpu() -> float:
@@ -33,71 +51,77 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def time_command(argv: list[str]) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds, exit code) of one run of `argv` in a new process."""
-    cpu = _children_cpu()
-    started = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, check=False)
-    return time.perf_counter() - started, _children_cpu() - cpu, done.returncode
+def timed(argv: list[str], into: Samples, source: str | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run `argv` in a new process (with `source` first on its PYTHONPATH) and add its wall and CPU time."""
+    env = dict(os.environ, PYTHONPATH=source) if source else None
+    cpu, started = _children_cpu(), time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, check=False, env=env, cwd="/")
+    into.wall.append(time.perf_counter() - started)
+    into.cpu.append(_children_cpu() - cpu)
+    return done
 
 
-def patronictl_configs(topo: Topology, directory: Path) -> list[Path]:
-    """One patronictl config per DC: its scope, namespace and DCS, as an operator would keep them."""
-    paths = []
-    for dc in topo.datacenters:
-        path = directory / f"{dc.name}.yml"
-        hosts = ", ".join(f'"{h}"' for h in dc.dcs.hosts)
-        path.write_text(f"scope: {dc.patroni_scope}\nnamespace: {dc.dcs.namespace}\n"
-                        f"{dc.dcs.kind}: {{hosts: [{hosts}]}}\n")
-        paths.append(path)
-    return paths
+def status_argv(topology: Path) -> list[str]:
+    return [str(VENV_BIN / "fedctl"), "status", "-t", str(topology), "--format", "json"]
 
 
-def bench_lab_status(name: str, runs: int) -> None:
-    topo = topology(name)
-    path = str(TOPOLOGIES / f"{name}.yaml")
-    fedctl = [str(VENV_BIN / "fedctl"), "status", "-t", path]
-    was_up = time_command(fedctl)[2] == 0
-    if not was_up:
-        lab_up(topo, Progress(quiet=True))
+def checked_observation(size: int, done: subprocess.CompletedProcess[bytes]) -> float:
+    """The run's `duration_s`; exits the benchmark when status did not find the stand-ins healthy."""
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            loop = [[str(VENV_BIN / "patronictl"), "-c", str(c), "list"] for c in patronictl_configs(topo, Path(tmp))]
-            time_command(fedctl)  # warm the page cache for both before timing
-            for argv in loop:
-                time_command(argv)
-            fed: list[tuple[float, float, int]] = []
-            ctl: list[tuple[float, float]] = []
-            for _ in range(runs):
-                fed.append(time_command(fedctl))
-                each = [time_command(argv) for argv in loop]
-                ctl.append((sum(w for w, _c, _rc in each), sum(c for _w, c, _rc in each)))
-    finally:
-        if not was_up:
-            lab_down(topo, Progress(quiet=True), wipe=True)
-    fed_wall, fed_cpu = median([w for w, _c, _rc in fed]), median([c for _w, c, _rc in fed])
-    ctl_wall, ctl_cpu = median([w for w, _c in ctl]), median([c for _w, c in ctl])
-    unhealthy = sum(1 for *_x, rc in fed if rc != 0)
-    print(f"{name} ({len(topo.datacenters)} DCs, {sum(len(dc.members) for dc in topo.datacenters)} members)"
-          + (f": {unhealthy} of {runs} status runs exited non-zero" if unhealthy else ""))
-    line(f"fedctl status, median of {runs} (min)", f"{fed_wall:6.3f} s ({min(w for w, _c, _rc in fed):.3f} s)")
-    line(f"patronictl list once per DC, median of {runs} (min)", f"{ctl_wall:6.3f} s ({min(w for w, _c in ctl):.3f} s)")
-    line("ratio fedctl / patronictl loop, wall (lower is better)", f"{fed_wall / ctl_wall:6.2f}")
-    line("CPU time: fedctl status / patronictl loop, medians", f"{fed_cpu:6.3f} s / {ctl_cpu:.3f} s")
-    line("target: fedctl status <= 0.3 s and below the loop", "met" if fed_wall <= 0.3 and fed_wall < ctl_wall
-         else "NOT met")
+        report = json.loads(done.stdout)
+    except ValueError:
+        report = None
+    if done.returncode != 0 or not isinstance(report, dict) or not report.get("healthy"):
+        problems = report.get("problems") if isinstance(report, dict) else None
+        sys.exit(f"fedctl status on {size} DCs exited {done.returncode}, problems {problems}: "
+                 f"{done.stderr.decode(errors='replace')[-2000:]}")
+    return float(report["duration_s"])
+
+
+def load_average() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=11)
-    parser.add_argument("labs", nargs="*", default=list(LABS), help=f"test labs to use (default: {' '.join(LABS)})")
+    parser.add_argument("--runs", type=int, default=15, help="rounds (each times every size once)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2, 10, 30], help="numbers of DCs")
+    parser.add_argument("--members", type=int, default=3, help="members per DC")
+    parser.add_argument("--compare", metavar="DIR", help="also time the fedctl of this source tree (another "
+                        "checkout, e.g. the main branch), in the same rounds")
     args = parser.parse_args()
-    with open("/proc/loadavg") as f:
-        load = " ".join(f.read().split()[:3])
-    print(f"load average at start: {load} (other work on the machine stretches wall times)")
-    for name in args.labs:
-        bench_lab_status(name, args.runs)
+    sizes = sorted(set(args.sizes))
+    sources: list[str | None] = [None] + ([str(Path(args.compare).resolve())] if args.compare else [])
+    federation = StandInFederation(max(sizes), args.members, tuple(sizes))
+    print(f"load average at start: {load_average()} (other work on the machine stretches wall times)")
+    samples = {(source, size): Samples() for source in sources for size in sizes}
+    bare = Samples()
+    with tempfile.TemporaryDirectory(prefix="bench-status-") as scratch, StandInServers(federation):
+        topologies = {size: Path(scratch) / f"status-{size}-dc.yaml" for size in sizes}
+        for size, path in topologies.items():
+            path.write_text(federation.topology_yaml(size, scratch))
+            for source in sources:  # warm up, and check the stand-ins
+                checked_observation(size, timed(status_argv(path), Samples(), source))
+        for _ in range(args.runs):
+            timed([sys.executable, "-c", "pass"], bare)
+            for (source, size), into in samples.items():
+                into.observe.append(checked_observation(size, timed(status_argv(topologies[size]), into, source)))
+    print(f"load average at end: {load_average()}; medians and p90 of {args.runs} runs each; "
+          f"python -c pass: {median(bare.wall):.3f} s wall, {median(bare.cpu):.3f} s CPU")
+    floor = median(bare.wall)
+    for source in sources:
+        base = median(samples[(source, sizes[0])].wall)
+        print(f"fedctl of {source or 'this tree'}:")
+        print(f"  {'DCs':>4} {'members':>8} {'median':>8} {'p90':>8} {f'x({sizes[0]} DCs)':>10} "
+              f"{'x(python -c pass)':>18} {'CPU':>7} {'observe':>8}")
+        for size in sizes:
+            got = samples[(source, size)]
+            mid = median(got.wall)
+            print(f"  {size:>4} {size * args.members:>8} {mid:>7.3f}s {p90(got.wall):>7.3f}s {mid / base:>10.2f} "
+                  f"{mid / floor:>18.1f} {median(got.cpu):>6.3f}s {median(got.observe):>7.3f}s")
+        verdict = "met" if base <= TARGET_SECONDS else "NOT met"
+        print(f"  target: {sizes[0]} DCs <= {TARGET_SECONDS:g} s median: {verdict}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """HTTP exchanges with one overall deadline, whatever the peer does.
 
 A socket timeout bounds each read, not the exchange: a peer that trickles one byte every half second keeps
-http.client reading for as long as it likes. `hard_deadline` arms a timer that shuts the connection's
-socket down when the deadline passes, so a blocked read returns at once, and then reports a timeout even
-if the bytes read so far looked like an answer. `exchange` is one request on a fresh connection (no
-proxies from the environment, ever: http.client has none); Patroni's REST client, the gate and the
-federation store's quorum probe use it, and the etcd adapter wraps its kept-alive connections in
-`hard_deadline`.
+http.client reading for as long as it likes. `hard_deadline` arms a deadline (on the process's one watchdog
+thread, federation.deadline_watchdog) that shuts the connection's socket down when it passes, so a blocked
+read returns at once, and then reports a timeout even if the bytes read so far looked like an answer.
+`exchange` is one request on a fresh connection (no proxies from the environment, ever: http.client has
+none); Patroni's REST client, the gate and the federation store's quorum probe use it, and the etcd adapter
+wraps its kept-alive connections in `hard_deadline`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.client import HTTPConnection, HTTPException, HTTPSConnection
+
+from federation.deadline_watchdog import WATCHDOG
 
 
 class DeadlineExceeded(TimeoutError):
@@ -36,9 +38,7 @@ def hard_deadline(conn: HTTPConnection, seconds: float) -> Iterator[None]:
             except OSError:
                 pass
 
-    timer = threading.Timer(max(0.0, seconds), fire)
-    timer.daemon = True
-    timer.start()
+    token = WATCHDOG.arm(seconds, fire)
     try:
         yield
     except (OSError, HTTPException) as exc:
@@ -46,7 +46,7 @@ def hard_deadline(conn: HTTPConnection, seconds: float) -> Iterator[None]:
             raise DeadlineExceeded(f"no complete answer within {seconds:g} s") from None
         raise exc
     finally:
-        timer.cancel()
+        WATCHDOG.cancel(token)
     if fired.is_set():
         raise DeadlineExceeded(f"no complete answer within {seconds:g} s")
 

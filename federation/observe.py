@@ -1,6 +1,6 @@
 """Observe the whole federation: every DC's DCS, every member's REST API and its agent, read in parallel.
 
-`observe_federation(topo)` does the I/O (one thread per DCS and per member, short timeouts) and hands
+`observe_federation(topo)` does the I/O (one thread per DCS, per member and per agent, one deadline) and hands
 the raw answers to `assemble`, which is pure: it derives roles, health and lag (see
 `federation.status_model` for the definitions and the JSON shape) and is what the unit tests drive.
 Each member's fedctl agent is asked whether the member's Patroni runs the promotion gate (GET /gate,
@@ -10,25 +10,33 @@ Nothing unreachable raises: it is reported in the result.
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from federation.dcs.patroni_keys import DCSMember, PatroniClusterView
 from federation.errors import FedError
 from federation.gate_install import GateState
 from federation.lsn import lag_behind
 from federation.patroni_api import PRIMARY_ROLES, NodeStatus
-from federation.status_model import HEALTHY_STATES, DCStatus, FederationStatus, MemberStatus
+from federation.status_model import DCStatus, FederationStatus, MemberStatus
+from federation.status_problems import dc_problems, gate_problems
 
 if TYPE_CHECKING:
     from federation.agent_gates import AgentGate
     from federation.state import FederationState, StateCopy
     from federation.topology import Datacenter, Member, PatroniApi, Topology
 
+T = TypeVar("T")
+
 DEFAULT_TIMEOUT = 2.0
+MIN_READ_TIMEOUT = 0.05  # a read started at the deadline still gets a chance to connect
+# Threads for one observation: enough for 30 DCs of 3 members and more (30 + 2 * 90 + 1 = 211 reads at once).
+MAX_READERS = 256
+UNLISTED_MEMBER_ROOM = 4
 
 
 @dataclass(frozen=True)
@@ -164,7 +172,8 @@ def build_dc(dc: Datacenter, dcs: DCSRead, api: Mapping[str, ApiRead], upstream:
     leader_lsn = leader_status.lsn if leader_status else None
     members = [_with_agent(_with_lag(m, leader_lsn), (agents or {}).get(m.name)) for m in members]
 
-    problems = _dc_problems(dc, dcs, members, leader, leader_node_role, role_of_dc) + gate_problems(dc, members)
+    problems = (dc_problems(dc, dcs.error, view, members, leader, leader_node_role, role_of_dc)
+                + gate_problems(dc, members))
     return DCStatus(
         name=dc.name, scope=dc.patroni_scope, role=role_of_dc,
         upstream=None if role_of_dc == "primary" else upstream, reachable=dcs.error is None, error=dcs.error,
@@ -172,58 +181,6 @@ def build_dc(dc: Datacenter, dcs: DCSRead, api: Mapping[str, ApiRead], upstream:
         standby_cluster=_standby_target(view), members=tuple(members), problems=tuple(problems),
         maintenance=(view is not None and view.config.get("pause") is True)
         or any(node.maintenance for node in nodes.values()))
-
-
-def _dc_problems(dc: Datacenter, dcs: DCSRead, members: list[MemberStatus], leader: str | None,
-                 leader_node_role: str | None, role_of_dc: str) -> list[str]:
-    problems: list[str] = []
-    if dcs.error is not None:
-        problems.append(f"DCS unreachable: {dcs.error}")
-    elif dcs.view is not None and not dcs.view.members and not dcs.view.initialized:
-        problems.append(f"no Patroni cluster {dc.patroni_scope!r} under {dcs.view.prefix} (not bootstrapped yet?)")
-    if leader is None and dcs.error is not None:
-        problems.append("leader unknown: the DCS is unreachable and no member answers as a leader")
-    elif leader is None:
-        problems.append("no leader: no member holds the leader key")
-    elif role_of_dc == "primary" and leader_node_role not in PRIMARY_ROLES and leader_node_role is not None:
-        problems.append(f"leader {leader} is {leader_node_role} although the config has no standby_cluster "
-                        "(promotion in progress?)")
-    elif role_of_dc == "standby" and leader_node_role in PRIMARY_ROLES:
-        problems.append(f"leader {leader} is still primary although the config has standby_cluster "
-                        "(demotion in progress?)")
-    for m in members:
-        if m.role == "primary":
-            problems.append(f"{m.name} runs as primary but {leader or 'nobody'} holds the leader key")
-        if not m.reachable:
-            problems.append(f"{m.name}: REST API unreachable ({m.error or 'no answer'})"
-                            + (f"; last state in DCS: {m.state}" if m.source == "dcs" else ""))
-        elif m.state not in HEALTHY_STATES:
-            problems.append(f"{m.name} is {m.state}")
-        if not m.in_topology:
-            problems.append(f"{m.name} is registered in the DCS but is not in the topology")
-    return problems
-
-
-def gate_problems(dc: Datacenter, members: list[MemberStatus]) -> list[str]:
-    """A member whose agent does not answer, or whose Patroni may promote without the federation's gate."""
-    problems: list[str] = []
-    for m in members:
-        gate = m.gate
-        if m.agent == "missing":
-            problems.append(f"{m.name}: its fedctl agent does not answer ({m.agent_error or 'no answer'}), so nothing "
-                            f"tells whether its Patroni runs the promotion gate: start it on {m.host}: `fedctl "
-                            f"agent run -t TOPOLOGY --dc {dc.name} --member {m.name} --patroni-config "
-                            "/path/to/patroni.yml` (docs/agent.md)")
-        elif gate is None or gate.installed:
-            continue
-        elif gate.state is GateState.UNKNOWN:
-            problems.append(f"{m.name}: cannot tell whether its Patroni runs the promotion gate: {gate.reason}")
-        else:
-            where = f" of {gate.config_path}" if gate.config_path else ""
-            problems.append(f"{m.name}: promotion gate {gate.state.value.replace('_', ' ')}: {gate.reason}; Patroni "
-                            f"could promote {m.name} without the federation's checks: put `{gate.line}` into the "
-                            f"postgresql section{where}, then `patronictl reload`")
-    return problems
 
 
 def _cross_dc_lag(standby: DCStatus, upstream: DCStatus | None, now: datetime) -> tuple[int | None, float | None]:
@@ -298,21 +255,22 @@ def assemble(topo: Topology, dcs_reads: Mapping[str, DCSRead], api_reads: Mappin
 
 
 def _read_dcs(topo: Topology, dc: Datacenter, timeout: float) -> tuple[DCSRead, StateCopy]:
-    """The DC's Patroni keys and its copy of the federation record, over one connection to its DCS."""
+    """The DC's Patroni keys and its copy of the federation record, in one request to its DCS where it can
+    (etcd: one transaction)."""
     from federation.dcs import connect
-    from federation.dcs.patroni_keys import read_cluster
-    from federation.state import StateCopy, read_copy_from
+    from federation.dcs.patroni_keys import cluster_prefix, parse_cluster
+    from federation.state import StateCopy, copy_of, state_key
 
     try:
         with connect(dc, timeout=timeout) as dcs:
-            view = read_cluster(dcs, dc)
-            try:
-                copy = read_copy_from(dcs, topo, dc)
-            except FedError as exc:
-                copy = StateCopy(dc.name, None, None, error=exc.message)
-            except Exception as exc:  # status must survive anything; say it is a bug
-                copy = StateCopy(dc.name, None, None, error=_bug(exc))
-            return DCSRead(view=view), copy
+            prefix, record_key = cluster_prefix(dc), state_key(topo, dc)
+            items = dcs.read_many([prefix], [record_key])
+        view = parse_cluster(prefix, {key: item for key, item in items.items() if key.startswith(prefix)})
+        try:
+            copy = copy_of(dc, items.get(record_key))
+        except Exception as exc:  # status must survive anything; say it is a bug
+            copy = StateCopy(dc.name, None, None, error=_bug(exc))
+        return DCSRead(view=view), copy
     except FedError as exc:
         return DCSRead(error=exc.message), StateCopy(dc.name, None, None, error=exc.message)
     except Exception as exc:  # status must survive anything; say it is a bug
@@ -347,6 +305,10 @@ def _read_api(target: Member | str, timeout: float, security: PatroniApi | None 
         return ApiRead(error=_bug(exc))
 
 
+def _read_api_of_unlisted(api_url: str, security: PatroniApi | None, timeout: float) -> ApiRead:
+    return _read_api(api_url, timeout, security)
+
+
 def _read_agent(dc: Datacenter, member: Member, timeout: float) -> AgentGate:
     from federation.agent_gates import AgentGate, read_gate
     from federation.gate_install import GateCheck
@@ -359,8 +321,9 @@ def _read_agent(dc: Datacenter, member: Member, timeout: float) -> AgentGate:
 
 def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None = None,
                        timeout: float = DEFAULT_TIMEOUT) -> FederationStatus:
-    """Read every DC's DCS, every member's GET /patroni and its agent's GET /gate in parallel and assemble
-    the status.
+    """Read every DC's DCS, every member's GET /patroni and its agent's GET /gate, and the federation store, all
+    in parallel within one deadline (`timeout` seconds from the call: each read gets what is left of it), and
+    assemble the status.
 
     `upstream_of` (DC name -> upstream DC name), when given, overrides the topology's upstreams: the
     federation-state record passes it once it exists. Never raises for an unreachable DC or member.
@@ -370,24 +333,38 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
     import federation.state  # noqa: F401  (imported once here, not by every worker thread at once)
 
     started = time.monotonic()
+    deadline_at = started + timeout
+
+    def time_left() -> float:
+        return max(MIN_READ_TIMEOUT, deadline_at - time.monotonic())
+
+    def with_time_left(read: Callable[[float], T]) -> Future[T]:
+        """Start `read(timeout)`; the timeout is what is left of the deadline when the read starts."""
+        return pool.submit(lambda: read(time_left()))
+
     known = {(dc.name, m.name) for dc, m in topo.members()}
-    workers = len(topo.datacenters) + 2 * len(known)
-    with ThreadPoolExecutor(max_workers=min(64, workers + 5), thread_name_prefix="observe") as pool:
-        store_future = pool.submit(_read_store, topo, timeout) if topo.federation_store is not None else None
-        dcs_futures = {dc.name: pool.submit(_read_dcs, topo, dc, timeout) for dc in topo.datacenters}
+    # Every read at once, so that N DCs cost one round trip (on a WAN) rather than N: one thread per DCS, per
+    # member's REST API and per agent, the store, and room for members found only in a DCS.
+    readers = len(topo.datacenters) + 2 * len(known) + 1 + UNLISTED_MEMBER_ROOM
+    with ThreadPoolExecutor(max_workers=min(MAX_READERS, readers), thread_name_prefix="observe") as pool:
+        store_future = (with_time_left(functools.partial(_read_store, topo))
+                        if topo.federation_store is not None else None)
+        dcs_futures = {dc.name: with_time_left(functools.partial(_read_dcs, topo, dc)) for dc in topo.datacenters}
         api_futures: dict[str, dict[str, Future[ApiRead]]] = {dc.name: {} for dc in topo.datacenters}
         for dc, member in topo.members():
-            api_futures[dc.name][member.name] = pool.submit(_read_api, member, timeout)
-        agent_futures = {(dc.name, member.name): pool.submit(_read_agent, dc, member, timeout)
+            api_futures[dc.name][member.name] = with_time_left(functools.partial(_read_api, member))
+        agent_futures = {(dc.name, member.name): with_time_left(functools.partial(_read_agent, dc, member))
                          for dc, member in topo.members()}
         dcs_results = {name: f.result() for name, f in dcs_futures.items()}
         dcs_reads = {name: read for name, (read, _copy) in dcs_results.items()}
-        # Members registered in a DCS but missing from the topology: ask them too, via their own api_url.
+        # Members registered in a DCS but missing from the topology: ask them too, via their own api_url, within
+        # what is left of the deadline.
         for dc in topo.datacenters:
             view = dcs_reads[dc.name].view
             for name, key in (view.members.items() if view else []):
                 if (dc.name, name) not in known and key.api_url:
-                    api_futures[dc.name][name] = pool.submit(_read_api, key.api_url, timeout, topo.patroni_api)
+                    api_futures[dc.name][name] = with_time_left(
+                        functools.partial(_read_api_of_unlisted, key.api_url, topo.patroni_api))
         api_reads = {dc: {m: f.result() for m, f in futures.items()} for dc, futures in api_futures.items()}
         store_read = store_future.result() if store_future is not None else None
         agent_reads: dict[str, dict[str, AgentGate]] = {dc.name: {} for dc in topo.datacenters}

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from federation.dcs import DCS, connect
+from federation.dcs import DCS, Versioned, connect
 from federation.errors import DCSError, OperationRefused
 from federation.topology import Datacenter, DCRole, Topology
 
@@ -129,7 +129,11 @@ def read_copy(topo: Topology, dc: Datacenter, timeout: float = STATE_TIMEOUT) ->
 
 def read_copy_from(dcs: DCS, topo: Topology, dc: Datacenter) -> StateCopy:
     """The DC's copy read through an open connection to its DCS. Raises DCSError when the DCS fails."""
-    found = dcs.get(state_key(topo, dc))
+    return copy_of(dc, dcs.get(state_key(topo, dc)))
+
+
+def copy_of(dc: Datacenter, found: Versioned | None) -> StateCopy:
+    """The DC's copy from its key as read (None: never written)."""
     if found is None:
         return StateCopy(dc.name, None, None)
     return StateCopy(dc.name, _parse(found.value), found.version)

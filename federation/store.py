@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from federation.dcs.base import DCS, Versioned
 from federation.dcs.txn import Check, Delete, Put, Write, transact
@@ -35,6 +35,7 @@ from federation.store_config import StoreConfig, StoreHost
 from federation.store_quorum import QuorumView, probe_members
 
 if TYPE_CHECKING:
+    from federation.dcs.etcd3 import EtcdDCS
     from federation.dcs.zookeeper import ZooKeeperAuth
     from federation.store_lease import PrimaryLease
     from federation.tls_files import ClientTLS
@@ -230,6 +231,22 @@ class FederationStore:
 
         return self._read("read the primary-DC lease", read)
 
+    def read_record_and_lease(self, view: QuorumView) -> tuple[Versioned | None, LeaseView]:
+        """The record and the lease for `fedctl status`, from the best member of `view` (probed already): one
+        etcd transaction, then the lease's TTL (ZooKeeper: one sync, two reads), where `read_record` and
+        `read_lease` each probe every member again and read the lease key twice. Raises DCSError when that
+        member fails (the caller may then fall back on them: they retry on the other members)."""
+        if not view.has_majority:
+            raise NoQuorum(view)
+        with self._on_member(view.serving[0], self.clock() + self.deadline) as dcs:
+            from federation.dcs.etcd3 import EtcdDCS
+
+            if isinstance(dcs, EtcdDCS):
+                return _etcd_record_and_lease(dcs, self.record_key, self.lease_key)
+            _sync(dcs, self.record_key)
+            record, lease = dcs.get(self.record_key), dcs.get(self.lease_key)
+            return record, NO_LEASE if lease is None else LeaseView(*parse_lease(lease.value), version=lease.version)
+
     def revoke_lease(self, seen: LeaseView) -> bool:
         """Delete the lease `seen` (from read_lease; only if unchanged) and revoke its etcd lease. False when
         it moved."""
@@ -264,6 +281,29 @@ def _sync(dcs: DCS, key: str) -> None:
 
     if isinstance(dcs, ZooKeeperDCS):
         dcs.sync(key)
+
+
+def _etcd_record_and_lease(dcs: EtcdDCS, record_key: str, lease_key: str) -> tuple[Versioned | None, LeaseView]:
+    from federation.dcs.etcd3 import _b64, _versioned
+
+    ranges = [{"request_range": {"key": _b64(key)}} for key in (record_key, lease_key)]
+    answer = dcs.post("read the federation record and the primary-DC lease", "/kv/txn",
+                      {"compare": [], "success": ranges, "failure": []})
+    kvs: dict[str, dict[str, Any]] = {}
+    for response in answer.get("responses") or []:
+        for kv in (response.get("response_range") or {}).get("kvs") or [] if isinstance(response, dict) else []:
+            kvs[_versioned(kv).key] = kv
+    record = _versioned(kvs[record_key]) if record_key in kvs else None
+    if lease_key not in kvs:
+        return record, NO_LEASE
+    lease = _versioned(kvs[lease_key])
+    holder, agent = parse_lease(lease.value)
+    lease_id = int(kvs[lease_key].get("lease", 0)) or None
+    remaining = None
+    if lease_id is not None:
+        ttl = int(dcs.post("read the lease's TTL", "/kv/lease/timetolive", {"ID": lease_id}).get("TTL", -1))
+        remaining = float(max(ttl, 0))
+    return record, LeaseView(holder, agent, remaining, lease.version, lease_id)
 
 
 def _etcd_time_to_live(dcs: DCS, key: str) -> tuple[int | None, float | None]:

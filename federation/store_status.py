@@ -10,9 +10,11 @@ seconds_left} or null when nobody holds it), error (why it could not be read, or
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from federation.errors import DCSError
 from federation.state import FederationState
 from federation.store import FederationStore, LeaseView, NoQuorum
 from federation.store_quorum import QuorumView
@@ -34,16 +36,24 @@ def read_store_status(topo: Topology, timeout: float) -> StoreRead:
     from federation.state import _parse
 
     assert topo.federation_store is not None
-    # Two reads (record and lease) share the timeout; each probes the members first.
-    store = FederationStore(topo.federation_store, topo.federation, deadline=max(0.3, timeout / 2),
-                            probe_timeout=min(0.5, timeout / 3))
+    # One probe round, then the record and the lease from the best member in one request (and the lease's TTL).
+    # Should that member fail, the store's own reads retry on the others, within what is left.
+    started = time.monotonic()
+    probe_timeout = min(0.5, timeout / 3)
+    store = FederationStore(topo.federation_store, topo.federation, deadline=max(0.3, timeout - probe_timeout),
+                            probe_timeout=probe_timeout)
     view = store.quorum()
     if not view.has_majority:
         return StoreRead(view)
     try:
-        found = store.read_record()
+        try:
+            found, lease = store.read_record_and_lease(view)
+        except DCSError:
+            left = max(0.3, timeout - (time.monotonic() - started))
+            store = FederationStore(topo.federation_store, topo.federation, deadline=left / 2,
+                                    probe_timeout=min(probe_timeout, left / 6))
+            found, lease = store.read_record(), store.read_lease()
         parsed = _parse(found.value) if found else None
-        lease = store.read_lease()
     except NoQuorum as exc:
         return StoreRead(exc.view)
     except Exception as exc:  # status must survive anything

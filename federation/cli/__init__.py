@@ -1,19 +1,9 @@
-"""fedctl command line. Each module registers its commands on the shared group."""
+"""fedctl command line. Each module registers its commands on the shared group (federation.cli.app), which
+imports a module only when one of its commands runs."""
 
-from federation.cli import adopt as _adopt  # noqa: F401
-from federation.cli import agent as _agent  # noqa: F401
-from federation.cli import backup as _backup  # noqa: F401
-from federation.cli import entrypoint as _entrypoint  # noqa: F401
-from federation.cli import events as _events  # noqa: F401
-from federation.cli import gate as _gate  # noqa: F401
-from federation.cli import jobs as _jobs  # noqa: F401
-from federation.cli import lab as _lab  # noqa: F401
-from federation.cli import operations as _operations  # noqa: F401
-from federation.cli import pending as _pending  # noqa: F401
-from federation.cli import status as _status  # noqa: F401
-from federation.cli import store as _store  # noqa: F401
-from federation.cli import validate as _validate  # noqa: F401
-from federation.cli.app import cli
+from federation.cli.app import cli, register_all_commands
+
+__all__ = ["cli", "main", "register_all_commands"]
 
 
 def main() -> None:

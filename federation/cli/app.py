@@ -1,8 +1,10 @@
-"""The click group and the options every command shares. Commands live in sibling modules."""
+"""The click group and the options every command shares. Commands live in sibling modules, imported only when
+run (or listed by `fedctl --help`): `fedctl status` then never loads what switchover-dc or the lab need."""
 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 from collections.abc import Callable
@@ -24,7 +26,36 @@ def default_topology_path() -> str:
     return os.environ.get("FEDCTL_TOPOLOGY") or str(DEFAULT_TOPOLOGY)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+# The module of federation.cli that defines each top-level command (tests/unit/test_cli_lazy.py keeps it complete).
+COMMAND_MODULES = {
+    "adopt": "adopt", "agent": "agent", "backup": "backup", "backup-config": "backup", "backups": "backup",
+    "check-archive": "backup", "entrypoint": "entrypoint", "events": "events", "gate": "gate",
+    "history": "operations",
+    "jobs": "jobs", "lab": "lab", "operation": "pending", "promote-dc": "operations", "rebuild": "backup",
+    "rejoin-dc": "operations", "status": "status", "store": "store", "switchover-dc": "operations",
+    "validate": "validate", "verify-restore": "backup",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module the first time the command is looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            importlib.import_module(f"federation.cli.{COMMAND_MODULES[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
+
+
+def register_all_commands() -> None:
+    """Import every command module (what `fedctl --help` does): for callers that walk `cli.commands`."""
+    for module in sorted(set(COMMAND_MODULES.values())):
+        importlib.import_module(f"federation.cli.{module}")
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 def cli() -> None:
     """fedctl: federate Patroni clusters across datacenters."""
 

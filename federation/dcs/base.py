@@ -9,6 +9,7 @@ returns False; only an unreachable or failing DCS raises, always `DCSError`, so 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -33,6 +34,19 @@ class DCS(ABC):
     @abstractmethod
     def get_prefix(self, prefix: str) -> dict[str, Versioned]:
         """Every key below `prefix` (recursively), keyed by its full path."""
+
+    def read_many(self, prefixes: Sequence[str], keys: Sequence[str]) -> dict[str, Versioned]:
+        """Every key below each of `prefixes`, and each of `keys` that exists, keyed by its full path. Backends
+        that can read them all in one request override this (etcd: one transaction, one round trip); here
+        they are read one after the other."""
+        found: dict[str, Versioned] = {}
+        for prefix in prefixes:
+            found.update(self.get_prefix(prefix))
+        for key in keys:
+            item = self.get(key)
+            if item is not None:
+                found[key] = item
+        return found
 
     @abstractmethod
     def create(self, key: str, value: str) -> bool:

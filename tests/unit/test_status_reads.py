@@ -34,14 +34,24 @@ class Gateway(BaseHTTPRequestHandler):
     keys: dict[str, str] = {}
     status = 200
     close_after_reply = False
+    requests: list[str] = []
 
-    def do_POST(self) -> None:
-        payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def _range(self, payload: dict[str, Any]) -> dict[str, Any]:
         key = base64.b64decode(payload["key"]).decode()
         end = base64.b64decode(payload["range_end"]).decode() if "range_end" in payload else None
         kvs = [{"key": _b64(k), "value": _b64(v), "mod_revision": "7"} for k, v in sorted(self.keys.items())
                if (k == key if end is None else key <= k < end)]
-        body = json.dumps({"kvs": kvs} if self.status == 200 else {"error": "boom"}).encode()
+        return {"kvs": kvs} if kvs else {}
+
+    def do_POST(self) -> None:
+        payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.requests.append(self.path)
+        if self.path == "/v3/kv/txn":
+            answer = {"succeeded": True, "responses": [{"response_range": self._range(op["request_range"])}
+                                                       for op in payload["success"]]}
+        else:
+            answer = self._range(payload)
+        body = json.dumps(answer if self.status == 200 else {"error": "boom"}).encode()
         self.send_response(self.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -75,6 +85,15 @@ def test_prefix_and_key_reads_over_the_standard_library(gateway: tuple[str, int]
         assert found["/fed/dc1/leader"] == Versioned("/fed/dc1/leader", "n1", 7)
         assert dcs.get("/fed/dc1/leader") == Versioned("/fed/dc1/leader", "n1", 7)
         assert dcs.get("/fed/none") is None
+
+
+def test_a_prefix_and_keys_come_in_one_transaction(gateway: tuple[str, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Gateway, "requests", [])
+    with EtcdDCS([gateway], label="dc1") as dcs:
+        found = dcs.read_many(["/fed/dc1/"], ["/fed/dc10/leader", "/fed/none"])
+    assert sorted(found) == ["/fed/dc1/leader", "/fed/dc1/members/n1", "/fed/dc10/leader"]
+    assert found["/fed/dc10/leader"] == Versioned("/fed/dc10/leader", "x", 7)
+    assert Gateway.requests == ["/v3/kv/txn"], "one round trip"
 
 
 def test_a_connection_the_server_dropped_is_opened_again(gateway: tuple[str, int],

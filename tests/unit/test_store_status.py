@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
+import federation.store
 from federation import observe
 from federation.cli.status import format_status
+from federation.dcs.etcd3 import EtcdDCS, _b64
 from federation.state import StateCopy
-from federation.store import LeaseView
+from federation.store import FederationStore, LeaseView
 from federation.store_config import StoreHost
 from federation.store_quorum import MemberProbe, QuorumView
 from federation.store_status import StoreRead, store_line, store_summary
@@ -85,3 +87,30 @@ def test_observe_reads_the_store_alongside_the_dcs(monkeypatch: pytest.MonkeyPat
     assert time.monotonic() - started < 0.9  # in parallel, not one after the other
     assert status.extra["federation_store"]["quorum"] is False
     assert "the federation store has no quorum" in status.problems
+
+
+class TxnEtcd(EtcdDCS):
+    """An etcd member that answers the status read's transaction and the lease's TTL, and counts the requests."""
+
+    posted: list[str] = []
+
+    def post(self, what: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self.posted.append(path)
+        if path == "/kv/lease/timetolive":
+            return {"TTL": "6"}
+        kvs = [{"key": _b64("/fedctl/unit/record"), "value": _b64('{"epoch": 3}'), "mod_revision": "11"},
+               {"key": _b64("/fedctl/unit/primary_lease"), "value": _b64('{"holder": "dc1", "agent": "dc1/n1"}'),
+                "mod_revision": "12", "lease": "99"}]
+        return {"succeeded": True, "responses": [{"response_range": {"kvs": [kv]}} for kv in kvs]}
+
+
+def test_status_reads_record_and_lease_in_one_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    topo = parse_topology({**yaml.safe_load(TOPOLOGY.read_text()), "federation_store": STORE}, str(TOPOLOGY))
+    assert topo.federation_store is not None
+    store = FederationStore(topo.federation_store, "unit")
+    monkeypatch.setattr(TxnEtcd, "posted", [])
+    monkeypatch.setattr(federation.store, "open_member", lambda kind, host, **kw: TxnEtcd([(host.host, host.port)]))
+    record, lease = store.read_record_and_lease(quorum(2))
+    assert record is not None and record.value == '{"epoch": 3}' and record.version == 11
+    assert lease == LeaseView("dc1", "dc1/n1", 6.0, 12, 99)
+    assert TxnEtcd.posted == ["/kv/txn", "/kv/lease/timetolive"], "no probe, and each key read once"
