@@ -183,9 +183,12 @@ def test_verify_restore_cleans_up_on_ctrl_c(backup_lab: LabHandle) -> None:
     lab = backup_lab
     # The whole run takes about 2 s on a quiet machine: hold it while the scratch copy runs, so that the
     # Ctrl-C surely lands in the middle of it.
+    # SIGINT's default disposition in the child: a suite run in the background (`make test &`) ignores SIGINT,
+    # the child would inherit that, and Python then installs no Ctrl-C handler.
     proc = subprocess.Popen([sys.executable, "-m", "federation", "verify-restore", "dc1", "-t", str(lab.path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "FEDCTL_FAILPOINTS": "verify-restore/after-recovery=sleep(60)"})
+                            env={**os.environ, "FEDCTL_FAILPOINTS": "verify-restore/after-recovery=sleep(60)"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         started = eventually("the scratch PostgreSQL running", lambda: [
             p for p in verify_runs(lab) if (p / "postgres.pid").exists()], timeout=60, interval=0.05)
