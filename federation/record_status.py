@@ -8,6 +8,8 @@ from typing import Any
 from federation.state import FederationState, StateCopy, newest
 from federation.topology import Topology
 
+HISTORY_IN_STATUS = 10  # the newest entries of the record's history that the status carries (the HTML view's list)
+
 
 def record_summary(topo: Topology, copies: Sequence[StateCopy],
                    store_record: FederationState | None = None) -> tuple[dict[str, Any] | None, list[str]]:
@@ -32,5 +34,6 @@ def record_summary(topo: Topology, copies: Sequence[StateCopy],
         "operation": op.model_dump() if op else None,
         "copies": {c.dc: (c.state.epoch if c.state else None) if c.reachable else "unreachable" for c in copies},
         "last_operation": st.history[-1].model_dump() if st.history else None,
+        "history": [h.model_dump() for h in st.history[-HISTORY_IN_STATUS:]],
     }
     return summary, problems
