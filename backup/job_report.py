@@ -25,11 +25,11 @@ class DcJobs:
     error: str | None = None
 
 
-def read_dc(topo: Topology, dc: Datacenter) -> DcJobs:
+def read_dc(topo: Topology, dc: Datacenter, timeout: float | None = None) -> DcJobs:
     from federation.dcs import connect
 
     try:
-        with connect(dc) as dcs:
+        with connect(dc, timeout=timeout) as dcs:
             history = JobStore(dcs, dc.dcs.namespace, topo.federation).history(dc.name)
             claims = {}
             for job in dc.jobs:

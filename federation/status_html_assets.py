@@ -24,6 +24,8 @@ h1 { font-size: 1.5rem; margin: 0 0 .25rem; } h2 { font-size: 1.15rem; margin: 1
 .problems h2 { color: var(--bad); margin-top: .25rem; } .problems li { margin: .2rem 0; overflow-wrap: anywhere; }
 .no-problems { border: 1px solid var(--ok); background: #effaf0; padding: .5rem 1rem; border-radius: 6px; }
 .tier { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; margin-bottom: .5rem; }
+.tier[data-depth="1"] { margin-left: 2rem; } .tier[data-depth="2"] { margin-left: 4rem; }
+.tier[data-depth="3"] { margin-left: 6rem; }
 .tier[data-depth="unplaced"] { border-top: 1px dashed var(--line); padding-top: .5rem; }
 .dc { background: #fff; border: 1px solid var(--line); border-left: 6px solid var(--muted); border-radius: 6px;
       padding: .5rem .75rem; min-width: 26rem; flex: 0 1 auto; }
@@ -36,6 +38,7 @@ h1 { font-size: 1.5rem; margin: 0 0 .25rem; } h2 { font-size: 1.15rem; margin: 1
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .2rem .45rem; border-bottom: 1px solid #e3e5e8; vertical-align: top; }
 th { font-size: .8rem; color: var(--muted); font-weight: 600; }
+tbody th { font-size: inherit; color: inherit; }
 td.num { font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.unhealthy td { color: var(--bad); } .status-bad { color: var(--bad); font-weight: 600; }
 .status-ok { color: var(--ok); }

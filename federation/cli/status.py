@@ -12,45 +12,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from federation.cli.app import cli, format_option, load, reports_errors, topology_option
+from federation.cli.app import cli, load, reports_errors, topology_option
 from federation.errors import EXIT_FAILED, EXIT_OK
+from federation.status_text import host_text, human_bytes, role_text, state_text
 
 if TYPE_CHECKING:
     from federation.status_model import DCStatus, FederationStatus, MemberStatus
+    from federation.topology import Topology
 
 COLUMNS = ["DC", "DC role", "Upstream", "Member", "Host", "Role", "State", "TL", "LSN", "Lag", "Gate"]
-
-
-def human_bytes(value: int | None) -> str:
-    """1536 -> '1.5 kB'; None -> ''."""
-    if value is None:
-        return ""
-    amount = float(value)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if amount < 1024 or unit == "TB":
-            return f"{int(amount)} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{value} B"
-
-
-def _role_text(member: MemberStatus) -> str:
-    if member.role == "replica" and member.sync in ("sync", "quorum"):
-        return f"{member.sync} replica"
-    return member.role.replace("_", " ")
-
-
-def _state_text(member: MemberStatus) -> str:
-    if member.reachable:
-        return member.state
-    if member.source == "dcs":
-        return f"unreachable (dcs: {member.state})"
-    return "unreachable"
-
-
-def _host_text(member: MemberStatus) -> str:
-    if member.host is None:
-        return ""
-    return f"{member.host}:{member.port}" if member.port else member.host
 
 
 def _gate_text(member: MemberStatus) -> str:
@@ -66,7 +36,7 @@ def member_rows(dc: DCStatus) -> list[list[object]]:
     rows: list[list[object]] = []
     for m in dc.members:
         is_leader = m.name == dc.leader
-        rows.append([dc.name, dc.role, dc.upstream or "", m.name, _host_text(m), _role_text(m), _state_text(m),
+        rows.append([dc.name, dc.role, dc.upstream or "", m.name, host_text(m), role_text(m), state_text(m),
                      m.timeline, m.lsn_text, "" if is_leader else human_bytes(m.lag_bytes), _gate_text(m)])
     if not dc.members:
         rows.append([dc.name, dc.role, dc.upstream or "", "", "", "", "", None, None, "", ""])
@@ -129,23 +99,75 @@ def exit_code(status: FederationStatus) -> int:
     return EXIT_OK if status.healthy else EXIT_FAILED
 
 
+def write_output(path: str | None, text: str) -> None:
+    """To stdout, or to `path` replaced whole (a browser reloading it never reads half a page)."""
+    if path is None:
+        click.echo(text, nl=False)
+        return
+    import os
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=directory, prefix=".fedctl-status-",
+                                     delete=False) as tmp:
+        tmp.write(text)
+    os.chmod(tmp.name, 0o644)
+    os.replace(tmp.name, path)
+
+
+def html_status(topo: Topology, timeout: float, watch: float | None, output: str | None) -> int:
+    """The HTML view once, or (with `watch`, into `output`) every `watch` seconds until Ctrl-C, its lag
+    sparklines growing one sample a round. Returns the last verdict's exit code."""
+    from federation.status_page import observe_for_page, page_html
+    from federation.status_view_inputs import LagHistory
+
+    lag = LagHistory()
+    code = EXIT_OK
+    try:
+        while True:
+            started = time.monotonic()
+            data = observe_for_page(topo, timeout=timeout)
+            lag.add_status(data.status)
+            write_output(output, page_html(data, lag))
+            code = exit_code(data.status)
+            if watch is None:
+                return code
+            stamp = datetime.now(UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+            click.echo(f"{stamp}: wrote {output} ({'healthy' if code == EXIT_OK else 'unhealthy'}); every "
+                       f"{watch:g} s, Ctrl-C to stop", err=True)
+            time.sleep(max(0.0, watch - (time.monotonic() - started)))
+    except KeyboardInterrupt:
+        return code
+
+
 @cli.command()
 @topology_option
-@format_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml", "html"]), default="table",
+              show_default=True, help="Output format; html: one self-contained page that reloads itself "
+              "(docs/status.md).")
+@click.option("--output", "-o", "output", type=click.Path(dir_okay=False, writable=True), default=None,
+              metavar="FILE", help="Write to FILE (replaced whole) instead of stdout; with --watch and --format "
+              "html, rewritten every round.")
 @click.option("--watch", "-w", "watch", type=click.FloatRange(min=0.2), is_flag=False, flag_value=2.0,
               default=None, metavar="[SECONDS]", help="Refresh every SECONDS (default 2) until Ctrl-C.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="Seconds to wait for each DCS and REST API.")
 @reports_errors
-def status(topology_path: str, fmt: str, watch: float | None, timeout: float) -> None:
+def status(topology_path: str, fmt: str, output: str | None, watch: float | None, timeout: float) -> None:
     """Show every DC and member: roles, state, timeline, LSN, lag and the promotion gate. Exit 1 when anything is
     unhealthy."""
     from federation.observe import observe_federation
 
+    if watch is not None and output is not None and fmt != "html":
+        raise click.UsageError("--output with --watch is for --format html (a page that reloads itself)")
+    if watch is not None and output is None and fmt == "html":
+        raise click.UsageError("--format html --watch needs --output FILE: open FILE in a browser, it reloads itself")
     topo = load(topology_path)
+    if fmt == "html":
+        sys.exit(html_status(topo, timeout, watch, output))
     if watch is None:
         observed = observe_federation(topo, timeout=timeout)
-        click.echo(format_status(observed, fmt))
+        write_output(output, format_status(observed, fmt) + "\n")
         sys.exit(exit_code(observed))
     code = EXIT_OK
     try:

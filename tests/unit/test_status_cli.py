@@ -126,3 +126,45 @@ def test_watch_without_a_value_uses_two_seconds(monkeypatch: pytest.MonkeyPatch)
 def test_unknown_topology_file_is_bad_input() -> None:
     result = CliRunner().invoke(cli, ["status", "-t", "/nonexistent/topology.yaml"])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def _no_job_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page reads each DC's job history; here no DCS is asked (a lab may be running at the topology's ports)."""
+    from backup.job_report import DcJobs
+
+    monkeypatch.setattr("federation.status_page._read_jobs_of", lambda topo, dc, timeout: DcJobs())
+
+
+def test_format_html_writes_the_page_to_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _no_job_reads(monkeypatch)
+    out_file = tmp_path / "view.html"
+    code, out = _run(monkeypatch, fake_status(dc2_member_down=True), "--format", "html", "-o", str(out_file))
+    page = out_file.read_text()
+    assert code == 1 and out == ""
+    assert page.startswith("<!DOCTYPE html>") and 'data-dc="dc1" data-role="primary"' in page
+    assert "n4: REST API unreachable" in page
+    assert [p.name for p in tmp_path.iterdir()] == ["view.html"], "no temporary file left beside it"
+
+
+def test_format_html_without_a_file_prints_the_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_job_reads(monkeypatch)
+    code, out = _run(monkeypatch, fake_status(), "--format", "html")
+    assert code == 0 and out.startswith("<!DOCTYPE html>") and out.rstrip().endswith("</html>")
+
+
+def test_format_html_watch_needs_a_file_and_rewrites_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _no_job_reads(monkeypatch)
+    code, out = _run(monkeypatch, fake_status(), "--format", "html", "--watch", "1")
+    assert code == 2 and "needs --output FILE" in out
+    rounds: list[str] = []
+
+    def sleep(seconds: float) -> None:
+        rounds.append((tmp_path / "view.html").read_text())
+        if len(rounds) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("federation.cli.status.time.sleep", sleep)
+    code, _out = _run(monkeypatch, fake_status(), "--format", "html", "--watch", "1", "-o", str(tmp_path / "view.html"))
+    assert code == 0 and len(rounds) == 3
+    assert [r.count("<polyline") for r in rounds] == [1, 1, 1]
+    assert 'data-points="3"' in rounds[-1], "the sparkline grows one sample a round"
