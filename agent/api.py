@@ -1,4 +1,5 @@
-"""The agent's read-only HTTP API: /health, /status, /metrics, /primary, /gate, /events.
+"""The agent's read-only HTTP API: / (the federation as an HTML page), /health, /status, /metrics, /primary,
+/gate, /events.
 
 Health answers by status code (200 or 503), as Patroni's health endpoints do, so a load balancer or
 systemd watchdog script needs nothing but the code. /primary is HAProxy's read-write check
@@ -64,6 +65,8 @@ class AgentView(Protocol):
 
     def recent_events(self, since: datetime | None) -> list[dict[str, Any]]: ...
 
+    def page_html(self) -> str: ...
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -83,6 +86,8 @@ def route(view: AgentView, primary: PrimaryCheck | None, method: str, path: str)
     path, _, query = path.partition("?")
     path = path.rstrip("/") or "/"
     try:
+        if path == "/":
+            return Answer(200, view.page_html().encode(), "text/html; charset=utf-8")
         if path == "/health":
             ok, reason = view.health()
             return _json(200 if ok else 503, {"healthy": ok, "reason": reason})
@@ -98,8 +103,8 @@ def route(view: AgentView, primary: PrimaryCheck | None, method: str, path: str)
             verdict = primary.answer()
             return _json(200 if verdict.ok else 503, {"primary": verdict.ok, "reason": verdict.reason,
                                                       "epoch": verdict.epoch})
-        return _json(404, {"error": f"no such endpoint {path}; try /health, /status, /metrics, /primary, /gate or "
-                                    "/events"})
+        return _json(404, {"error": f"no such endpoint {path}; try /, /health, /status, /metrics, /primary, "
+                                    "/gate or /events"})
     except Exception:  # one failing request must not take the API down, nor show its internals
         log.exception("GET %s failed", path)
         return _json(500, {"error": "internal error; the agent's log has the details"})

@@ -35,12 +35,15 @@ from agent.scheduler import JobScheduler
 from agent.settings import AgentSettings
 from federation.dcs.lease import open_lease
 from federation.errors import FedError
+from federation.status_view_inputs import LagHistory
 from federation.topology import Topology
 
 log = logging.getLogger("agent")
 T = TypeVar("T")
 FENCE_RETRY_SECONDS = 30.0
 STATUS_MAX_AGE = 2.0  # /status serves a scan of the federation at most this old
+PAGE_MAX_AGE = 2.0  # GET / (the HTML view) likewise: a browser reloading it every 5 s costs one scan per reload
+PAGE_TIMEOUT = 1.5  # the page's scan deadline, well within the API's ANSWER_TIMEOUT
 
 
 class Agent:
@@ -83,6 +86,11 @@ class Agent:
         self._loop_thread: threading.Thread | None = None
         self._status_lock = threading.Lock()
         self._status_cache: tuple[float, dict[str, Any]] | None = None
+        # Cross-DC lag samples for the HTML view's sparklines: the own DC's from every cycle (an active agent's),
+        # every other standby DC's from each scan the page makes.
+        self.lag_history = LagHistory()
+        self._page_lock = threading.Lock()
+        self._page_cache: tuple[float, str] | None = None
 
     # ---- lifecycle
     def run(self) -> None:
@@ -274,7 +282,10 @@ class Agent:
         if own is not None and own.leader_status is not None:
             role = "primary" if own.is_primary else "standby"
         m.set_role(role)
-        m.set_lag(*cross_dc_lag(obs, datetime.now(UTC)))
+        lag_bytes, lag_seconds = cross_dc_lag(obs, datetime.now(UTC))
+        m.set_lag(lag_bytes, lag_seconds)
+        if role == "standby":
+            self.lag_history.add(self.settings.dc.name, lag_bytes)
         m.upstream_up.set(1 if obs.upstream is not None and obs.upstream.answering else 0)
         m.peers_unreachable.set(len(obs.unreachable_peers))
 
@@ -315,6 +326,24 @@ class Agent:
         if self.guard is not None:
             data["agent"]["primary_lease"] = self.guard.status()
         return data
+
+    def page_html(self) -> str:
+        """The HTML view (federation/status_html.py) of a scan at most PAGE_MAX_AGE seconds old."""
+        with self._page_lock:
+            now = time.monotonic()
+            if self._page_cache is None or now - self._page_cache[0] > PAGE_MAX_AGE:
+                self._page_cache = (time.monotonic(), self._render_page())
+            return self._page_cache[1]
+
+    def _render_page(self) -> str:
+        from federation.status_page import observe_for_page, page_html
+
+        known = self._known
+        upstreams = {k: v for k, v in known.state.upstreams.items() if v is not None} if known else None
+        data = observe_for_page(self.settings.topo, timeout=PAGE_TIMEOUT, upstream_of=upstreams)
+        # An active agent samples its own DC every cycle; the page adds the DCs it does not sample.
+        self.lag_history.add_status(data.status, skip=(self.settings.dc.name,) if self.keeper.active else ())
+        return page_html(data, self.lag_history)
 
     def gate(self) -> dict[str, Any]:
         return self.gate_report.answer()
