@@ -3,7 +3,7 @@ VENV        := .venv
 SYSTEM_PY   := /usr/bin/python3
 DEB_PACKAGES := postgresql-15 postgresql-contrib etcd-server etcd-client pgbackrest zookeeper haproxy \
                 iproute2 nftables util-linux \
-                pgbouncer python3-venv prometheus
+                pgbouncer python3-venv prometheus chromium
 STAMP       := $(VENV)/.installed
 FEDCTL      := $(VENV)/bin/fedctl
 PYTEST_ARGS ?=
