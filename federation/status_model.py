@@ -5,6 +5,8 @@ JSON shape (`FederationStatus.to_json_dict()`), stable for scripts and the agent
     federation, primary_dc, healthy, problems[], observed_at (ISO 8601 UTC), duration_s,
     entrypoints: {read_write, read_only, pgbouncer} (host:port of the HAProxy read-write and read-only
                  entrypoints and of PgBouncer, the default binds of docs/entrypoints.md),
+    federation_record (null before any record): epoch, primary_dc, upstreams, operation (pending), copies,
+                       last_operation, history[] (the last 10, oldest first): see federation/record_status.py,
     federation_store (topologies with a store only): see federation/store_status.py,
     lab_cuts[] (namespace labs only): the network cuts `fedctl lab partition` has in place, one sentence each,
     datacenters[]: name, scope, role (primary|standby|unknown), upstream, reachable (its DCS answered),
