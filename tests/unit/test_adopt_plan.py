@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import yaml
 
 from federation.errors import TopologyError
 from federation.operations.adopt_plan import AdoptStep, RunningDC, adoption_steps, disagreements, member_lines
+from federation.operations.rejoin_parts import merge  # Patroni's PATCH /config semantics
 from federation.patroni_dynamic import slots_patch
 from federation.state import initial_state
 from federation.topology import Topology, parse_topology
@@ -36,23 +36,10 @@ def _hand_built(topo: Topology, **standby: Any) -> dict[str, RunningDC]:
             "dc2": RunningDC(dc2, dc2.members[0], False, {"standby_cluster": section, "loop_wait": 10})}
 
 
-def _merged(config: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """What Patroni's PATCH /config does: a recursive merge, None deleting a key."""
-    out = dict(config)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merged(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _applied(running: dict[str, RunningDC], steps: list[AdoptStep]) -> dict[str, RunningDC]:
     for step in steps:
         seen = running[step.dc]
-        running[step.dc] = RunningDC(seen.dc, seen.leader, seen.writable, _merged(seen.config, step.patch))
+        running[step.dc] = RunningDC(seen.dc, seen.leader, seen.writable, merge(dict(seen.config), step.patch))
     return running
 
 
