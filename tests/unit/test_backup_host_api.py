@@ -190,14 +190,16 @@ def test_health_is_503_until_the_agent_runs() -> None:
         server.server_close()
 
 
-def test_it_has_no_gate_and_no_primary_check() -> None:
+def test_it_has_no_gate_no_primary_check_and_no_html_view() -> None:
     topo = topology(free_port())
     with running(topo, DCSs()):
         gate_code, gate_body = backup_host_get(topo, "/gate")
         primary_code, _ = backup_host_get(topo, "/primary")
+        page_code, page_body = backup_host_get(topo, "/")
         status_code, status_body = backup_host_get(topo, "/status")
     assert gate_code == 404 and "no promotion gate" in json.loads(gate_body)["error"]
     assert primary_code == 404
+    assert page_code == 404 and "no HTML view" in json.loads(page_body)["error"]
     status = json.loads(status_body)["backup_host"]
     assert status_code == 200 and status["healthy"] and [d["name"] for d in status["datacenters"]] == ["dc1", "dc2"]
     assert [j["name"] for j in status["datacenters"][0]["jobs"]] == ["archive", "verify"]
