@@ -5,7 +5,8 @@ Health answers by status code (200 or 503), as Patroni's health endpoints do, so
 systemd watchdog script needs nothing but the code. /primary is HAProxy's read-write check
 (agent/primary_check.py). /gate says whether the member's Patroni config runs the promotion gate
 (agent/gate_report.py). /events?since=ISO lists the agent's events log (agent/events.py), oldest first.
-Nothing here changes state: there is no POST.
+Nothing here changes state: there is no POST. The backup-host agent (agent/backup_host.py) is served by the
+same server; what it has not (/, /gate, /primary) answers 404.
 
 The server is built so that no client can starve HAProxy's check. Connections are handled by one asyncio
 loop, so an idle or half-open connection costs a socket, not a thread; a request head must arrive whole
@@ -52,6 +53,10 @@ REPORT_WORKERS = 2
 CHECK_PATHS = frozenset({"/health", "/primary", "/gate"})
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class NotServed(Exception):
+    """Raised by a view for an endpoint it has not (the backup-host agent has no /gate): 404, with the message."""
 
 
 class AgentView(Protocol):
@@ -105,6 +110,8 @@ def route(view: AgentView, primary: PrimaryCheck | None, method: str, path: str)
                                                       "epoch": verdict.epoch})
         return _json(404, {"error": f"no such endpoint {path}; try /, /health, /status, /metrics, /primary, "
                                     "/gate or /events"})
+    except NotServed as exc:
+        return _json(404, {"error": str(exc)})
     except Exception:  # one failing request must not take the API down, nor show its internals
         log.exception("GET %s failed", path)
         return _json(500, {"error": "internal error; the agent's log has the details"})

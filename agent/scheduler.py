@@ -53,14 +53,16 @@ class JobScheduler:
                  open_dcs: Callable[[], AbstractContextManager[DCS]] | None = None, runner: Runner = run_job,
                  clock: Callable[[], datetime] = _utcnow,
                  trigger: Callable[[Job], BaseTrigger] = lambda job: job.trigger(),
-                 misfire_grace: int = MISFIRE_GRACE_SECONDS, events: EventSink = NO_EVENTS) -> None:
+                 misfire_grace: int = MISFIRE_GRACE_SECONDS, events: EventSink = NO_EVENTS,
+                 metrics: JobMetrics | None = None) -> None:
         self.topo = topo
         self._events = events
         self.dc = topo.dc(dc_name)
         self.identity = identity
         self.jobs = {job.name: job for job in self.dc.jobs}
-        self.metrics = JobMetrics(registry or CollectorRegistry())
-        self.metrics.declare(list(self.jobs.values()))
+        # `metrics`: one JobMetrics shared by several schedulers (the backup host's, one per DC).
+        self.metrics = metrics or JobMetrics(registry or CollectorRegistry())
+        self.metrics.declare(self.dc.name, list(self.jobs.values()))
         self._open_dcs = open_dcs or (lambda: connect(self.dc))
         self._runner = runner
         self._clock = clock
@@ -100,6 +102,14 @@ class JobScheduler:
         if scheduler is not None:
             scheduler.shutdown(wait=False)
             log.info("job scheduler of %s stopped", self.dc.name)
+
+    def alive(self) -> bool:
+        """True while started and apscheduler's thread still runs (it fires the jobs)."""
+        with self._lock:
+            scheduler = self._scheduler
+        thread = getattr(scheduler, "_thread", None)  # apscheduler 3's BackgroundScheduler keeps it there
+        return scheduler is not None and scheduler.running and isinstance(thread, threading.Thread) and \
+            thread.is_alive()
 
     def next_run_times(self) -> dict[str, datetime | None]:
         with self._lock:

@@ -19,6 +19,7 @@ from federation.topology import AGENT_PORT_OFFSET, Address, Datacenter, Member, 
 DEFAULT_INTERVAL = 2.0
 DEFAULT_LEASE_TTL = 5
 EVENTS_FILE_NAME = "events.jsonl"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def lease_key(topo: Topology, dc: Datacenter) -> str:
@@ -66,7 +67,7 @@ class AgentSettings:
     listen: Address
     interval: float = DEFAULT_INTERVAL
     lease_ttl: int = DEFAULT_LEASE_TTL
-    api_allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # empty: every address
+    api_allow: tuple[Network, ...] = ()  # empty: every address
     patroni_config: str | None = None  # the member's patroni.yml (or config directory), for the gate check
     events_file: str | None = None  # the events log (agent/events.py); None: kept in memory only
 
@@ -85,19 +86,29 @@ def agent_settings(topo: Topology, dc_name: str, member_name: str | None = None,
                    events_file: str | None = None) -> AgentSettings:
     dc = topo.dc(dc_name)
     member = dc.member(member_name) if member_name else local_member(dc)
-    try:
-        address = Address.model_validate(listen) if listen else default_listen(member)
-    except ValueError as exc:
-        raise BadInput(f"--listen {listen!r} is not HOST:PORT: {exc}") from None
+    address = parse_listen(listen) if listen else default_listen(member)
     if interval <= 0 or lease_ttl < 2:
         raise BadInput("the loop interval must be positive and the lease TTL at least 2 s")
+    # Absolute, so the gate check and its messages do not depend on the agent's working directory.
+    config = os.path.abspath(patroni_config) if patroni_config else None
+    events = os.path.abspath(events_file) if events_file else None
+    return AgentSettings(topo, dc, member, address, interval, lease_ttl, parse_allow(allow), config, events)
+
+
+def parse_listen(listen: str) -> Address:
+    """`--listen HOST:PORT`; BadInput otherwise."""
+    try:
+        return Address.model_validate(listen)
+    except ValueError as exc:
+        raise BadInput(f"--listen {listen!r} is not HOST:PORT: {exc}") from None
+
+
+def parse_allow(allow: Sequence[str]) -> tuple[Network, ...]:
+    """`--allow CIDR ...` as networks (empty: every address); BadInput for one that is not a network."""
     networks = []
     for cidr in allow:
         try:
             networks.append(ipaddress.ip_network(cidr, strict=False))
         except ValueError:
             raise BadInput(f"--allow {cidr!r} is not a network such as 10.1.0.0/24 or 10.1.0.7") from None
-    # Absolute, so the gate check and its messages do not depend on the agent's working directory.
-    config = os.path.abspath(patroni_config) if patroni_config else None
-    events = os.path.abspath(events_file) if events_file else None
-    return AgentSettings(topo, dc, member, address, interval, lease_ttl, tuple(networks), config, events)
+    return tuple(networks)

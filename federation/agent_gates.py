@@ -4,6 +4,9 @@ An agent is reached where HAProxy's checks reach it (the member's host, its Patr
 https with the topology's agent client certificate when the agents serve TLS, within one deadline per
 exchange (federation.http_deadline). Nothing raises: an agent that does not answer is `running=False`,
 and every answer that says nothing usable is an unknown verdict, with the reason.
+
+`agent_get` is fedctl's one client of the agents' API (fedctl events uses it too); `backup_host_get` asks the
+backup-host agent of the repository-host layout the same way, at repo_host.address:agent_port.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from federation.gate_install import GateCheck, GateState
-from federation.topology import AGENT_PORT_OFFSET, Datacenter, Member
+from federation.pgbackrest_layout import repo_host_of
+from federation.topology import AGENT_PORT_OFFSET, AgentTLS, Datacenter, Member, Topology
 
 DEFAULT_TIMEOUT = 1.5
 
@@ -43,11 +47,33 @@ def agent_url(member: Member) -> str:
 def agent_get(member: Member, path: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, bytes]:
     """GET `path` of the member's agent, over https with the agent client certificate when the agents serve
     TLS, within `timeout` in all. OSError or http.client.HTTPException when it does not answer."""
+    return agent_get_at(member.host, member.api.port + AGENT_PORT_OFFSET, member.agent_tls, path, timeout)
+
+
+def agent_get_at(host: str, port: int, tls: AgentTLS | None, path: str,
+                 timeout: float = DEFAULT_TIMEOUT) -> tuple[int, bytes]:
+    """GET `path` of the agent at host:port (https with the agent client certificate when `tls`)."""
     from federation.http_deadline import exchange
 
-    tls = member.agent_tls
-    return exchange(member.host, member.api.port + AGENT_PORT_OFFSET, "GET", path, timeout=timeout,
-                    tls=tls.client().context() if tls is not None else None)
+    return exchange(host, port, "GET", path, timeout=timeout, tls=tls.client().context() if tls is not None else None)
+
+
+def backup_host_url(topo: Topology) -> str | None:
+    """Where the backup-host agent serves its API; None without a repository host."""
+    repo = repo_host_of(topo)
+    if repo is None:
+        return None
+    return f"{'https' if topo.agent_tls is not None else 'http'}://{repo.address}:{repo.agent_port}"
+
+
+def backup_host_get(topo: Topology, path: str, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, bytes]:
+    """GET `path` of the backup-host agent; as agent_get. BadInput without a repository host."""
+    from federation.errors import BadInput
+
+    repo = repo_host_of(topo)
+    if repo is None:
+        raise BadInput("the topology has no pgbackrest.repo_host, so no backup-host agent")
+    return agent_get_at(repo.address, repo.agent_port, topo.agent_tls, path, timeout)
 
 
 def read_gate(dc: Datacenter, member: Member, timeout: float = DEFAULT_TIMEOUT) -> AgentGate:

@@ -2,9 +2,10 @@
 
 Sources, asked in parallel, each within one deadline (`read_sources`): every member's agent (GET /events,
 federation.agent_gates' client), the federation record's history (the operations `fedctl history` lists,
-kind `operation`), and, in pgBackRest's repository-host layout, the job results the backup-host agent
-records in each DC's DCS (that agent serves no API). A source that does not answer is reported, never
-fatal. `merge` sorts by time and drops duplicates; `EventFollower` polls and returns only what is new.
+kind `operation`), and, in pgBackRest's repository-host layout, the backup-host agent (GET /events, the
+same client); when it does not answer, the job results it records in each DC's DCS stand in for its events,
+and the answer says so. A source that does not answer is reported, never fatal. `merge` sorts by time and
+drops duplicates; `EventFollower` polls and returns only what is new.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from federation.agent_gates import agent_get, agent_url
+from federation.agent_gates import agent_get, agent_url, backup_host_get, backup_host_url
 from federation.errors import BadInput, FedError
+from federation.pgbackrest_layout import repo_host_of
 from federation.state import HistoryEntry
 from federation.topology import Datacenter, Member, Topology
 
@@ -122,12 +124,21 @@ def agent_source(dc: Datacenter, member: Member, timeout: float = DEFAULT_TIMEOU
 def read_agent_events(dc: Datacenter, member: Member, since: datetime | None,
                       timeout: float = DEFAULT_TIMEOUT) -> SourceAnswer:
     """GET /events of the member's agent."""
+    return _read_events(f"{dc.name}/{member.name}", agent_url(member),
+                        lambda path: agent_get(member, path, timeout), since)
+
+
+def _events_path(since: datetime | None) -> str:
+    return "/events" + (f"?since={quote(since.isoformat(timespec='milliseconds'))}" if since else "")
+
+
+def _read_events(name: str, url: str, get: Callable[[str], tuple[int, bytes]],
+                 since: datetime | None) -> SourceAnswer:
+    """GET /events of one agent (`get` asks it), as a SourceAnswer named `name`."""
     from http.client import HTTPException
 
-    name, url = f"{dc.name}/{member.name}", agent_url(member)
-    path = "/events" + (f"?since={quote(since.isoformat(timespec='milliseconds'))}" if since else "")
     try:
-        code, body = agent_get(member, path, timeout)
+        code, body = get(_events_path(since))
     except (OSError, HTTPException) as exc:
         return SourceAnswer(name, error=f"its agent does not answer at {url}: "
                                         f"{getattr(exc, 'strerror', None) or exc or type(exc).__name__}")
@@ -201,13 +212,42 @@ def repo_host_jobs_source(topo: Topology, dc: Datacenter) -> Source:
     return Source(name, read)
 
 
-def event_sources(topo: Topology, timeout: float = DEFAULT_TIMEOUT) -> list[Source]:
-    from agent.backup_host import jobs_on_repo_host
+BACKUP_HOST = "backup host"
 
+
+def read_backup_host_events(topo: Topology, since: datetime | None, timeout: float = DEFAULT_TIMEOUT) -> SourceAnswer:
+    """GET /events of the backup-host agent."""
+    return _read_events(BACKUP_HOST, backup_host_url(topo) or "-",
+                        lambda path: backup_host_get(topo, path, timeout), since)
+
+
+def backup_host_source(topo: Topology, timeout: float = DEFAULT_TIMEOUT,
+                       fallbacks: Sequence[Source] | None = None) -> Source:
+    """The backup-host agent's events; when it does not answer, the job results it recorded in each DC's DCS
+    (`fallbacks`, by default repo_host_jobs_source of every DC with jobs) stand in, and the error says so."""
+    stand_ins = list(fallbacks) if fallbacks is not None else \
+        [repo_host_jobs_source(topo, dc) for dc in topo.datacenters if dc.jobs]
+
+    def read(since: datetime | None) -> SourceAnswer:
+        # Half the deadline, so the stand-ins still fit in it when the agent does not answer.
+        asked = read_backup_host_events(topo, since, timeout / 2 if stand_ins else timeout)
+        if asked.answered:
+            return asked
+        found = [source.read(since) for source in stand_ins]
+        unread = [f"{a.source}: {a.error}" for a in found if not a.answered]
+        instead = "showing the job results recorded in each DC's DCS instead"
+        if unread:
+            instead += f" (not read: {'; '.join(unread)})"
+        return SourceAnswer(BACKUP_HOST, [e for a in found for e in a.events], error=f"{asked.error}; {instead}")
+
+    return Source(BACKUP_HOST, read)
+
+
+def event_sources(topo: Topology, timeout: float = DEFAULT_TIMEOUT) -> list[Source]:
     sources = [agent_source(dc, m, timeout) for dc, m in topo.members()]
     sources.append(history_source(topo))
-    if jobs_on_repo_host(topo):
-        sources.extend(repo_host_jobs_source(topo, dc) for dc in topo.datacenters if dc.jobs)
+    if repo_host_of(topo) is not None:
+        sources.append(backup_host_source(topo, timeout))
     return sources
 
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from federation.topology import Problem, Topology
 
 DEFAULT_TLS_PORT = 8432  # pgBackRest's own default for tls-server-port
+DEFAULT_AGENT_PORT = 8108  # the backup-host agent's API, as a DC agent's next to Patroni's 8008
 HOST_PLACEHOLDER = "{host}"
 
 Port = Annotated[int, BeforeValidator(not_bool), Field(ge=1, le=65535)]
@@ -50,6 +51,8 @@ class RepoHost(_Model):
     user: Annotated[str, Field(pattern=OS_USER_PATTERN)] | None = None
     # verify-restore's scratch copies go under <scratch_dir>/verify on the repository host.
     scratch_dir: AbsolutePath = "/var/tmp/fedctl"
+    # The backup-host agent's HTTP API (/health, /metrics, /events) listens on address:agent_port.
+    agent_port: Port = DEFAULT_AGENT_PORT
 
 
 class PgBackRestTLS(_Model):
@@ -108,6 +111,10 @@ def pgbackrest_problems(topo: Topology) -> list[Problem]:
                              "members: remove them from options"))
         if section.repo_host is not None:
             names = {m.name for _dc, m in topo.members()}
+            if section.repo_host.agent_port == section.repo_host.tls_port:
+                problems.append(((*at, "repo_host", "agent_port"), f"agent_port {section.repo_host.agent_port} "
+                                 "is also the repository host's tls_port: the agent and pgBackRest's TLS server "
+                                 "cannot listen on one port"))
             if section.repo_host.name in names:
                 problems.append(((*at, "repo_host", "name"), f"repo_host name {section.repo_host.name!r} is also "
                                  "a member's name: certificates are told apart by their common name"))
@@ -115,7 +122,16 @@ def pgbackrest_problems(topo: Topology) -> list[Problem]:
     if len({address for address, _stanza in repos}) > 1:
         problems.append((("pgbackrest",), "every DC must use the same repository (one shared stanza): "
                          "their pgbackrest sections name different repo_host addresses"))
+    elif len({s.repo_host.agent_port for _at, s in sections if s.repo_host is not None}) > 1:
+        problems.append((("pgbackrest",), "one repository host runs one backup-host agent: every pgbackrest "
+                         "section's repo_host must name the same agent_port"))
     return problems
+
+
+def repo_host_of(topo: Topology) -> RepoHost | None:
+    """The repository host of the repository-host layout (every section names the same one), else None."""
+    sections = [topo.pgbackrest, *(dc.pgbackrest for dc in topo.datacenters)]
+    return next((s.repo_host for s in sections if s is not None and s.repo_host is not None), None)
 
 
 def member_tls_port(section: PgBackRestConfig, member_port: int | None) -> int:

@@ -16,11 +16,12 @@ def agent() -> None:
 @topology_option
 @click.option("--dc", "dc_name", metavar="DC", help="The datacenter this agent belongs to.")
 @click.option("--backup-host", is_flag=True, help="Run on the repository host instead: every DC's scheduled "
-              "jobs, and nothing else (pgBackRest's repository-host layout).")
+              "jobs, with the agent API's /health, /metrics and /events (pgBackRest's repository-host layout).")
 @click.option("--member", "member_name", metavar="NAME",
               help="The member this agent runs next to (default: the one whose address is on this host).")
 @click.option("--listen", metavar="HOST:PORT",
-              help="Address of the agent's HTTP API (default: the member's host, its Patroni API port + 100).")
+              help="Address of the agent's HTTP API (default: the member's host, its Patroni API port + 100; with "
+                   "--backup-host, pgbackrest.repo_host's address and agent_port).")
 @click.option("--interval", type=click.FloatRange(min=0.2), default=2.0, show_default=True,
               help="Seconds between reconcile cycles.")
 @click.option("--lease-ttl", type=click.IntRange(min=2), default=5, show_default=True,
@@ -47,7 +48,7 @@ def run_cmd(topology_path: str, dc_name: str | None, backup_host: bool, member_n
 
     events_file = events_file or default_events_file()
     if backup_host:
-        _run_backup_host(topology_path, dc_name, log_level, events_file)
+        _run_backup_host(topology_path, dc_name, listen, allow, log_level, events_file)
         return
     if dc_name is None:
         raise click.UsageError("--dc DC is required (or --backup-host on the repository host)")
@@ -58,13 +59,10 @@ def run_cmd(topology_path: str, dc_name: str | None, backup_host: bool, member_n
     Agent(settings).run()
 
 
-def _run_backup_host(topology_path: str, dc_name: str | None, log_level: str, events_file: str) -> None:
-    import os
-    import socket
-    from pathlib import Path
-
+def _run_backup_host(topology_path: str, dc_name: str | None, listen: str | None, allow: tuple[str, ...],
+                     log_level: str, events_file: str) -> None:
     from agent.backup_host import BackupHostAgent, jobs_on_repo_host
-    from agent.events import EventLog
+    from agent.backup_host_settings import backup_host_settings
     from agent.logs import configure
 
     if dc_name is not None:
@@ -72,7 +70,6 @@ def _run_backup_host(topology_path: str, dc_name: str | None, log_level: str, ev
     topo = load(topology_path)
     if not jobs_on_repo_host(topo):
         raise click.UsageError("the topology has no pgbackrest.repo_host: the DC agents run the jobs there")
-    identity = f"backup-host@{socket.gethostname()}"
-    configure(log_level, dc="-", member=identity)
-    events = EventLog(Path(os.path.abspath(events_file)), dc="-", member=identity)
-    BackupHostAgent(topo, identity, events).run()
+    settings = backup_host_settings(topo, listen, allow=allow, events_file=events_file)
+    configure(log_level, dc="-", member=settings.identity)
+    BackupHostAgent(settings).run()

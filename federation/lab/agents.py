@@ -108,12 +108,22 @@ def agent_rows(layout: LabLayout, dc: Datacenter) -> list[list[str]]:
 
 
 def backup_host_process(layout: LabLayout) -> ManagedProcess:
-    """The repository host's agent (`agent run --backup-host`), in the repository-host layout."""
+    """The repository host's agent (`agent run --backup-host`), in the repository-host layout. Its API's
+    certificate is agent_api.tls's for repo_host.name, which the lab issues with the repository host's
+    pgBackRest certificate (federation/lab/tls_certs.py: one file, the same `{host}` pattern)."""
     root = layout.root / "repo-host"
     section = repository_host(layout)
     netns = layout.netns_of_address(section.repo_host.address) if section and section.repo_host else None
     return ManagedProcess("backup-host agent", root / "agent.pid", root / "agent.log",
                           f"--backup-host -t {topology_copy(layout)} ", netns=netns)
+
+
+def backup_host_listen(layout: LabLayout) -> str:
+    """Where the repository host's agent serves its API (/health, /metrics, /events): repo_host.address and
+    agent_port, the default it is started with."""
+    section = repository_host(layout)
+    repo = section.repo_host if section is not None else None
+    return f"{repo.address}:{repo.agent_port}" if repo is not None else "-"
 
 
 def start_backup_host_agent(lab: Lab) -> int:

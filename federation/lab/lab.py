@@ -563,7 +563,8 @@ def lab_processes(topo: Topology) -> list[list[str]]:
     if (repo := pgbackrest_servers.repo_server(layout)) is not None:
         address, port, server = repo
         rows.append(["repo host", "pgbackrest server", f"{address}:{port}", str(server.pid() or "-")])
-        rows.append(["repo host", "backup-host agent", "-", str(agents.backup_host_process(layout).pid() or "-")])
+        rows.append(["repo host", "backup-host agent", agents.backup_host_listen(layout),
+                     str(agents.backup_host_process(layout).pid() or "-")])
     if (store := dcs_servers.store_group(layout)) is not None:
         assert topo.federation_store is not None
         for h, (host, proc, _d) in zip(topo.federation_store.hosts, dcs_servers.group_processes(store), strict=True):

@@ -256,3 +256,59 @@ def test_a_job_result_is_kept_in_the_dcs(backup_lab: LabHandle) -> None:
         assert [(r.job, r.status) for r in store.history("dc1")][-1] == ("archive", "ok")
         assert [(r.job, r.status) for r in store.history("dc2")][-1] == ("nightly", "skipped")
     assert time.monotonic() - started < 60
+
+
+def test_the_backup_host_agent_serves_each_dcs_job_metrics_and_events(backup_lab: LabHandle, tmp_path: Path) -> None:
+    """The lab's backup-host agent answers GET /health over https with the repository host's certificate. A
+    second one, with a job every minute and a port of its own, exports that job's fedctl_job_* series with
+    its `dc` on /metrics once the job has run, and the run's `job` event on /events. (Up to a minute's wait
+    for the cron.)"""
+    import yaml
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from federation.agent_gates import agent_get_at, backup_host_get
+    from federation.pgbackrest_layout import repo_host_of
+    from tests.integration.dcs_servers import free_port
+
+    lab = backup_lab
+    code, body = backup_host_get(lab.topo, "/health", timeout=5)
+    assert code == 200, body
+    repo = repo_host_of(lab.topo)
+    assert repo is not None and lab.topo.agent_tls is not None
+    data = yaml.safe_load(lab.path.read_text())
+    data["datacenters"][0]["jobs"] = [{"name": "minute-metrics", "kind": "check_archive", "cron": "* * * * *"}]
+    path = tmp_path / "backup-host-metrics.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    port = free_port(repo.address)  # the lab's own backup-host agent holds agent_port
+
+    def get(what: str) -> bytes | None:
+        code, body = agent_get_at(repo.address, port, lab.topo.agent_tls, what, timeout=5)
+        return body if code == 200 else None
+
+    def job_series() -> dict[str, dict[str, str]] | None:
+        body = get("/metrics")
+        found = {s.name: s.labels for family in text_string_to_metric_families((body or b"").decode())
+                 for s in family.samples if s.labels.get("job") == "minute-metrics"}
+        return found if "fedctl_job_last_success" in found else None
+
+    log = tmp_path / "backup-host.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "federation", "agent", "run", "--backup-host", "-t", str(path),
+                                 "--listen", f"{repo.address}:{port}", "--events-file",
+                                 str(tmp_path / "events.jsonl")],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        found = eventually("the job's series on the backup host's /metrics", job_series, timeout=100, interval=1.0)
+        metrics = (get("/metrics") or b"").decode()
+        events = json.loads(get("/events") or b"[]")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert {"dc": "dc1", "job": "minute-metrics", "kind": "check_archive"}.items() <= \
+        found["fedctl_job_last_success"].items(), found
+    assert "fedctl_job_last_run_timestamp_seconds" in found
+    assert f'fedctl_backup_host_info{{federation="{lab.topo.federation}"' in metrics
+    assert 'fedctl_backup_host_dcs_up{dc="dc1"} 1.0' in metrics
+    runs = [e for e in events if e.get("kind") == "job" and e.get("name") == "minute-metrics"]
+    assert runs and runs[0]["dc"] == "dc1", events
+    assert f"API on https://{repo.address}:{port}" in log.read_text()

@@ -123,11 +123,18 @@ def test_the_repository_hosts_agent_runs_the_scheduled_jobs(backup_lab: LabHandl
             return [r for r in JobStore(dcs, dc.dcs.namespace, lab.topo.federation).history("dc1")
                     if r.job == "minute-check"]
 
+    from tests.integration.dcs_servers import free_port
+
     before = len(history())
     log = tmp_path / "backup-host.log"
+    repo = lab.topo.pgbackrest.repo_host if lab.topo.pgbackrest else None
+    assert repo is not None
+    # A port of its own: the lab's backup-host agent serves its API on repo_host.agent_port.
+    listen = f"{repo.address}:{free_port(repo.address)}"
     with open(log, "w") as out:
-        proc = sp.Popen([sys.executable, "-m", "federation", "agent", "run", "--backup-host", "-t", str(path)],
-                        stdout=out, stderr=sp.STDOUT, stdin=sp.DEVNULL)
+        proc = sp.Popen([sys.executable, "-m", "federation", "agent", "run", "--backup-host", "-t", str(path),
+                         "--listen", listen, "--events-file", str(tmp_path / "events.jsonl")],
+                        stdout=out, stderr=sp.STDOUT, stdin=sp.DEVNULL, cwd=tmp_path)
     try:
         runs = eventually("the backup host's agent to run the job", lambda: history()[before:] or None,
                           timeout=90, interval=1.0)

@@ -9,6 +9,7 @@ import yaml
 from click.testing import CliRunner
 
 from agent.backup_host import BackupHostAgent, jobs_on_repo_host
+from agent.backup_host_settings import backup_host_settings
 from agent.daemon import Agent
 from agent.settings import agent_settings
 from federation.cli import cli
@@ -31,7 +32,7 @@ def test_the_dc_agents_leave_the_jobs_to_the_repository_host() -> None:
     assert jobs_on_repo_host(with_host) and not jobs_on_repo_host(without)
     assert Agent(agent_settings(with_host, "dc1", "n1"))._runs_jobs is False
     assert Agent(agent_settings(without, "dc1", "n1"))._runs_jobs is True
-    host = BackupHostAgent(with_host, "backup-host@test")
+    host = BackupHostAgent(backup_host_settings(with_host, identity="backup-host@test"))
     assert [s.dc.name for s in host.schedulers] == ["dc1"] and set(host.schedulers[0].jobs) == {"nightly"}
 
 

@@ -22,6 +22,6 @@ def test_the_scheduler_follows_the_lease(tmp_path: Path) -> None:
     agent = Agent(agent_settings(load_topology(path), "dc1", "n1"))
     agent._lease_changed(True)
     assert agent.jobs.running and set(agent.jobs.next_run_times()) == {"archive"}
-    assert b'fedctl_job_runs_total{job="archive",kind="check_archive",status="ok"} 0.0' in agent.metrics_text()
+    assert b'fedctl_job_runs_total{dc="dc1",job="archive",kind="check_archive",status="ok"} 0.0' in agent.metrics_text()
     agent._lease_changed(False)
     assert not agent.jobs.running

@@ -75,7 +75,8 @@ def history(dcs: DCS) -> list[tuple[str, str, str]]:
 
 
 def sample(s: JobScheduler, name: str, **labels: str) -> float | None:
-    return s.metrics.registry.get_sample_value(name, labels)
+    """A series of the scheduler's DC (every job series carries its `dc`)."""
+    return s.metrics.registry.get_sample_value(name, {"dc": s.dc.name, **labels})
 
 
 def test_a_run_is_recorded_in_the_dcs_and_its_claim_removed(topo: Topology) -> None:
