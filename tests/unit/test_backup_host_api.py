@@ -223,14 +223,17 @@ def _never_asked(_since: datetime | None) -> SourceAnswer:
     raise AssertionError("the stand-in was asked although the backup-host agent answered")
 
 
-STAND_IN = Event(datetime.now(UTC), "dc1", "backup-host", "job", "job archive (check_archive) ok after 1.0 s: ok")
+def stand_in_event() -> Event:
+    """A job result as the DCS records it, from just now (the test filters with --since)."""
+    return Event(datetime.now(UTC), "dc1", "backup-host", "job", "job archive (check_archive) ok after 1.0 s: ok")
 
 
 def test_when_it_does_not_answer_the_dcs_recorded_results_stand_in_and_it_is_said() -> None:
     topo = topology(free_port())  # nobody listens there
+    stand_in = stand_in_event()
     answer = backup_host_source(topo, fallbacks=[Source("jobs of dc1", lambda _s: SourceAnswer("jobs of dc1",
-                                                                                                [STAND_IN]))]).read(None)
-    assert not answer.answered and answer.events == [STAND_IN]
+                                                                                                [stand_in]))]).read(None)
+    assert not answer.answered and answer.events == [stand_in]
     assert f"its agent does not answer at http://{HOST}:" in (answer.error or "")
     assert "showing the job results recorded in each DC's DCS instead" in (answer.error or "")
 
@@ -242,7 +245,8 @@ def test_fedctl_events_says_on_stderr_that_the_dcs_stands_in(monkeypatch: pytest
     data["pgbackrest"]["repo_host"].update(address=HOST, agent_port=free_port())  # nobody listens there
     del data["agent_api"]
     path.write_text(yaml.safe_dump(data))
-    stand_in = Source("jobs of dc1", lambda _s: SourceAnswer("jobs of dc1", [STAND_IN]))
+    recorded = stand_in_event()
+    stand_in = Source("jobs of dc1", lambda _s: SourceAnswer("jobs of dc1", [recorded]))
     monkeypatch.setattr(events_read, "event_sources",
                         lambda t, *_a, **_k: [backup_host_source(t, fallbacks=[stand_in])])
     result = CliRunner().invoke(cli, ["events", "-t", str(path), "--since", "5m"])
