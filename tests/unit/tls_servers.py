@@ -32,12 +32,8 @@ def http_server(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") 
     """Serve `handler` over plain http on `host`, one thread a request. Yields the port."""
     server = ThreadingHTTPServer((host, 0), handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(server) as port:
+        yield port
 
 
 @contextmanager
@@ -52,6 +48,13 @@ def https_server(host: str, handler: type[BaseHTTPRequestHandler], cert: Path, k
         context.load_verify_locations(str(client_ca))
         context.verify_mode = ssl.CERT_REQUIRED
     server.socket = context.wrap_socket(server.socket, server_side=True)
+    with _serving(server) as port:
+        yield port
+
+
+@contextmanager
+def _serving(server: ThreadingHTTPServer) -> Iterator[int]:
+    """Run `server` in a thread until the block ends, then shut it down and close its socket."""
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server.server_address[1]
