@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import pgbouncer_admin
+from agent.entrypoint_pause import PauseHolder
 from agent.haproxy_sync import HAProxySync, TopologyWatch, reload_topology, write_if_changed
 from agent.observe import KnownRecord, refresh_record
 from federation import patroni_api
@@ -159,12 +160,14 @@ class PgBouncerTarget:
 
 class EntrypointFollower:
     def __init__(self, topo: Topology, watch: TopologyWatch, *, pgbouncer: PgBouncerTarget | None = None,
-                 haproxy: HAProxySync | None = None, interval: float = DEFAULT_INTERVAL) -> None:
+                 haproxy: HAProxySync | None = None, interval: float = DEFAULT_INTERVAL,
+                 pause: PauseHolder | None = None) -> None:
         self.topo = topo
         self.watch = watch
         self.pgbouncer = pgbouncer
         self.haproxy = haproxy
         self.interval = interval
+        self.pause = pause
         self.target: Target | None = None
         self._known: KnownRecord | None = None
         self._failing: dict[str, str] = {}
@@ -182,9 +185,13 @@ class EntrypointFollower:
         log.info("entrypoint follower started for federation %s (%s), every %s s", self.topo.federation,
                  " and ".join(parts), self.interval)
         self._guarded("haproxy", self.sync_haproxy)
-        while not self._stop.is_set():
-            self.cycle()
-            self._stop.wait(self.interval)
+        try:
+            while not self._stop.is_set():
+                self.cycle()
+                self._stop.wait(self.pause.interval(self.interval) if self.pause else self.interval)
+        finally:
+            if self.pause is not None:
+                self.pause.release()
         log.info("entrypoint follower stopped")
 
     def cycle(self) -> None:
@@ -195,6 +202,14 @@ class EntrypointFollower:
             self._guarded("haproxy", self.sync_haproxy)
         if self.pgbouncer is not None:
             self._guarded("pgbouncer", self.follow_primary)
+        if self.pause is not None:
+            self._guarded("pause", self.step_pause)
+
+    def step_pause(self) -> None:
+        assert self.pause is not None
+        target = self.target
+        self.pause.step(target.epoch if target else None, target.describe() if target else None,
+                        bool(target and target.writable))
 
     def sync_haproxy(self) -> None:
         if self.haproxy is not None and self.haproxy.sync(self.topo):
@@ -249,7 +264,7 @@ def build_follower(topology_path: str, *, pgbouncer_databases: str | None = None
                    dbnames: Sequence[str] = ("*",), haproxy_config: str | None = None,
                    haproxy_pidfile: str | None = None, haproxy_stats_socket: str | None = None,
                    read_write_bind: str | None = None, read_only_bind: str | None = None,
-                   interval: float = DEFAULT_INTERVAL) -> EntrypointFollower:
+                   interval: float = DEFAULT_INTERVAL, follower_id: str | None = None) -> EntrypointFollower:
     """The follower for the command line's options; BadInput unless at least one complete part is given."""
     from agent.haproxy_sync import HAProxyReloader
     from federation.entrypoints import default_binds, render_haproxy
@@ -282,5 +297,26 @@ def build_follower(topology_path: str, *, pgbouncer_databases: str | None = None
                                   read_only_bind=read_only_bind or binds.read_only, stats_socket=haproxy_stats_socket)
 
         haproxy = HAProxySync(Path(haproxy_config), render, HAProxyReloader(Path(haproxy_pidfile)))
+    pause = pause_holder(topo, pgbouncer, follower_id) if pgbouncer is not None else None
     return EntrypointFollower(topo, TopologyWatch(Path(topology_path)), pgbouncer=pgbouncer, haproxy=haproxy,
-                              interval=interval)
+                              interval=interval, pause=pause)
+
+
+def pause_holder(topo: Topology, pgbouncer: PgBouncerTarget, follower_id: str | None) -> PauseHolder | None:
+    """The switchover pause needs the federation store (where followers register and switchover-dc asks them
+    to pause); without one the follower only follows."""
+    import socket
+
+    from federation.store import FederationStore
+
+    if topo.federation_store is None:
+        log.warning("no federation_store in the topology: switchover-dc cannot pause this PgBouncer, so its "
+                    "clients see errors while the primary DC changes")
+        return None
+    name = pgbouncer_admin.describe(pgbouncer.admin).removeprefix("PgBouncer admin console ")
+    admin, password = pgbouncer.admin, pgbouncer.password
+    return PauseHolder(FederationStore(topo.federation_store, topo.federation, deadline=DCS_TIMEOUT),
+                       follower_id or f"{socket.gethostname()}:{name}", name,
+                       pause=lambda: pgbouncer_admin.PendingPause(admin, password()),
+                       resume=lambda: pgbouncer_admin.resume(admin, password()),
+                       blockers=lambda: pgbouncer_admin.clients_in_transaction(admin, password()))

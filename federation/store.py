@@ -217,6 +217,35 @@ class FederationStore:
                              hint="its outcome is unknown: the member may still apply it; read the record again "
                                   "(fedctl status) before retrying") from None
 
+    # --- other keys of the federation (entrypoint followers, the pause request) -------------------------
+
+    def read_prefix(self, prefix: str, what: str) -> dict[str, Versioned]:
+        """Every key under `prefix` (a serializable read: these keys only inform, they decide nothing)."""
+        return self._read(what, lambda dcs: dcs.get_prefix(prefix))
+
+    def read_key(self, key: str, what: str) -> Versioned | None:
+        return self._read(what, lambda dcs: dcs.get(key))
+
+    def put_key(self, key: str, value: str, what: str) -> None:
+        try:
+            with self._session() as dcs:
+                dcs.put(key, value)
+        except NoQuorum:
+            raise
+        except DCSError as exc:
+            raise StoreError(f"{self.describe()} could not {what} within {self.deadline:g} s: {exc.message}",
+                             hint=STORE_HINT) from None
+
+    def delete_key(self, key: str, what: str) -> None:
+        try:
+            with self._session() as dcs:
+                dcs.delete(key)
+        except NoQuorum:
+            raise
+        except DCSError as exc:
+            raise StoreError(f"{self.describe()} could not {what} within {self.deadline:g} s: {exc.message}",
+                             hint=STORE_HINT) from None
+
     # --- the primary-DC lease --------------------------------------------------------------------------
 
     def read_lease(self) -> LeaseView:

@@ -5,7 +5,10 @@ it gives the JSON value of `federation_store`, the problems, and `store_line` th
 
 JSON shape (`federation_store`, only when the topology has a store): members_answering, members,
 quorum (bool), record_epoch, primary_dc (as the store's record names it), lease ({holder, agent,
-seconds_left} or null when nobody holds it), error (why it could not be read, or null).
+seconds_left} or null when nobody holds it), error (why it could not be read, or null),
+entrypoint_followers (null when not read): [{id, pgbouncer, state (following|pausing|paused), operation,
+epoch, target, writable, blocking[], paused_at, last_operation, last_hold, last_release, heartbeat, live,
+age_s, line}] (federation/entrypoint_registry.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from federation.entrypoint_registry import FollowerReport, FollowerState, describe_follower, read_followers
 from federation.errors import DCSError
 from federation.state import FederationState
 from federation.store import FederationStore, LeaseView, NoQuorum
@@ -30,6 +34,8 @@ class StoreRead:
     lease: LeaseView | None = None  # None: not read (no quorum, error)
     error: str | None = None
     record: FederationState | None = None  # the store's record (the copies may lag behind an operation's steps)
+    followers: tuple[FollowerReport, ...] | None = None  # the entrypoint followers registered; None: not read
+    followers_error: str | None = None
 
 
 def read_store_status(topo: Topology, timeout: float) -> StoreRead:
@@ -58,12 +64,21 @@ def read_store_status(topo: Topology, timeout: float) -> StoreRead:
         return StoreRead(exc.view)
     except Exception as exc:  # status must survive anything
         return StoreRead(view, error=getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
+    followers, followers_error = _read_followers(store)
     return StoreRead(view, parsed.epoch if parsed else None, parsed.primary_dc if parsed else None,
-                     found is not None, lease, record=parsed)
+                     found is not None, lease, record=parsed, followers=followers, followers_error=followers_error)
 
 
-def store_summary(read: StoreRead) -> tuple[dict[str, Any], list[str]]:
-    """(the `federation_store` JSON value, problems)."""
+def _read_followers(store: FederationStore) -> tuple[tuple[FollowerReport, ...] | None, str | None]:
+    try:
+        return tuple(read_followers(store)), None
+    except Exception as exc:  # status must survive anything
+        return None, getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+
+
+def store_summary(read: StoreRead, now: float | None = None) -> tuple[dict[str, Any], list[str]]:
+    """(the `federation_store` JSON value, problems). `now`: unix time, to judge the followers' heartbeats."""
+    now = time.time() if now is None else now
     view = read.quorum
     lease = read.lease
     summary: dict[str, Any] = {
@@ -71,8 +86,9 @@ def store_summary(read: StoreRead) -> tuple[dict[str, Any], list[str]]:
         "record_epoch": read.epoch, "primary_dc": read.primary_dc,
         "lease": {"holder": lease.holder, "agent": lease.agent, "seconds_left": lease.remaining}
         if lease is not None and lease.held else None,
-        "error": read.error}
-    problems: list[str] = []
+        "error": read.error,
+        "entrypoint_followers": None if read.followers is None else [follower_json(f, now) for f in read.followers]}
+    problems: list[str] = follower_problems(read, now)
     if not view.has_majority:
         problems.append(f"the federation store has no quorum from here: {len(view.serving)} of {view.total} "
                         f"members answer (a majority is {view.majority}): {view.describe()}")
@@ -89,6 +105,31 @@ def store_summary(read: StoreRead) -> tuple[dict[str, Any], list[str]]:
             problems.append(f"the primary-DC lease is held by {lease.holder}, but the store's record names "
                             f"{read.primary_dc}")
     return summary, problems
+
+
+def follower_json(follower: FollowerReport, now: float) -> dict[str, Any]:
+    return {**follower.model_dump(mode="json"), "live": follower.live(now), "age_s": round(follower.age(now), 1),
+            "line": describe_follower(follower, now)}
+
+
+def follower_problems(read: StoreRead, now: float) -> list[str]:
+    problems = []
+    if read.followers_error is not None:
+        problems.append(f"the entrypoint followers could not be read from the federation store: {read.followers_error}")
+    for follower in read.followers or ():
+        if not follower.live(now):
+            problems.append(f"entrypoint follower {follower.id} has not reported for {follower.age(now):.0f} s: "
+                            "switchover-dc cannot pause its PgBouncer; is `fedctl entrypoint follow` running there? "
+                            "(a follower stopped for good removes its registration when it exits)")
+        elif follower.state is not FollowerState.FOLLOWING and follower.blocking:
+            problems.append(f"entrypoint follower {follower.id}: PAUSE waits for {', '.join(follower.blocking)}")
+    return problems
+
+
+def followers_lines(summary: dict[str, Any]) -> list[str]:
+    """The table's lines for the entrypoint followers (none when the store was not read or has none)."""
+    followers = summary.get("entrypoint_followers") or []
+    return [f"  {f['line']}" for f in followers]
 
 
 def store_line(summary: dict[str, Any]) -> str:

@@ -77,12 +77,19 @@ def pgbouncer(topology_path: str, dbname: str) -> None:
 @click.option("--read-only-bind", default=None, metavar="HOST:PORT", help="HAProxy read-only bind (default: P+1).")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=0.5, show_default=True,
               help="Seconds between two looks at the federation record and the primary DC.")
+@click.option("--id", "follower_id", metavar="NAME", default=None,
+              help="This follower's name in the federation store (default: HOSTNAME:ADMIN-HOST:PORT); "
+                   "switchover-dc pauses every registered PgBouncer.")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING"]), default="INFO", show_default=True)
 @reports_errors
 def follow(topology_path: str, pgbouncer_databases: str | None, pgbouncer_admin: str | None, dbnames: tuple[str, ...],
            haproxy_config: str | None, haproxy_pidfile: str | None, haproxy_stats_socket: str | None,
-           read_write_bind: str | None, read_only_bind: str | None, interval: float, log_level: str) -> None:
+           read_write_bind: str | None, read_only_bind: str | None, interval: float, follower_id: str | None,
+           log_level: str) -> None:
     """Keep PgBouncer pointed at the primary DC's leader and HAProxy's configuration in step with the topology.
+
+    With a federation store, the follower registers there and PAUSEs PgBouncer while switchover-dc changes
+    the primary DC (clients wait instead of failing), RESUMEing once it points at the new leader.
 
     Runs in the foreground until SIGTERM or Ctrl-C (systemd Type=simple); logs on stderr, one line per change."""
     from agent.entrypoint_follower import build_follower
@@ -91,6 +98,7 @@ def follow(topology_path: str, pgbouncer_databases: str | None, pgbouncer_admin:
     follower = build_follower(topology_path, pgbouncer_databases=pgbouncer_databases,
                               pgbouncer_admin=pgbouncer_admin, dbnames=dbnames, haproxy_config=haproxy_config,
                               haproxy_pidfile=haproxy_pidfile, haproxy_stats_socket=haproxy_stats_socket,
-                              read_write_bind=read_write_bind, read_only_bind=read_only_bind, interval=interval)
+                              read_write_bind=read_write_bind, read_only_bind=read_only_bind, interval=interval,
+                              follower_id=follower_id)
     configure(log_level, federation=follower.topo.federation)
     follower.run()

@@ -75,9 +75,12 @@ def format_table(status: FederationStatus) -> str:
         parts.append(f"Entrypoints: read-write {entry['read_write']}, read-only {entry['read_only']}, "
                      f"PgBouncer {entry['pgbouncer']}")
     if (store := status.extra.get("federation_store")) is not None:
-        from federation.store_status import store_line
+        from federation.store_status import followers_lines, store_line
 
         parts.append(store_line(store))
+        if followers := followers_lines(store):
+            parts.append("Entrypoint followers (switchover-dc pauses their PgBouncer):")
+            parts.extend(followers)
     if (cuts := status.extra.get("lab_cuts")) is not None:
         parts.append(f"Lab network cuts: {'; '.join(cuts) if cuts else 'none'}")
     if problems:

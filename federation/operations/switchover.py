@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from federation import state
-from federation.errors import BadInput, OperationFailed, OperationRefused
+from federation.entrypoint_registry import PauseRequest
+from federation.errors import BadInput, FedError, OperationFailed, OperationRefused
+from federation.operations.client_pause import ClientPause, NoClientPause, client_pause_for, quietly_release
 from federation.operations.common import DCLook, lsn_text, poll, require_leader
 from federation.operations.demotion_token import DemotionToken
 from federation.operations.gate_precheck import check_target_gates
@@ -69,6 +71,7 @@ class Switchover:
     inputs: dict[str, Any] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
     progress: Progress = field(default_factory=lambda: Progress(quiet=True))
+    clients: ClientPause = field(default_factory=NoClientPause)
 
     @property
     def rollback(self) -> bool:
@@ -107,10 +110,14 @@ def switchover_steps(run: Switchover) -> list[Step[Switchover]]:
             Step("promote", f"promote {source} back", _promote, done=lambda r: r.target_writable()),
             Step("repoint", "point every standby DC at its upstream again", _repoint),
             Step("followers-stream", "wait until every standby DC streams again", _standbys_stream, changes=False),
+            Step("release-clients", "withdraw the pause request: PgBouncers resume", _release_clients),
         ]
     return [
         Step("prepare", f"prepare {target} and {source} while {source} still takes writes", _prepare,
              done=_source_demoted),
+        Step("pause-clients", "ask every entrypoint follower to PAUSE its PgBouncer (transactions wait instead of "
+                              "failing)", _pause_clients, done=lambda r: _source_demoted(r) or r.clients.requested(
+                                  r.journal.op.id)),
         Step("demote", f"demote {source} (Patroni demote-cluster: clean shutdown) pointing it at {target}",
              _demote, done=_source_demoted),
         Step("token", f"read {source}'s final LSN, timeline and system identifier (the demotion token)",
@@ -126,25 +133,30 @@ def switchover_steps(run: Switchover) -> list[Step[Switchover]]:
              changes=False),
         Step("repoint", f"point {source} and every other standby DC at its new upstream", _repoint),
         Step("source-streams", f"wait until {source} streams from {target}", _source_streams, changes=False),
+        Step("release-clients", "withdraw the pause request (PgBouncers resumed once they saw the new leader)",
+             _release_clients),
     ]
 
 
 def switchover_dc(topo: Topology, target_name: str, progress: Progress, *, dry_run: bool = False,
                   max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES, force: bool = False, world: World | None = None,
-                  record: RecordPort | None = None) -> OperationReport:
+                  record: RecordPort | None = None, clients: ClientPause | None = None) -> OperationReport:
     """`force` goes ahead although a member of the target cannot be shown to run the promotion gate
-    (operations.gate_precheck), with a warning."""
+    (operations.gate_precheck), with a warning. `clients` pauses the entrypoint followers (by default,
+    through the federation store when the world is the live one)."""
     target = topo.dc(target_name)
+    if clients is None:
+        clients = client_pause_for(topo) if world is None else NoClientPause()
     world = world or LiveWorld(topo)
     record = record or LiveRecord(topo)
     try:
-        return _switchover(topo, target, progress, dry_run, max_lag_bytes, force, world, record)
+        return _switchover(topo, target, progress, dry_run, max_lag_bytes, force, world, record, clients)
     finally:
         world.close()
 
 
 def _switchover(topo: Topology, target: Datacenter, progress: Progress, dry_run: bool, max_lag_bytes: int,
-                force: bool, world: World, record: RecordPort) -> OperationReport:
+                force: bool, world: World, record: RecordPort, clients: ClientPause) -> OperationReport:
     st = record.read()
     refuse_other_operation(st, KIND)
     pending = st.operation
@@ -170,7 +182,7 @@ def _switchover(topo: Topology, target: Datacenter, progress: Progress, dry_run:
     if rollback and not op.rollback:
         op = op.model_copy(update={"rollback": True})
     run = Switchover(world, RecordJournal(record, st, op), source, target, ups, inputs=dict(op.inputs),
-                     progress=progress)
+                     progress=progress, clients=clients)
     steps = switchover_steps(run)
     run.journal.op = op.model_copy(update={"plan": [s.name for s in steps]})
     report = OperationReport("switchover-dc", target.name, source.name, epoch=st.epoch, dry_run=dry_run,
@@ -276,6 +288,23 @@ def _prepare(run: Switchover) -> str:
     run.world.checkpoint(source_leader)
     done.append(f"checkpoint on {source_leader.name}")
     return "; ".join(done)
+
+
+def _pause_clients(run: Switchover) -> str:
+    request = PauseRequest(operation=run.journal.op.id, source=run.source.name, target=run.target.name,
+                           epoch=run.journal.record.epoch, requested_at=time.time())
+    try:
+        said = run.clients.pause(request)
+    except FedError as exc:
+        said = f"could not ask the entrypoint followers ({exc.message}): going on without a pause"
+    run.facts["client_pause"] = said
+    return said
+
+
+def _release_clients(run: Switchover) -> str:
+    said = quietly_release(run.clients, run.journal.op.id)
+    run.facts["client_release"] = said
+    return said
 
 
 def _source_demoted(run: Switchover) -> bool:

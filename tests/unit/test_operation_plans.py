@@ -252,8 +252,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(topo: Topology) -> None:
     assert report.outcome == "planned" and fed.commits == 0 and fed.record.operation is None
     assert report.plan[0] == "pre-checks: every member of dc2 runs the promotion gate"
     assert [line.split(":")[0] for line in report.plan] == [
-        "pre-checks", "prepare", "demote", "token", "catch-up", "epoch", "promote", "switch-point", "repoint",
-        "source-streams"]
+        "pre-checks", "prepare", "pause-clients", "demote", "token", "catch-up", "epoch", "promote",
+        "switch-point", "repoint", "source-streams", "release-clients"]
 
 
 def test_operation_show_names_the_step_what_comes_next_and_both_ways_out(
@@ -262,7 +262,7 @@ def test_operation_show_names_the_step_what_comes_next_and_both_ways_out(
     crash_at("switchover/after-demote", switchover, fed)
     text = "\n".join(view(fed.record).lines())
     assert "a switchover dc1 -> dc2 is pending at step 'demote'" in text
-    assert "[demote]" in text and "plan: prepare -> [demote] -> token" in text
+    assert "[demote]" in text and "plan: prepare -> pause-clients -> [demote] -> token" in text
     assert "finish it: `fedctl switchover-dc dc2`" in text and "undo it: `fedctl operation abort`" in text
     with pytest.raises(BadInput, match="no operation is pending"):
         view(FakeFederation(topo).record)
