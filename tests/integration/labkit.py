@@ -207,7 +207,8 @@ class Writer:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=30)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=30)
 
     def _run(self) -> None:
         if self.netns is not None:

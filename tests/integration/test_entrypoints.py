@@ -178,6 +178,89 @@ def _acked_after(writer: Writer, moment: float) -> list[int]:
     return [i for i, t in writer.acked if t > moment]
 
 
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+PGBENCH_SECONDS = 140  # one continuous run: ten switchovers back to back took 95 s under this load on 2 cores
+SWITCHOVERS = 10
+
+
+def pgbench_log(prefix: Path) -> tuple[int, int, float]:
+    """(committed, failed, longest latency in seconds) from pgbench's per-transaction logs (-l): one line per
+    transaction, `client_id transaction_no time script_no time_epoch time_us`, where time is the latency in
+    microseconds, or `failed`."""
+    committed = failed = 0
+    longest = 0.0
+    for log in prefix.parent.glob(prefix.name + "*"):
+        for line in log.read_text().splitlines():
+            fields = line.split()
+            if len(fields) < 3:
+                continue
+            if fields[2].isdigit():
+                committed += 1
+                longest = max(longest, int(fields[2]) / 1e6)
+            else:
+                failed += 1
+    return committed, failed, longest
+
+
+@pytest.mark.timeout(PGBENCH_SECONDS + 240)
+def test_pgbench_through_pgbouncer_feels_ten_switchovers_as_pauses(scenario: Scenario, tmp_path: Path) -> None:
+    """One pgbench run (4 clients, transaction pooling, never restarted) through ten switchover-dc runs: no
+    client aborts, no transaction fails, and every transaction pgbench logged as committed has its
+    pgbench_history row. A writer through HAProxy meanwhile counts the errors it sees there."""
+    import os
+    import subprocess
+
+    lab = scenario.lab
+    binds = default_binds(lab.topo)
+    host, port = binds.pgbouncer.rsplit(":", 1)
+    env = {**os.environ, "PGPASSWORD": lab.password()}
+    base = [PGBENCH, "-h", host, "-p", port, "-U", "postgres"]
+    init = subprocess.run([*base, "-i", "-s", "1", "-q", "postgres"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert init.returncode == 0, init.stderr
+    haproxy = Writer(lab, table="pause_haproxy")
+    haproxy.dsn = _dsn(lab, binds.read_write)
+    prefix = tmp_path / "pgbench"
+    bench = subprocess.Popen([*base, "-c", "4", "-j", "2", "-T", str(PGBENCH_SECONDS), "-n", "-M", "simple", "-l",
+                              f"--log-prefix={prefix}", "postgres"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    haproxy.start()
+    started = time.monotonic()
+    pauses, holds = [], []
+    try:
+        time.sleep(3)
+        for n in range(SWITCHOVERS):
+            target = "dc2" if n % 2 == 0 else "dc1"
+            done = fedctl(lab, "switchover-dc", target, "--yes", "--format", "json")
+            assert done.returncode == 0, done.stdout + done.stderr
+            report = json.loads(done.stdout)
+            pauses.append(report["client_pause"])
+            holds.append(report["client_release"])
+            assert bench.poll() is None, "pgbench ended before the switchovers did: raise PGBENCH_SECONDS"
+        switched = time.monotonic() - started
+        out, _ = bench.communicate(timeout=PGBENCH_SECONDS + 60)
+    finally:
+        haproxy.stop()
+        if bench.poll() is None:
+            bench.kill()
+    print(f"\n{SWITCHOVERS} switchovers in {switched:.1f} s under pgbench; pgbench said:\n{out}")
+    print("follower pauses: " + " | ".join(pauses))
+    print("follower holds: " + " | ".join(holds))
+    # Every switchover had the follower's answer: the pause really happened (it looked).
+    assert all("paused" in said for said in pauses), pauses
+    assert bench.returncode == 0 and "aborted" not in out, out
+    committed, failed, longest = pgbench_log(prefix)
+    leader = lab.leader_of(lab.dc("dc1"))
+    rows = lab.sql(leader, "SELECT count(*) FROM pgbench_history")[0][0]
+    print(f"pgbench: {committed} committed, {failed} failed, longest transaction {longest:.2f} s; "
+          f"pgbench_history holds {rows} rows. Through HAProxy: {haproxy.errors} failed attempts "
+          f"({haproxy.answers} answered by a server), {len(haproxy.acked)} commits")
+    assert committed > 0 and failed == 0
+    assert rows == committed, "pgbench_history and pgbench's log disagree"
+    assert f"number of transactions actually processed: {committed}" in out
+    assert haproxy.missing_on(lab, leader) == [], "a commit acknowledged through HAProxy was lost"
+
+
 def test_a_dc_switchover_moves_both_entrypoints_without_losing_a_commit(scenario: Scenario) -> None:
     s, lab = scenario, scenario.lab
     sock_path = stats_socket(lab.lab.layout)
