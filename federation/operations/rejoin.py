@@ -255,6 +255,15 @@ def _measure(run: Rejoin) -> str:
 
 def _point(run: Rejoin) -> str:
     upstreams = {**run.record.upstreams, run.dc.name: run.upstream}
+    # The primary DC must hold the DC's permanent slot before the DC streams from it (the record may name
+    # another upstream, one still gone); reshape moves the slot on.
+    primary = run.world.topo.dc(run.upstream)
+    leader = require_leader(run.world.look(primary), "the current primary DC must answer")
+    declared = run.world.apply_role(primary, leader, upstreams)
+    return _point_dc(run, upstreams) + (f"; {run.dc.slot_name} declared on {primary.name}" if declared else "")
+
+
+def _point_dc(run: Rejoin, upstreams: Upstreams) -> str:
     look = run.world.look(run.dc)
     member = look.leader or next((m for m in run.dc.members if look.statuses.get(m.name) is not None), None)
     if member is not None:
