@@ -23,7 +23,7 @@ from federation.gate_install import GateState
 from federation.lsn import lag_behind
 from federation.patroni_api import PRIMARY_ROLES, NodeStatus
 from federation.status_model import DCStatus, FederationStatus, MemberStatus
-from federation.status_problems import dc_problems, gate_problems
+from federation.status_problems import cascade_problems, dc_problems, gate_problems
 
 if TYPE_CHECKING:
     from federation.agent_gates import AgentGate
@@ -375,6 +375,8 @@ def observe_federation(topo: Topology, *, upstream_of: Mapping[str, str] | None 
     from federation.record_status import record_summary
 
     record, record_problems = record_summary(topo, copies, store_read[2] if store_read is not None else None)
+    if record is not None:
+        record_problems.extend(cascade_problems(topo, record["upstreams"]))
     if upstream_of is None and record is not None:
         upstream_of = {dc: up for dc, up in record["upstreams"].items() if up is not None}
     status = assemble(topo, dcs_reads, api_reads, upstream_of=upstream_of, now=datetime.now(UTC),

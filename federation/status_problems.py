@@ -1,19 +1,22 @@
-"""What `fedctl status` counts as a problem in one DC: its DCS, its leader, its members, their promotion gates.
+"""What `fedctl status` counts as a problem in one DC: its DCS, its leader, its members, their promotion gates;
+and in the record's cascade: a temporary link.
 
 Pure: `federation.observe.build_dc` passes what it read and derived; each problem is one sentence.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from federation.cascade import skipped, temporary_links
 from federation.gate_install import GateState
 from federation.patroni_api import PRIMARY_ROLES
 from federation.status_model import HEALTHY_STATES, MemberStatus
 
 if TYPE_CHECKING:
     from federation.dcs.patroni_keys import PatroniClusterView
-    from federation.topology import Datacenter
+    from federation.topology import Datacenter, Topology
 
 
 def dc_problems(dc: Datacenter, dcs_error: str | None, view: PatroniClusterView | None, members: list[MemberStatus],
@@ -66,4 +69,23 @@ def gate_problems(dc: Datacenter, members: list[MemberStatus]) -> list[str]:
             problems.append(f"{m.name}: promotion gate {gate.state.value.replace('_', ' ')}: {gate.reason}; Patroni "
                             f"could promote {m.name} without the federation's checks: put `{gate.line}` into the "
                             f"postgresql section{where}, then `patronictl reload`")
+    return problems
+
+
+def cascade_problems(topo: Topology, upstreams: Mapping[str, str | None]) -> list[str]:
+    """A DC that streams over a link the topology does not declare: a DC between it and its upstream was gone
+    when the roles were last set, and rejoining that DC puts the declared link back."""
+    problems = []
+    names = {dc.name for dc in topo.datacenters}
+    for dc, upstream in temporary_links(topo, upstreams):
+        if upstream not in names:
+            problems.append(f"the federation record names {upstream!r} the upstream of {dc}: no such DC in the "
+                            "topology")
+            continue
+        between = skipped(topo, dc, upstream)
+        nearest, rest = between[0], between[1:]
+        back = f"{' and '.join(between)} are" if rest else f"{nearest} is"
+        then = f" (then {', '.join(rest)})" if rest else ""
+        problems.append(f"{dc} streams from {upstream} over a temporary link (declared: {dc} ← {nearest}, {back} "
+                        f"not back yet): `fedctl rejoin-dc {nearest}`{then} restores it")
     return problems

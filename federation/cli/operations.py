@@ -44,6 +44,10 @@ def run_operation(fmt: str, run: Callable[[Progress], OperationReport], question
         click.echo("Plan (dry run, nothing changed):")
         for i, step in enumerate(report.plan, start=1):
             click.echo(f"  {i}. {step}")
+        if report.upstreams_after:
+            click.echo("Upstreams after it:")
+            for line in report.upstream_lines():
+                click.echo(f"  {line}")
         return
     total = sum(s.seconds for s in progress.steps)
     click.echo(f"{report.operation} {report.target}: {report.outcome} in {total:.2f} s, epoch {report.epoch}")

@@ -14,16 +14,17 @@ command that would promote it). Before the epoch raise `fedctl operation abort` 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from federation import state
+from federation.cascade import reroot
 from federation.errors import BadInput, OperationFailed, OperationRefused
 from federation.lease_policy import PromoteGate, PromoteVerdict
-from federation.operations.common import poll
+from federation.operations.common import DCLook, poll
 from federation.operations.fence_command import FENCE_TIMEOUT, NO_FENCE_COMMAND, run_fence
 from federation.operations.gate_precheck import check_target_gates
 from federation.operations.journal import LiveRecord, RecordJournal, RecordPort, new_operation
@@ -38,7 +39,7 @@ from federation.state import FederationState, HistoryEntry
 from federation.store import NoQuorum
 from federation.topology import Datacenter, Member, Topology
 
-__all__ = ["FENCE_TIMEOUT", "LossEstimate", "estimate_loss", "loss_from_sample", "new_upstreams", "promote_dc",
+__all__ = ["FENCE_TIMEOUT", "LossEstimate", "estimate_loss", "loss_from_sample", "promote_dc",
            "promote_steps", "run_fence"]
 
 KIND = "promote"
@@ -48,16 +49,6 @@ UNFENCED_CHECK_TIMEOUT = 0.5
 
 def _iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
-
-
-def new_upstreams(topo: Topology, st: FederationState, old_primary: str, target: str) -> dict[str, str | None]:
-    ups = {dc.name: st.upstream_of(dc.name) for dc in topo.datacenters}
-    ups[target] = None
-    for name, upstream in ups.items():
-        if name != target and (upstream in (None, old_primary) or name == old_primary):
-            ups[name] = target
-    ups[old_primary] = target
-    return ups
 
 
 @dataclass
@@ -150,13 +141,17 @@ def _promote_dc(topo: Topology, target: Datacenter, progress: Progress, force: b
                       "--force: this promotion supersedes it")
     if pending is not None:
         progress.say(f"Resuming the promotion of {target.name} left at step '{pending.step}'")
-    ups = st.upstreams if resuming_committed else new_upstreams(topo, st, old, target.name)
     with progress.step("pre-checks") as rec, _explain_race(record, st):
         gate = lease.check() if lease is not None and not resuming_committed else None
-        leader = _pre_checks(world, st, old, target, force=force, lease=lease, resuming=resuming_committed)
+        looks = world.look_all()
+        leader = _pre_checks(looks, st, old, target, force=force, lease=lease, resuming=resuming_committed)
         rec.detail = f"target leader {leader.name}" + (f"; lease: {gate.sentence}" if gate is not None else "")
         # A resumed promotion was checked when it began, and must finish.
         gates = check_target_gates(world, target, progress, force=force) if pending is None else None
+    # DCs without a leader now (the old primary among them when it does not answer) are gone: live DCs behind
+    # them follow the nearest live DC over a temporary link, until rejoin-dc brings them back.
+    gone = frozenset(name for name, look in looks.items() if look.leader is None and name != target.name)
+    ups = st.upstreams if resuming_committed else reroot(topo, target.name, gone)
     run = Promotion(world, RecordJournal(record, st, op), old, target, leader, ups, progress, lease, gate,
                     inputs=dict(op.inputs))
     if lease is not None and gate is not None and gate.revoke and lease.lease is not None and lease.lease.held:
@@ -166,7 +161,7 @@ def _promote_dc(topo: Topology, target: Datacenter, progress: Progress, force: b
     report = OperationReport("promote-dc", target.name, old, epoch=st.epoch, dry_run=dry_run,
                              plan=["pre-checks: the old primary DC is gone and the target has a standby leader"
                                    + (f"; {gates.sentence()}" if gates is not None else ""),
-                                   "estimate the data loss", *describe(steps)])
+                                   "estimate the data loss", *describe(steps)]).with_upstreams(topo, ups)
     if gates is not None:
         report.facts["promotion_gate"] = gates.to_json_dict()
     if not resuming_committed:
@@ -196,9 +191,8 @@ def _promote_dc(topo: Topology, target: Datacenter, progress: Progress, force: b
     return report
 
 
-def _pre_checks(world: World, st: FederationState, old: str, target: Datacenter, *, force: bool,
+def _pre_checks(looks: Mapping[str, DCLook], st: FederationState, old: str, target: Datacenter, *, force: bool,
                 lease: LeaseFence | None, resuming: bool) -> Member:
-    looks = world.look_all()
     old_look, look = looks[old], looks[target.name]
     leader = look.leader
     if resuming:  # past the commit point: the target only has to be there

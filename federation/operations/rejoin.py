@@ -6,6 +6,13 @@ member's REST API, or straight into the DCS when no member answers), then Patron
 (use_pg_rewind) and it streams. When a member cannot follow (rewind impossible), replicas are rebuilt
 with Patroni's reinitialize, which uses create_replica_methods (pgBackRest delta restore first).
 
+The DC first follows the primary DC itself, whatever its declared upstream: pg_rewind rewinds only from a
+source that is not in recovery. Once it streams, the `reshape` step brings the declared cascade back
+(federation.cascade): the record's upstreams become the declared tree re-rooted at the primary DC, with
+only the DCs still not back counted as gone, and every live DC is given that role, so the rejoined DC and
+any DC that followed over a temporary link move to their declared upstream, and the federation slots move
+with them.
+
 A step plan like the other operations; every step is idempotent, and the record keeps it pending (with
 the fork and the diverged WAL found) while no other operation is. The agent's fencing of a replaced DC
 is this same plan: it must never wait for another operation to end, so when one is pending the rejoin
@@ -23,10 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from federation import state
+from federation.cascade import Upstreams, describe, reroot, temporary_links, tree_parents
 from federation.errors import BadInput, FedError, OperationFailed, OperationRefused
-from federation.operations.common import lsn_text, poll, require_leader
+from federation.operations.common import DCLook, lsn_text, poll, require_leader
 from federation.operations.journal import LiveRecord, RecordJournal, RecordPort, new_operation
-from federation.operations.plan import Step, describe, run_plan
+from federation.operations.plan import Step, run_plan
+from federation.operations.plan import describe as plan_lines
 from federation.operations.rejoin_parts import divergence
 from federation.operations.report import OperationReport
 from federation.operations.world import LiveWorld, World
@@ -64,6 +73,18 @@ class _SharedJournal:
 
     def finish(self, entry: HistoryEntry) -> None:
         self._retrying(lambda: self.inner.finish(entry, attempts=1), finishing=True)
+
+    def upstreams(self, upstreams: Upstreams, inputs: dict[str, Any]) -> bool:
+        """Commit the record's new upstreams (and the operation's inputs). Re-read on every try, so that a
+        commit lost to the other runner of this rejoin lands on top of what it wrote."""
+        def commit() -> None:
+            if self.inner.record.upstreams == upstreams:
+                return
+            op = self.inner.op.model_copy(update={"inputs": dict(inputs)})
+            self.inner.commit(self.inner.record.model_copy(update={"upstreams": upstreams, "operation": op}))
+
+        self._retrying(commit, finishing=False)
+        return True
 
     def _retrying(self, commit: Callable[[], object], *, finishing: bool) -> None:
         for _ in range(JOIN_ATTEMPTS):
@@ -111,15 +132,20 @@ class _Unjournaled:
     def at(self, step: str, inputs: dict[str, Any]) -> None:
         return None
 
+    def upstreams(self, upstreams: Upstreams, inputs: dict[str, Any]) -> bool:
+        """Another operation holds the record: changing the upstreams under it would break its next commit."""
+        return False
+
 
 @dataclass
 class Rejoin:
     world: World
     dc: Datacenter
     record: FederationState
-    upstream: str
+    upstream: str  # the primary DC: the rewind source
     progress: Progress
     inputs: dict[str, Any] = field(default_factory=dict)
+    journal: _SharedJournal | _Unjournaled = field(default_factory=_Unjournaled)
 
 
 def rejoin_steps(run: Rejoin) -> list[Step[Rejoin]]:
@@ -129,9 +155,13 @@ def rejoin_steps(run: Rejoin) -> list[Step[Rejoin]]:
              done=lambda r: "fork" in r.inputs, changes=False),
         Step("diverged", f"report the WAL {dc} wrote past the fork", _measure,
              done=lambda r: "diverged_wal" in r.inputs, changes=False),
-        Step("point", f"write {dc}'s standby_cluster (upstream {upstream}) into its own DCS", _point),
+        Step("point", f"write {dc}'s standby_cluster (upstream {upstream}, the primary DC: pg_rewind needs a source "
+                      "not in recovery) into its own DCS", _point, done=_reshaped),
         Step("stream", f"wait until every {dc} member streams (Patroni rewinds; replicas that cannot are "
-                       "reinitialised)", _wait_streaming),
+                       "reinitialised)", _wait_streaming, done=_reshaped),
+        Step("reshape", f"restore the declared cascade: point {dc} and any DC on a temporary link at its declared "
+                        "upstream, moving the federation slots with them", _reshape),
+        Step("settle", "wait until every DC the reshape moved streams again", _settle, changes=False),
     ]
 
 
@@ -155,7 +185,7 @@ def _rejoin(topo: Topology, dc: Datacenter, progress: Progress, dry_run: bool, w
         raise OperationRefused(f"a {other.kind} {other.source} -> {other.target} is pending (step {other.step}) "
                                f"and involves {dc.name}", hint="finish or abort it first (`fedctl operation show`)")
     pending = other if other is not None and other.kind == KIND and other.target == dc.name else None
-    upstream = st.upstream_of(dc.name) or st.primary_dc
+    upstream = st.primary_dc
     run = Rejoin(world, dc, st, upstream, progress, inputs=dict(pending.inputs) if pending else {})
     steps = rejoin_steps(run)
     journal: _SharedJournal | _Unjournaled
@@ -165,7 +195,10 @@ def _rejoin(topo: Topology, dc: Datacenter, progress: Progress, dry_run: bool, w
     else:
         journal = _Unjournaled()
         progress.say(f"   note: {other.kind} of {other.target} is pending: this rejoin leaves it the record")
-    report = OperationReport("rejoin-dc", dc.name, upstream, epoch=st.epoch, dry_run=dry_run, plan=describe(steps))
+    run.journal = journal
+    report = OperationReport("rejoin-dc", dc.name, upstream, epoch=st.epoch, dry_run=dry_run,
+                             plan=plan_lines(steps))
+    report.with_upstreams(topo, run.inputs.get("reshaped") or reshaped_upstreams(run))
     if pending is not None:
         progress.say(f"Resuming the rejoin of {dc.name} left at step '{pending.step}'")
     if dry_run:
@@ -181,6 +214,8 @@ def _rejoin(topo: Topology, dc: Datacenter, progress: Progress, dry_run: bool, w
         progress.say("   joined the rejoin another runner (this DC's agent, or an operator) carried out at the "
                      "same time: the fork and diverged WAL are the ones it measured first")
     report.facts.update(run.inputs)
+    if "reshaped" in run.inputs:
+        report.with_upstreams(topo, run.inputs["reshaped"])
     report.outcome = "succeeded"
     entry = HistoryEntry(epoch=st.epoch, time=state.utc_now(), operation="rejoin-dc", source=upstream,
                          target=dc.name, outcome="succeeded",
@@ -219,16 +254,110 @@ def _measure(run: Rejoin) -> str:
 
 
 def _point(run: Rejoin) -> str:
+    upstreams = {**run.record.upstreams, run.dc.name: run.upstream}
+    # The primary DC must hold the DC's permanent slot before the DC streams from it (the record may name
+    # another upstream, one still gone); reshape moves the slot on.
+    primary = run.world.topo.dc(run.upstream)
+    leader = require_leader(run.world.look(primary), "the current primary DC must answer")
+    declared = run.world.apply_role(primary, leader, upstreams)
+    return _point_dc(run, upstreams) + (f"; {run.dc.slot_name} declared on {primary.name}" if declared else "")
+
+
+def _point_dc(run: Rejoin, upstreams: Upstreams) -> str:
     look = run.world.look(run.dc)
     member = look.leader or next((m for m in run.dc.members if look.statuses.get(m.name) is not None), None)
     if member is not None:
         try:
-            if run.world.apply_role(run.dc, member, run.record.upstreams):
+            if run.world.apply_role(run.dc, member, upstreams):
                 return f"PATCH /config through {member.name}"
             return "already pointing there"
         except FedError:
             pass
-    return run.world.write_config_in_dcs(run.dc, run.record.upstreams)
+    return run.world.write_config_in_dcs(run.dc, upstreams)
+
+
+def _reshaped(run: Rejoin) -> bool:
+    """The reshape step has chosen the upstreams: pointing the DC at the primary DC again would undo it."""
+    return "reshaped" in run.inputs
+
+
+def _back(look: DCLook) -> bool:
+    """A DC that takes part: its leader is the primary, or a standby leader that streams (a DC still down, or
+    back but fenced and not rejoined yet, does not)."""
+    status = look.leader_status
+    return look.is_primary or (status is not None and status.replication_state == "streaming")
+
+
+def reshaped_upstreams(run: Rejoin) -> Upstreams:
+    """The declared cascade re-rooted at the primary DC; DCs not back yet are gone (their live downstreams keep
+    a temporary link until they are rejoined in turn). The rejoined DC counts as back: it streams by now."""
+    topo = run.world.topo
+    looks = run.world.look_all()
+    gone = frozenset(name for name, look in looks.items()
+                     if name not in (run.dc.name, run.record.primary_dc) and not _back(look))
+    return reroot(topo, run.record.primary_dc, gone)
+
+
+def _reshape(run: Rejoin) -> str:
+    """Re-entrant: the upstreams are chosen once and kept in the operation's inputs; every DC is then given its
+    role by a compare-first apply_role, so a rerun re-applies only what a crash left undone."""
+    topo = run.world.topo
+    wanted: Upstreams = run.inputs.get("reshaped") or reshaped_upstreams(run)
+    run.inputs["reshaped"] = wanted
+    if not run.journal.upstreams(wanted, run.inputs):
+        return "left as it is: another operation holds the record; rerun rejoin-dc once it has ended"
+    # Root first, so each DC's new upstream already holds its permanent slot when the DC is pointed at it. The
+    # upstream that lost a downstream gets a `slots` PATCH without that slot: Patroni drops a permanent slot
+    # that left its config on its own (it drops every slot it does not know, fed_* included), but only once no
+    # walsender uses it, so the slot goes as soon as the moved DC streams from its new upstream.
+    parents = tree_parents(topo, run.record.primary_dc)
+    order = sorted(topo.datacenters, key=lambda dc: _depth(parents, dc.name))
+    moved, unreachable = [], []
+    for dc in order:
+        leader = run.world.look(dc).leader
+        if leader is None:
+            unreachable.append(dc.name)
+        elif run.world.apply_role(dc, leader, wanted):
+            moved.append(dc.name)
+    run.inputs.setdefault("reshape_moved", [])
+    run.inputs["reshape_moved"] = sorted({*run.inputs["reshape_moved"], *moved})
+    temporary = temporary_links(topo, wanted)
+    shape = "; ".join(describe(wanted))
+    if not moved:
+        why = (f"{run.dc.name}'s declared upstream is the primary DC {run.record.primary_dc}"
+               if wanted.get(run.dc.name) == run.record.primary_dc else "every DC already has its role")
+        text = f"nothing to move: {why} ({shape})"
+    else:
+        text = f"re-pointed or slots moved: {', '.join(moved)} ({shape})"
+    if temporary:
+        text += "; still temporary until their DC is rejoined: " + ", ".join(f"{a} ← {b}" for a, b in temporary)
+    if unreachable:
+        text += f"; not reachable (their agents apply the record): {', '.join(unreachable)}"
+    return text
+
+
+def _depth(parents: Upstreams, dc: str) -> int:
+    depth, here = 0, parents[dc]
+    while here is not None:
+        depth, here = depth + 1, parents[here]
+    return depth
+
+
+def _settle(run: Rejoin) -> str:
+    moved = [run.world.topo.dc(name) for name in run.inputs.get("reshape_moved", [])
+             if run.inputs["reshaped"].get(name) is not None]
+    for dc in moved:
+        def streams(d: Datacenter = dc) -> bool | None:
+            return True if _streaming(run.world, d) else None
+
+        poll(f"{dc.name} to stream from {run.inputs['reshaped'][dc.name]}", streams, STREAM_TIMEOUT, 0.5)
+    return f"streaming: {', '.join(dc.name for dc in moved) or 'nothing was moved'}"
+
+
+def _streaming(world: World, dc: Datacenter) -> bool:
+    look = world.look(dc, timeout=1.0)
+    return all((s := look.statuses.get(m.name)) is not None and s.replication_state == "streaming"
+               for m in dc.members)
 
 
 def _wait_streaming(run: Rejoin) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from federation import state
+from federation.cascade import reroot
 from federation.entrypoint_registry import PauseRequest
 from federation.errors import BadInput, FedError, OperationFailed, OperationRefused
 from federation.operations.client_pause import ClientPause, NoClientPause, client_pause_for, quietly_release
@@ -36,7 +37,7 @@ from federation.progress import Progress
 from federation.state import FederationState, HistoryEntry, PendingOperation
 from federation.topology import Datacenter, Member, Topology
 
-__all__ = ["DemotionToken", "new_upstreams", "switchover_dc", "switchover_steps"]
+__all__ = ["DemotionToken", "switchover_dc", "switchover_steps"]
 
 KIND = "switchover"
 DEFAULT_MAX_LAG_BYTES = 16 * 1024 * 1024
@@ -47,16 +48,6 @@ STREAMING_GRACE = 15.0
 # A target that was streaming when the source shut down already holds the token's LSN; one that was not
 # gets its restore_command back after this long and fetches the tail from the archive.
 ARCHIVE_FALLBACK_AFTER = 3.0
-
-
-def new_upstreams(topo: Topology, st: FederationState, source: str, target: str) -> dict[str, str | None]:
-    """The target becomes the root, the source follows it, every other DC keeps its upstream."""
-    ups = {dc.name: st.upstream_of(dc.name) for dc in topo.datacenters}
-    ups[target] = None
-    for name, upstream in ups.items():
-        if name != target and (upstream is None or name == source):
-            ups[name] = target
-    return ups
 
 
 @dataclass
@@ -177,7 +168,7 @@ def _switchover(topo: Topology, target: Datacenter, progress: Progress, dry_run:
         raise OperationRefused(f"the switchover {pending.source} -> {pending.target} is past its commit point: "
                                f"epoch {st.epoch} names {st.primary_dc}; it cannot be rolled back",
                                hint=f"finish it: `fedctl switchover-dc {st.primary_dc}`")
-    ups = st.upstreams if rollback else new_upstreams(topo, st, source.name, target.name)
+    ups = st.upstreams if rollback else reroot(topo, target.name)
     op = pending or new_operation(KIND, source.name, target.name, [], rollback=False)
     if rollback and not op.rollback:
         op = op.model_copy(update={"rollback": True})
@@ -186,7 +177,7 @@ def _switchover(topo: Topology, target: Datacenter, progress: Progress, dry_run:
     steps = switchover_steps(run)
     run.journal.op = op.model_copy(update={"plan": [s.name for s in steps]})
     report = OperationReport("switchover-dc", target.name, source.name, epoch=st.epoch, dry_run=dry_run,
-                             plan=describe(steps))
+                             plan=describe(steps)).with_upstreams(topo, ups)
     if pending:
         progress.say(f"Resuming the switchover {pending.source} -> {pending.target} left at step "
                      f"'{pending.step}'" + (" as a rollback to " + source.name if rollback else ""))

@@ -35,7 +35,8 @@ def test_a_healthy_store_line_shows_quorum_epoch_and_lease() -> None:
     data, problems = store_summary(StoreRead(quorum(3), 4, "dc1", True, LeaseView("dc1", "dc1/n1", 8.0, 2, 9)))
     assert problems == []
     assert data == {"members_answering": 3, "members": 3, "quorum": True, "record_epoch": 4, "primary_dc": "dc1",
-                    "lease": {"holder": "dc1", "agent": "dc1/n1", "seconds_left": 8.0}, "error": None}
+                    "lease": {"holder": "dc1", "agent": "dc1/n1", "seconds_left": 8.0}, "error": None,
+                    "entrypoint_followers": None}
     assert store_line(data) == ("Federation store: 3 of 3 members answer; record epoch 4 (primary DC dc1); "
                                 "lease held by dc1, 8 s left")
 
@@ -114,3 +115,26 @@ def test_status_reads_record_and_lease_in_one_transaction(monkeypatch: pytest.Mo
     assert record is not None and record.value == '{"epoch": 3}' and record.version == 11
     assert lease == LeaseView("dc1", "dc1/n1", 6.0, 12, 99)
     assert TxnEtcd.posted == ["/kv/txn", "/kv/lease/timetolive"], "no probe, and each key read once"
+
+
+def test_followers_are_listed_and_a_silent_or_held_up_one_is_a_problem() -> None:
+    from federation.entrypoint_registry import FollowerReport, FollowerState
+    from federation.store_status import followers_lines
+
+    now = 1_000_000.0
+    followers = (FollowerReport(id="app1", pgbouncer="10.0.0.1:6432", target="dc1/n1", writable=True, epoch=4,
+                                last_operation="op1", last_hold=2.5, heartbeat=now - 1),
+                 FollowerReport(id="app2", pgbouncer="10.0.0.2:6432", heartbeat=now - 60),
+                 FollowerReport(id="app3", pgbouncer="10.0.0.3:6432", state=FollowerState.PAUSING, operation="op2",
+                                blocking=("app@10.0.0.9:5000 since 12:00:00",), paused_at=now - 3, heartbeat=now))
+    read = StoreRead(quorum(3), 4, "dc1", True, LeaseView("dc1", "dc1/n1", 8.0, 2, 9), followers=followers)
+    data, problems = store_summary(read, now=now)
+    assert [f["id"] for f in data["entrypoint_followers"]] == ["app1", "app2", "app3"]
+    assert [f["live"] for f in data["entrypoint_followers"]] == [True, False, True]
+    lines = followers_lines(data)
+    assert "app1 (10.0.0.1:6432): following, pointing at dc1/n1; the last switchover held transactions 2.50 s" in lines[0]
+    assert "last heard 60 s ago" in lines[1]
+    assert problems == [
+        "entrypoint follower app2 has not reported for 60 s: switchover-dc cannot pause its PgBouncer; is `fedctl "
+        "entrypoint follow` running there? (a follower stopped for good removes its registration when it exits)",
+        "entrypoint follower app3: PAUSE waits for app@10.0.0.9:5000 since 12:00:00"]

@@ -1,11 +1,13 @@
-"""switchover-dc's pure parts: the new upstreams and the streaming-only section the source is demoted with."""
+"""switchover-dc's pure parts: the new upstreams (the declared cascade re-rooted at the target) and the
+streaming-only section the source is demoted with."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from agent.decide import owned_drift
-from federation.operations.switchover import _streaming_only, new_upstreams
+from federation.cascade import reroot
+from federation.operations.switchover import _streaming_only
 from federation.patroni_dynamic import ARCHIVE_GET, role_patch, standby_cluster_section
 from federation.state import initial_state
 from federation.topology import load_topology
@@ -13,11 +15,11 @@ from federation.topology import load_topology
 TOPOLOGIES = Path(__file__).parents[1] / "integration" / "topologies"
 
 
-def test_the_target_becomes_the_root_and_a_dc_cascading_from_it_stays() -> None:
+def test_the_target_becomes_the_root_and_every_declared_link_stays() -> None:
     topo = load_topology(TOPOLOGIES / "three-dc.yaml")
-    st = initial_state(topo)
-    assert new_upstreams(topo, st, "dc1", "dc2") == {"dc1": "dc2", "dc2": None, "dc3": "dc2"}
-    assert new_upstreams(topo, st, "dc1", "dc3") == {"dc1": "dc3", "dc2": "dc1", "dc3": None}
+    assert reroot(topo, "dc2") == {"dc1": "dc2", "dc2": None, "dc3": "dc2"}
+    assert reroot(topo, "dc3") == {"dc1": "dc2", "dc2": "dc3", "dc3": None}
+    assert reroot(topo, "dc1") == initial_state(topo).upstreams
 
 
 def test_the_source_is_demoted_without_restore_command_and_the_re_point_puts_it_back() -> None:
