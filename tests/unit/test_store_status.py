@@ -132,7 +132,8 @@ def test_followers_are_listed_and_a_silent_or_held_up_one_is_a_problem() -> None
     assert [f["id"] for f in data["entrypoint_followers"]] == ["app1", "app2", "app3"]
     assert [f["live"] for f in data["entrypoint_followers"]] == [True, False, True]
     lines = followers_lines(data)
-    assert "app1 (10.0.0.1:6432): following, pointing at dc1/n1; the last switchover held transactions 2.50 s" in lines[0]
+    assert ("app1 (10.0.0.1:6432): following, pointing at dc1/n1; the last switchover held transactions "
+            "2.50 s") in lines[0]
     assert "last heard 60 s ago" in lines[1]
     assert problems == [
         "entrypoint follower app2 has not reported for 60 s: switchover-dc cannot pause its PgBouncer; is `fedctl "
