@@ -20,5 +20,4 @@ for module in (bench_lab, bench_status, bench_status_lab, bench_operations):
     print(f"== {module.__name__}", flush=True)
     sys.argv = [module.__name__]
     module.main()
-print("(pgBackRest rebuild and restore verification: python -m bench rebuild, several minutes;\n"
-      " client entrypoints through switchover-dc: python -m bench entrypoint)")
+print("(pgBackRest rebuild and restore verification: python -m bench rebuild, several minutes)")

@@ -79,7 +79,7 @@ def render_config(layout: LabLayout) -> str:
         # between login retries, 120 s in the queue): the follower re-points within half a second.
         "server_connect_timeout = 2",
         "server_login_retry = 1",
-        "query_wait_timeout = 10",
+        "query_wait_timeout = 40",  # above the 30 s a switchover may hold transactions (PAUSE)
         *server_tls(layout),
         f"%include {databases_path(layout)}",
         "",

@@ -74,14 +74,15 @@ class _SharedJournal:
     def finish(self, entry: HistoryEntry) -> None:
         self._retrying(lambda: self.inner.finish(entry, attempts=1), finishing=True)
 
-    def upstreams(self, upstreams: Upstreams, inputs: dict[str, Any]) -> bool:
-        """Commit the record's new upstreams (and the operation's inputs). Re-read on every try, so that a
-        commit lost to the other runner of this rejoin lands on top of what it wrote."""
+    def upstreams(self, upstreams: Upstreams) -> bool:
+        """Commit the record's new upstreams, and nothing else: the operation field stays as the record has
+        it, so that a rejoin the other runner (this DC's agent) finished meanwhile is never made pending
+        again (the agent would carry it through once more, and again). A commit lost to that runner is
+        retried on top of what it wrote; one it finished leaves the reshape to it."""
         def commit() -> None:
             if self.inner.record.upstreams == upstreams:
                 return
-            op = self.inner.op.model_copy(update={"inputs": dict(inputs)})
-            self.inner.commit(self.inner.record.model_copy(update={"upstreams": upstreams, "operation": op}))
+            self.inner.commit(self.inner.record.model_copy(update={"upstreams": upstreams}))
 
         self._retrying(commit, finishing=False)
         return True
@@ -132,7 +133,7 @@ class _Unjournaled:
     def at(self, step: str, inputs: dict[str, Any]) -> None:
         return None
 
-    def upstreams(self, upstreams: Upstreams, inputs: dict[str, Any]) -> bool:
+    def upstreams(self, upstreams: Upstreams) -> bool:
         """Another operation holds the record: changing the upstreams under it would break its next commit."""
         return False
 
@@ -255,6 +256,9 @@ def _measure(run: Rejoin) -> str:
 
 def _point(run: Rejoin) -> str:
     upstreams = {**run.record.upstreams, run.dc.name: run.upstream}
+    # The record says so first: the agents keep every DC's role as the record has it, and the primary DC's
+    # agent would otherwise take the DC's slot away again (the record still names a gone upstream).
+    run.journal.upstreams(upstreams)
     # The primary DC must hold the DC's permanent slot before the DC streams from it (the record may name
     # another upstream, one still gone); reshape moves the slot on.
     primary = run.world.topo.dc(run.upstream)
@@ -304,7 +308,7 @@ def _reshape(run: Rejoin) -> str:
     topo = run.world.topo
     wanted: Upstreams = run.inputs.get("reshaped") or reshaped_upstreams(run)
     run.inputs["reshaped"] = wanted
-    if not run.journal.upstreams(wanted, run.inputs):
+    if not run.journal.upstreams(wanted):
         return "left as it is: another operation holds the record; rerun rejoin-dc once it has ended"
     # Root first, so each DC's new upstream already holds its permanent slot when the DC is pointed at it. The
     # upstream that lost a downstream gets a `slots` PATCH without that slot: Patroni drops a permanent slot

@@ -35,7 +35,7 @@ def test_switchovers_through_every_dc_keep_the_declared_links(three_dc_lab: LabH
     lab = three_dc_lab
     declared = {"dc1": None, "dc2": "dc1", "dc3": "dc2"}
     assert_shape(lab, declared)
-    writer = Writer(lab).start()
+    writer = Writer(lab, table="shape_rows").start()
     eventually("the writer commits", lambda: len(writer.acked) > 30, timeout=20)
     for target in ("dc2", "dc3", "dc1"):
         done = fedctl(lab, "switchover-dc", target, "--yes", "--format", "json")
@@ -102,7 +102,7 @@ def test_the_far_end_promoted_then_the_lost_dcs_rejoin_one_at_a_time(three_dc_la
         assert promoted.returncode == 0, promoted.stderr + promoted.stdout
     assert_shape(lab, {"dc1": "dc2", "dc2": "dc3", "dc3": None}, live=("dc3",))
     dc3_leader = lab.leader_of(lab.dc("dc3"))
-    writer = Writer(lab).start()
+    writer = Writer(lab, table="rejoin_rows").start()
     eventually("the writer commits on dc3", lambda: len(writer.acked) > 30, timeout=20)
 
     lab_start(lab.topo, "dc1", Progress(quiet=True))
