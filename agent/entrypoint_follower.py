@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent import pgbouncer_admin
-from agent.entrypoint_pause import PauseHolder
+from agent.entrypoint_pause import PauseHolder, PausePeek
 from agent.haproxy_sync import HAProxySync, TopologyWatch, reload_topology, write_if_changed
 from agent.observe import KnownRecord, refresh_record
 from federation import patroni_api
@@ -37,6 +38,7 @@ log = logging.getLogger("agent.entrypoint")
 DEFAULT_INTERVAL = 0.5
 DCS_TIMEOUT = 1.0
 PATRONI_TIMEOUT = 0.5
+PEEK_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -188,11 +190,22 @@ class EntrypointFollower:
         try:
             while not self._stop.is_set():
                 self.cycle()
-                self._stop.wait(self.pause.interval(self.interval) if self.pause else self.interval)
+                self._wait_for_next_cycle()
         finally:
             if self.pause is not None:
                 self.pause.release()
         log.info("entrypoint follower stopped")
+
+    def _wait_for_next_cycle(self) -> None:
+        """Sleep until the next cycle; with a pause holder, peek at the store every PEEK_INTERVAL and look at
+        once when a switchover asks to pause (its demotion waits for this follower's answer)."""
+        if self.pause is None:
+            self._stop.wait(self.interval)
+            return
+        until = time.monotonic() + self.pause.interval(self.interval)
+        while not self._stop.is_set() and (left := until - time.monotonic()) > 0:
+            if self._stop.wait(min(PEEK_INTERVAL, left)) or self.pause.asked():
+                return
 
     def cycle(self) -> None:
         if self.watch.changed():
@@ -315,8 +328,8 @@ def pause_holder(topo: Topology, pgbouncer: PgBouncerTarget, follower_id: str | 
         return None
     name = pgbouncer_admin.describe(pgbouncer.admin).removeprefix("PgBouncer admin console ")
     admin, password = pgbouncer.admin, pgbouncer.password
-    return PauseHolder(FederationStore(topo.federation_store, topo.federation, deadline=DCS_TIMEOUT),
-                       follower_id or f"{socket.gethostname()}:{name}", name,
+    store = FederationStore(topo.federation_store, topo.federation, deadline=DCS_TIMEOUT)
+    return PauseHolder(store, follower_id or f"{socket.gethostname()}:{name}", name, peek=PausePeek(store),
                        pause=lambda: pgbouncer_admin.PendingPause(admin, password()),
                        resume=lambda: pgbouncer_admin.resume(admin, password()),
                        blockers=lambda: pgbouncer_admin.clients_in_transaction(admin, password()))

@@ -25,17 +25,20 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
+from federation.dcs.base import DCS
 from federation.entrypoint_registry import (
     HEARTBEAT,
     FollowerReport,
     FollowerState,
     KeyStore,
     PauseRequest,
+    pause_key,
     publish,
     read_pause,
     withdraw,
 )
-from federation.errors import FedError
+from federation.errors import DCSError, FedError
+from federation.store import FederationStore
 
 log = logging.getLogger("agent.entrypoint")
 PAUSED_INTERVAL = 0.1  # how often the follower looks while it holds clients: each look may release them
@@ -95,6 +98,7 @@ class PauseHolder:
     resume: Callable[[], None]
     blockers: Callable[[], list[str]]
     clock: Callable[[], float] = time.time
+    peek: Callable[[], PauseRequest | None] | None = None  # a cheap look between cycles (PausePeek)
     held: Held | None = None
     handled: set[str] = field(default_factory=set)
     state: FollowerState = FollowerState.FOLLOWING
@@ -106,6 +110,14 @@ class PauseHolder:
 
     def interval(self, normal: float) -> float:
         return PAUSED_INTERVAL if self.held is not None else normal
+
+    def asked(self) -> bool:
+        """Between cycles: has a new pause request come (so the follower should look now)?"""
+        if self.peek is None or self.held is not None:
+            return False
+        request = self.peek()
+        return (request is not None and request.operation not in self.handled
+                and not request.expired(self.clock()))
 
     def step(self, target_epoch: int | None, target: str | None, target_writable: bool) -> None:
         """One cycle, after the follower pointed PgBouncer where the record says."""
@@ -128,6 +140,8 @@ class PauseHolder:
 
     def release(self) -> None:
         """On shutdown: never leave clients held; then withdraw the registration."""
+        if isinstance(self.peek, PausePeek):
+            self.peek.close()
         if self.held is not None:
             self._resume("the follower stops")
         try:
@@ -209,3 +223,45 @@ class PauseHolder:
             log.warning("could not publish this follower's state: %s", exc.message)
             return
         self._published, self._published_at = shown, now
+
+
+class PausePeek:
+    """A cheap look for a pause request between two of the follower's cycles: one kept-alive connection to
+    the store and a plain read of one key. A stale answer only delays the pause by a cycle (the cycle reads
+    the store properly); it can never start one."""
+
+    def __init__(self, store: FederationStore, timeout: float = 0.3) -> None:
+        self.store = store
+        self.timeout = timeout
+        self._dcs: DCS | None = None
+
+    def __call__(self) -> PauseRequest | None:
+        try:
+            if self._dcs is None:
+                self._dcs = self._open()
+            found = self._dcs.get(pause_key(self.store))
+        except (DCSError, OSError):
+            self.close()
+            return None
+        if found is None:
+            return None
+        try:
+            return PauseRequest.model_validate_json(found.value)
+        except ValueError:
+            return None
+
+    def _open(self) -> DCS:
+        config = self.store.config
+        hosts = [(h.host, h.port) for h in config.hosts]
+        if config.kind == "etcd3":
+            from federation.dcs.etcd3 import EtcdDCS
+
+            return EtcdDCS(hosts, label="federation store", timeout=self.timeout, tls=config.etcd_tls)
+        from federation.dcs.zookeeper import ZooKeeperDCS
+
+        return ZooKeeperDCS(hosts, label="federation store", timeout=self.timeout, auth=config.zookeeper_auth)
+
+    def close(self) -> None:
+        if self._dcs is not None:
+            self._dcs.close()
+            self._dcs = None

@@ -83,7 +83,7 @@ def patroni_switchover(handle: LabHandle, dc_name: str) -> None:
     leader = handle.leader_of(dc)
     candidate = next(m for m in dc.members if m.name != leader.name)
     patroni_api.post_action(leader, "/switchover", {"leader": leader.name, "candidate": candidate.name},
-                            timeout=60, security=handle.topo.patroni_api)
+                            timeout=60)
     eventually(f"{candidate.name} leads {dc_name} and takes writes",
                lambda: handle.leader_of(dc).name == candidate.name and _streaming_everywhere(handle), timeout=60)
 
@@ -139,7 +139,7 @@ def bench_mode(handle: LabHandle, writers: dict[str, Writer], runs: int, label: 
             if found := HOLD.search(str(report.get("client_release", ""))):
                 fed.holds.append(float(found.group(1)))
             for step in progress.steps:
-                fed.steps[step.name.split(" ")[0]].append(step.seconds)
+                fed.steps[step.name[:52]].append(step.seconds)
         print(f"  {label} run {i + 1}: Patroni in-DC libpq outage {baseline.outages['libpq'][-1]:.2f} s; "
               f"switchover-dc totals {[f'{t:.2f}' for t in fed.totals[-2:]]} s, libpq outages "
               f"{[f'{o:.2f}' for o in fed.outages['libpq'][-2:]]} s", flush=True)
@@ -157,7 +157,7 @@ def report_mode(label: str, baseline: Figures, fed: Figures, pgbench: str | None
     line("switchover-dc, PgBouncer write outage, median", f"{median(fed.outages['pgbouncer']):6.2f} s")
     line("switchover-dc, PgBouncer held transactions (PAUSE..RESUME), median", f"{median(fed.holds):6.2f} s")
     for name, values in fed.steps.items():
-        line(f"  step '{name} ...', median", f"{median(values):6.2f} s")
+        line(f"  {name}..., median", f"{median(values):6.2f} s")
     if pgbench is not None:
         failed = re.findall(r"(\d+) failed", pgbench)
         line("pgbench through PgBouncer: failed transactions in its progress lines",

@@ -306,3 +306,20 @@ def test_switchover_pauses_before_the_demotion_and_releases_at_the_end(fail: boo
     assert clients.calls[-1] == ("release", 1, "standby")
     said = report.facts["client_pause"]
     assert ("going on without a pause" in said) if fail else (said == "f1 paused")
+
+
+def test_between_cycles_only_a_new_live_request_makes_the_follower_look_early() -> None:
+    store, bouncer, clock = FakeStore(), FakePgBouncer(), Clock()
+    seen: list[PauseRequest | None] = [None]
+    pause = holder(store, bouncer, clock)
+    pause.peek = lambda: seen[0]
+    assert not pause.asked()
+    seen[0] = request(requested_at=clock.now - 31)
+    assert not pause.asked(), "expired"
+    seen[0] = request(requested_at=clock.now)
+    assert pause.asked()
+    request_pause(store, seen[0])
+    pause.step(3, "dc1/n1", True)
+    assert not pause.asked(), "held already"
+    pause.step(4, "dc2/n3", True)
+    assert not bouncer.paused and not pause.asked(), "answered already"
