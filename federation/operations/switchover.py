@@ -113,8 +113,10 @@ def switchover_steps(run: Switchover) -> list[Step[Switchover]]:
              _demote, done=_source_demoted),
         Step("token", f"read {source}'s final LSN, timeline and system identifier (the demotion token)",
              _read_token, done=lambda r: "token" in r.inputs, changes=False),
+        # Not journaled (changes=False): it falls inside the clients' outage, and a rerun reads the same token
+        # again and waits again; its only change, the archive fallback's restore_command, is harmless twice.
         Step("catch-up", f"wait until {target}'s standby leader has replayed exactly that LSN", _catch_up,
-             done=lambda r: r.target_writable()),
+             done=lambda r: r.target_writable(), changes=False),
         Step("epoch", f"raise the federation epoch (primary DC {target})" + (
             f", revoking {source}'s lease" if run.world.topo.federation_store is not None else ""), _raise_epoch,
              done=lambda r: r.journal.record.primary_dc == target, commits_itself=True),

@@ -25,8 +25,8 @@ from tests.integration.labkit import LabHandle, Writer, eventually, fedctl, wait
 # One lab kind is enough here: what is crashed is fedctl, not the DCS.
 pytestmark = pytest.mark.parametrize("two_dc_lab", ["two-dc"], indirect=True)
 
-SWITCHOVER_STEPS = ["prepare", "demote", "token", "catch-up", "epoch", "promote", "switch-point", "repoint",
-                    "source-streams"]
+SWITCHOVER_STEPS = ["prepare", "pause-clients", "demote", "token", "catch-up", "epoch", "promote", "switch-point",
+                    "repoint", "source-streams"]
 PROMOTE_POINTS = ["before-fence", "before-fenced", "before-epoch", "after-epoch", "before-promote",
                   "before-repoint"]
 
