@@ -280,6 +280,7 @@ def build_follower(topology_path: str, *, pgbouncer_databases: str | None = None
                    interval: float = DEFAULT_INTERVAL, follower_id: str | None = None) -> EntrypointFollower:
     """The follower for the command line's options; BadInput unless at least one complete part is given."""
     from agent.haproxy_sync import HAProxyReloader
+    from federation.entrypoint_registry import check_follower_id
     from federation.entrypoints import default_binds, render_haproxy
     from federation.errors import BadInput
     from federation.topology import load_topology
@@ -293,6 +294,8 @@ def build_follower(topology_path: str, *, pgbouncer_databases: str | None = None
     if bool(haproxy_config) != bool(haproxy_pidfile):
         raise BadInput("--haproxy-config and --haproxy-pidfile go together: the follower reloads HAProxy with "
                        "SIGUSR2 to the master pid after rewriting the configuration")
+    if follower_id is not None:
+        check_follower_id(follower_id)
     topo = load_topology(topology_path)
     pgbouncer = None
     if pgbouncer_databases and pgbouncer_admin:
@@ -320,6 +323,7 @@ def pause_holder(topo: Topology, pgbouncer: PgBouncerTarget, follower_id: str | 
     to pause); without one the follower only follows."""
     import socket
 
+    from federation.entrypoint_registry import check_follower_id
     from federation.store import FederationStore
 
     if topo.federation_store is None:
@@ -329,7 +333,8 @@ def pause_holder(topo: Topology, pgbouncer: PgBouncerTarget, follower_id: str | 
     name = pgbouncer_admin.describe(pgbouncer.admin).removeprefix("PgBouncer admin console ")
     admin, password = pgbouncer.admin, pgbouncer.password
     store = FederationStore(topo.federation_store, topo.federation, deadline=DCS_TIMEOUT)
-    return PauseHolder(store, follower_id or f"{socket.gethostname()}:{name}", name, peek=PausePeek(store),
+    chosen = check_follower_id(follower_id or f"{socket.gethostname()}:{name}")
+    return PauseHolder(store, chosen, name, peek=PausePeek(store),
                        pause=lambda: pgbouncer_admin.PendingPause(admin, password()),
                        resume=lambda: pgbouncer_admin.resume(admin, password()),
                        blockers=lambda: pgbouncer_admin.clients_in_transaction(admin, password()))

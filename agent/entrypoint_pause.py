@@ -10,8 +10,8 @@ passed, so that a crashed fedctl or an unreachable store never stalls applicatio
 
 PAUSE is answered only once the last running transaction has ended, so it is sent without waiting
 (agent.pgbouncer_admin.PendingPause) and the follower's loop looks for the answer, reporting meanwhile
-which clients it waits for. A transaction that outlives the
-switchover's bound is cut by the demotion, as it would have been without a pause.
+which clients it waits for. A transaction that outlives the switchover's bound is cut by the demotion, as
+it would have been without a pause.
 
 `decide` is the pure rule; `PauseHolder` carries it out and publishes the follower's state.
 """

@@ -21,13 +21,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from federation.dcs.base import Versioned
 
 HEARTBEAT = 1.0
 STALE_AFTER = 10.0
 DEFAULT_HOLD = 30.0
+MAX_HOLD = 120.0  # a request asking for longer is not one fedctl wrote: followers ignore it
+FOLLOWER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 
 
 class KeyStore(Protocol):
@@ -99,10 +101,23 @@ class PauseRequest(Frozen):
     target: str
     epoch: int  # the epoch before the switchover: a follower resumes once its target is of a later one
     requested_at: float  # unix time
-    hold: float = DEFAULT_HOLD
+    hold: float = Field(default=DEFAULT_HOLD, gt=0, le=MAX_HOLD)
 
     def expired(self, now: float) -> bool:
         return now > self.requested_at + self.hold
+
+
+def check_follower_id(follower_id: str) -> str:
+    """The id is part of a store key: letters, digits and `._:@-` only, at most 128 characters."""
+    import re
+
+    from federation.errors import BadInput
+
+    if not re.match(FOLLOWER_ID_PATTERN, follower_id):
+        raise BadInput(f"entrypoint follower id {follower_id!r} is not valid: use letters, digits and . _ : @ - "
+                       "(at most 128 characters, starting with a letter or digit)",
+                       hint="pass another --id to `fedctl entrypoint follow`")
+    return follower_id
 
 
 def _key(store: KeyStore, name: str) -> str:

@@ -19,6 +19,7 @@ from federation.entrypoint_registry import (
     FollowerReport,
     FollowerState,
     PauseRequest,
+    followers_prefix,
     pause_key,
     publish,
     read_followers,
@@ -323,3 +324,24 @@ def test_between_cycles_only_a_new_live_request_makes_the_follower_look_early() 
     assert not pause.asked(), "held already"
     pause.step(4, "dc2/n3", True)
     assert not bouncer.paused and not pause.asked(), "answered already"
+
+
+def test_a_hostile_pause_request_or_follower_id_gets_past_no_check() -> None:
+    from agent.entrypoint_follower import build_follower
+    from federation.entrypoint_registry import check_follower_id
+    from federation.errors import BadInput
+
+    store = FakeStore()
+    store.put_key(pause_key(store), request().model_dump_json().replace('"hold":30.0', '"hold":86400.0'), "test")
+    assert read_pause(store) is None, "a request holding clients for a day is not one fedctl wrote"
+    store.put_key(pause_key(store), "{not json", "test")
+    assert read_pause(store) is None
+    store.put_key(followers_prefix(store) + "odd", '{"id": "odd"}', "test")
+    assert read_followers(store) == [], "a registration without its fields is skipped"
+    assert check_follower_id("vm:127.0.0.1:6432") == "vm:127.0.0.1:6432"
+    for bad in ("a/b", "", "../record", "x" * 129, "-lead", "sp ace"):
+        with pytest.raises(BadInput, match="is not valid"):
+            check_follower_id(bad)
+    with pytest.raises(BadInput, match="is not valid"):
+        build_follower(str(TOPOLOGIES / "entry-two-dc.yaml"), pgbouncer_databases="/tmp/d.ini",
+                       pgbouncer_admin="host=127.0.0.1 port=6432", follower_id="a/b")
