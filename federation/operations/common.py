@@ -176,13 +176,24 @@ def switch_point(topo: Topology, member: Member, timeline: int, session: SqlSess
     return parse_lsn(lines[-1][1]) if lines else None
 
 
+PATCH_TIMEOUTS = (2.0, 5.0)
+
+
 def apply_role(topo: Topology, dc: Datacenter, leader: Member, upstreams: Mapping[str, str | None]) -> dict[str, Any]:
     """PATCH the DC's leader so its standby_cluster and federation slots match `upstreams`."""
     config = patroni_api.get_config(leader)
     patch = role_patch(topo, dc, upstreams, config, upstream_leader=upstream_leader(topo, dc, upstreams))
     if config.get("standby_cluster") == patch.get("standby_cluster") and "slots" not in patch:
         return {}
-    return patroni_api.patch_config(leader, patch)
+    # PATCH /config merges the same values again, so one that got no answer in time is sent once more with a
+    # longer wait: on a loaded host Patroni's REST API can take over 2 s, and the operation would stop there.
+    for attempt, timeout in enumerate(PATCH_TIMEOUTS, start=1):
+        try:
+            return patroni_api.patch_config(leader, patch, timeout=timeout)
+        except patroni_api.PatroniUnreachable:
+            if attempt == len(PATCH_TIMEOUTS):
+                raise
+    raise AssertionError("unreachable")
 
 
 def upstream_leader(topo: Topology, dc: Datacenter, upstreams: Mapping[str, str | None]) -> Member | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from agent.decide import owned_drift
 from federation.cascade import reroot
 from federation.operations.switchover import _streaming_only
@@ -35,3 +37,31 @@ def test_the_source_is_demoted_without_restore_command_and_the_re_point_puts_it_
     assert owned_drift(wanted, {"standby_cluster": demoted}) == [f"standby_cluster.restore_command is None, "
                                                                  f"want {ARCHIVE_GET!r}"]
     assert _streaming_only(None) is None
+
+
+def test_a_role_patch_without_an_answer_is_sent_once_more_with_a_longer_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from federation import patroni_api
+    from federation.operations.common import PATCH_TIMEOUTS, apply_role
+
+    topo = load_topology(TOPOLOGIES / "two-dc.yaml")
+    dc2 = topo.dc("dc2")
+    ups: dict[str, str | None] = {"dc1": "dc2", "dc2": None}
+    sent: list[float] = []
+    answers = {"after": 1}
+
+    def patch(member: object, body: dict[str, object], *, timeout: float) -> dict[str, object]:
+        sent.append(timeout)
+        if len(sent) <= answers["after"]:
+            raise patroni_api.PatroniUnreachable("Patroni REST API of n3 is unreachable: no complete answer within 2 s")
+        return dict(body)
+
+    monkeypatch.setattr(patroni_api, "get_config", lambda member: {})
+    monkeypatch.setattr(patroni_api, "patch_config", patch)
+    assert apply_role(topo, dc2, dc2.members[0], ups) != {}
+    assert sent == list(PATCH_TIMEOUTS)
+    sent.clear()
+    answers["after"] = len(PATCH_TIMEOUTS)
+    with pytest.raises(patroni_api.PatroniUnreachable):
+        apply_role(topo, dc2, dc2.members[0], ups)
+    assert sent == list(PATCH_TIMEOUTS), "a member that never answers is reported after the last try"
