@@ -107,8 +107,8 @@ def switchover_steps(run: Switchover) -> list[Step[Switchover]]:
         Step("prepare", f"prepare {target} and {source} while {source} still takes writes", _prepare,
              done=_source_demoted),
         Step("pause-clients", "ask every entrypoint follower to PAUSE its PgBouncer (transactions wait instead of "
-                              "failing)", _pause_clients, done=lambda r: _source_demoted(r) or r.clients.requested(
-                                  r.journal.op.id)),
+                              "failing)", _pause_clients,
+             done=lambda r: _source_demoted(r) or r.quietly(lambda: r.clients.requested(r.journal.op.id))),
         Step("demote", f"demote {source} (Patroni demote-cluster: clean shutdown) pointing it at {target}",
              _demote, done=_source_demoted),
         Step("token", f"read {source}'s final LSN, timeline and system identifier (the demotion token)",

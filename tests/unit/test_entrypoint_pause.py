@@ -345,3 +345,16 @@ def test_a_hostile_pause_request_or_follower_id_gets_past_no_check() -> None:
     with pytest.raises(BadInput, match="is not valid"):
         build_follower(str(TOPOLOGIES / "entry-two-dc.yaml"), pgbouncer_databases="/tmp/d.ini",
                        pgbouncer_admin="host=127.0.0.1 port=6432", follower_id="a/b")
+
+
+def test_a_store_that_cannot_say_whether_clients_were_paused_does_not_stop_the_switchover() -> None:
+    topo = load_topology(TOPOLOGIES / "two-dc.yaml")
+    fed = FakeFederation(topo)
+    clients = RecordingPause(fed)
+
+    def unknown(operation: str) -> bool:
+        raise DCSError("the store does not answer")
+
+    clients.requested = unknown  # type: ignore[method-assign]
+    report = switchover_dc(topo, "dc2", Progress(quiet=True), world=fed, record=fed, clients=clients)
+    assert report.outcome == "succeeded" and clients.calls[0][0] == "pause"
