@@ -177,10 +177,23 @@ def switch_point(topo: Topology, member: Member, timeline: int, session: SqlSess
 
 
 PATCH_TIMEOUTS = (2.0, 5.0)
+CONFLICT_ATTEMPTS = 3
 
 
 def apply_role(topo: Topology, dc: Datacenter, leader: Member, upstreams: Mapping[str, str | None]) -> dict[str, Any]:
-    """PATCH the DC's leader so its standby_cluster and federation slots match `upstreams`."""
+    """PATCH the DC's leader so its standby_cluster and federation slots match `upstreams`. A PATCH that lost a
+    race (HTTP 409: the DC's agent applied the record at the same moment) is compared and sent again."""
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return _apply_role_once(topo, dc, leader, upstreams)
+        except patroni_api.ConfigConflict:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _apply_role_once(topo: Topology, dc: Datacenter, leader: Member, upstreams: Mapping[str, str | None]
+                     ) -> dict[str, Any]:
     config = patroni_api.get_config(leader)
     patch = role_patch(topo, dc, upstreams, config, upstream_leader=upstream_leader(topo, dc, upstreams))
     if config.get("standby_cluster") == patch.get("standby_cluster") and "slots" not in patch:
