@@ -38,7 +38,7 @@ from federation.operations.plan import Step, run_plan
 from federation.operations.plan import describe as plan_lines
 from federation.operations.rejoin_parts import divergence
 from federation.operations.report import OperationReport
-from federation.operations.world import LiveWorld, World
+from federation.operations.world import LiveWorld, World, every_member_streams
 from federation.progress import Progress
 from federation.state import FederationState, HistoryEntry, PendingOperation
 from federation.topology import Datacenter, Topology
@@ -352,16 +352,10 @@ def _settle(run: Rejoin) -> str:
              if run.inputs["reshaped"].get(name) is not None]
     for dc in moved:
         def streams(d: Datacenter = dc) -> bool | None:
-            return True if _streaming(run.world, d) else None
+            return True if every_member_streams(run.world, d) else None
 
         poll(f"{dc.name} to stream from {run.inputs['reshaped'][dc.name]}", streams, STREAM_TIMEOUT, 0.5)
     return f"streaming: {', '.join(dc.name for dc in moved) or 'nothing was moved'}"
-
-
-def _streaming(world: World, dc: Datacenter) -> bool:
-    look = world.look(dc, timeout=1.0)
-    return all((s := look.statuses.get(m.name)) is not None and s.replication_state == "streaming"
-               for m in dc.members)
 
 
 def _wait_streaming(run: Rejoin) -> str:

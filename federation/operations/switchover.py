@@ -31,7 +31,7 @@ from federation.operations.journal import LiveRecord, RecordJournal, RecordPort,
 from federation.operations.pending import refuse_other_operation
 from federation.operations.plan import Step, describe, run_plan
 from federation.operations.report import OperationReport
-from federation.operations.world import LiveWorld, World
+from federation.operations.world import LiveWorld, World, every_member_streams
 from federation.patroni_dynamic import ARCHIVE_GET
 from federation.progress import Progress
 from federation.state import FederationState, HistoryEntry, PendingOperation
@@ -405,7 +405,7 @@ def _repoint(run: Switchover) -> str:
 
 def _source_streams(run: Switchover) -> str:
     poll(f"{run.source.name} to stream on timeline {run.facts.get('new_timeline', '?')}",
-         lambda: True if _streaming(run.world, run.source) else None, DEMOTE_TIMEOUT, 0.05)
+         lambda: True if every_member_streams(run.world, run.source) else None, DEMOTE_TIMEOUT, 0.05)
     return f"every member of {run.source.name} streams"
 
 
@@ -413,16 +413,10 @@ def _standbys_stream(run: Switchover) -> str:
     standbys = [dc for dc in run.world.topo.datacenters if run.upstreams.get(dc.name) is not None]
     for dc in standbys:
         def streams(d: Datacenter = dc) -> bool | None:
-            return True if _streaming(run.world, d) else None
+            return True if every_member_streams(run.world, d) else None
 
         poll(f"{dc.name} to stream from its upstream", streams, DEMOTE_TIMEOUT, 0.05)
     return f"streaming: {', '.join(dc.name for dc in standbys) or 'no standby DC'}"
-
-
-def _streaming(world: World, dc: Datacenter) -> bool:
-    look = world.look(dc, timeout=1.0)
-    statuses = [look.statuses.get(m.name) for m in dc.members]
-    return all(s is not None and s.replication_state == "streaming" for s in statuses)
 
 
 def pending_switchover(st: FederationState) -> PendingOperation | None:

@@ -165,3 +165,10 @@ class LiveWorld:
         for session in self._sessions.values():
             session.close()
         self._sessions.clear()
+
+
+def every_member_streams(world: World, dc: Datacenter) -> bool:
+    """Every member of `dc` answers and streams from its upstream (a short look: callers poll it)."""
+    look = world.look(dc, timeout=1.0)
+    return all((s := look.statuses.get(m.name)) is not None and s.replication_state == "streaming"
+               for m in dc.members)
