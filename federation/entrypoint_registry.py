@@ -142,7 +142,11 @@ def withdraw(store: KeyStore, follower_id: str) -> None:
 
 def read_followers(store: KeyStore) -> list[FollowerReport]:
     """Every registered follower, by id; a value that does not parse is skipped (written by a newer fedctl)."""
-    found = store.read_prefix(followers_prefix(store), "read the entrypoint followers")
+    return parse_followers(store.read_prefix(followers_prefix(store), "read the entrypoint followers"))
+
+
+def parse_followers(found: dict[str, Versioned]) -> list[FollowerReport]:
+    """The followers among the keys read under followers_prefix, by id."""
     reports = []
     for _, versioned in sorted(found.items()):
         try:

@@ -265,16 +265,24 @@ class FederationStore:
         etcd transaction, then the lease's TTL (ZooKeeper: one sync, two reads), where `read_record` and
         `read_lease` each probe every member again and read the lease key twice. Raises DCSError when that
         member fails (the caller may then fall back on them: they retry on the other members)."""
+        record, lease, _ = self.read_for_status(view)
+        return record, lease
+
+    def read_for_status(self, view: QuorumView, prefix: str | None = None
+                        ) -> tuple[Versioned | None, LeaseView, dict[str, Versioned]]:
+        """As `read_record_and_lease`, and every key under `prefix` too, in the same etcd transaction."""
         if not view.has_majority:
             raise NoQuorum(view)
         with self._on_member(view.serving[0], self.clock() + self.deadline) as dcs:
             from federation.dcs.etcd3 import EtcdDCS
 
             if isinstance(dcs, EtcdDCS):
-                return _etcd_record_and_lease(dcs, self.record_key, self.lease_key)
+                return _etcd_record_and_lease(dcs, self.record_key, self.lease_key, prefix)
             _sync(dcs, self.record_key)
             record, lease = dcs.get(self.record_key), dcs.get(self.lease_key)
-            return record, NO_LEASE if lease is None else LeaseView(*parse_lease(lease.value), version=lease.version)
+            under = dcs.get_prefix(prefix) if prefix is not None else {}
+            return (record, NO_LEASE if lease is None else LeaseView(*parse_lease(lease.value), version=lease.version),
+                    under)
 
     def revoke_lease(self, seen: LeaseView) -> bool:
         """Delete the lease `seen` (from read_lease; only if unchanged) and revoke its etcd lease. False when
@@ -312,10 +320,13 @@ def _sync(dcs: DCS, key: str) -> None:
         dcs.sync(key)
 
 
-def _etcd_record_and_lease(dcs: EtcdDCS, record_key: str, lease_key: str) -> tuple[Versioned | None, LeaseView]:
-    from federation.dcs.etcd3 import _b64, _versioned
+def _etcd_record_and_lease(dcs: EtcdDCS, record_key: str, lease_key: str, prefix: str | None = None
+                           ) -> tuple[Versioned | None, LeaseView, dict[str, Versioned]]:
+    from federation.dcs.etcd3 import _b64, _versioned, prefix_range_end
 
     ranges = [{"request_range": {"key": _b64(key)}} for key in (record_key, lease_key)]
+    if prefix is not None:
+        ranges.append({"request_range": {"key": _b64(prefix), "range_end": _b64(prefix_range_end(prefix))}})
     answer = dcs.post("read the federation record and the primary-DC lease", "/kv/txn",
                       {"compare": [], "success": ranges, "failure": []})
     kvs: dict[str, dict[str, Any]] = {}
@@ -323,8 +334,9 @@ def _etcd_record_and_lease(dcs: EtcdDCS, record_key: str, lease_key: str) -> tup
         for kv in (response.get("response_range") or {}).get("kvs") or [] if isinstance(response, dict) else []:
             kvs[_versioned(kv).key] = kv
     record = _versioned(kvs[record_key]) if record_key in kvs else None
+    under = {key: _versioned(kv) for key, kv in kvs.items() if prefix is not None and key.startswith(prefix)}
     if lease_key not in kvs:
-        return record, NO_LEASE
+        return record, NO_LEASE, under
     lease = _versioned(kvs[lease_key])
     holder, agent = parse_lease(lease.value)
     lease_id = int(kvs[lease_key].get("lease", 0)) or None
@@ -332,7 +344,7 @@ def _etcd_record_and_lease(dcs: EtcdDCS, record_key: str, lease_key: str) -> tup
     if lease_id is not None:
         ttl = int(dcs.post("read the lease's TTL", "/kv/lease/timetolive", {"ID": lease_id}).get("TTL", -1))
         remaining = float(max(ttl, 0))
-    return record, LeaseView(holder, agent, remaining, lease.version, lease_id)
+    return record, LeaseView(holder, agent, remaining, lease.version, lease_id), under
 
 
 def _etcd_time_to_live(dcs: DCS, key: str) -> tuple[int | None, float | None]:

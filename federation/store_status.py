@@ -17,7 +17,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from federation.entrypoint_registry import FollowerReport, FollowerState, describe_follower, read_followers
+from federation.entrypoint_registry import (
+    FollowerReport,
+    FollowerState,
+    describe_follower,
+    followers_prefix,
+    parse_followers,
+    read_followers,
+)
 from federation.errors import DCSError
 from federation.state import FederationState
 from federation.store import FederationStore, LeaseView, NoQuorum
@@ -42,8 +49,9 @@ def read_store_status(topo: Topology, timeout: float) -> StoreRead:
     from federation.state import _parse
 
     assert topo.federation_store is not None
-    # One probe round, then the record and the lease from the best member in one request (and the lease's TTL).
-    # Should that member fail, the store's own reads retry on the others, within what is left.
+    # One probe round, then the record, the lease and the entrypoint followers from the best member in one
+    # request (and the lease's TTL). Should that member fail, the store's own reads retry on the others, within
+    # what is left.
     started = time.monotonic()
     probe_timeout = min(0.5, timeout / 3)
     store = FederationStore(topo.federation_store, topo.federation, deadline=max(0.3, timeout - probe_timeout),
@@ -51,20 +59,23 @@ def read_store_status(topo: Topology, timeout: float) -> StoreRead:
     view = store.quorum()
     if not view.has_majority:
         return StoreRead(view)
+    followers: tuple[FollowerReport, ...] | None = None
+    followers_error: str | None = None
     try:
         try:
-            found, lease = store.read_record_and_lease(view)
+            found, lease, under = store.read_for_status(view, followers_prefix(store))
+            followers = tuple(parse_followers(under))
         except DCSError:
             left = max(0.3, timeout - (time.monotonic() - started))
             store = FederationStore(topo.federation_store, topo.federation, deadline=left / 2,
                                     probe_timeout=min(probe_timeout, left / 6))
             found, lease = store.read_record(), store.read_lease()
+            followers, followers_error = _read_followers(store)
         parsed = _parse(found.value) if found else None
     except NoQuorum as exc:
         return StoreRead(exc.view)
     except Exception as exc:  # status must survive anything
         return StoreRead(view, error=getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
-    followers, followers_error = _read_followers(store)
     return StoreRead(view, parsed.epoch if parsed else None, parsed.primary_dc if parsed else None,
                      found is not None, lease, record=parsed, followers=followers, followers_error=followers_error)
 

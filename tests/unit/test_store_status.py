@@ -117,6 +117,33 @@ def test_status_reads_record_and_lease_in_one_transaction(monkeypatch: pytest.Mo
     assert TxnEtcd.posted == ["/kv/txn", "/kv/lease/timetolive"], "no probe, and each key read once"
 
 
+class TxnEtcdWithFollower(TxnEtcd):
+    """As TxnEtcd, with one entrypoint follower registered (answered by the transaction's prefix range)."""
+
+    def post(self, what: str, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        answer = super().post(what, path, payload)
+        if path == "/kv/txn":
+            follower = '{"id": "app1", "pgbouncer": "10.0.0.1:6432", "heartbeat": 1.0}'
+            kv = {"key": _b64("/fedctl/unit/entrypoints/app1"), "value": _b64(follower), "mod_revision": "13"}
+            answer["responses"].append({"response_range": {"kvs": [kv]}})
+        return answer
+
+
+def test_status_reads_the_followers_in_the_same_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    from federation.entrypoint_registry import followers_prefix, parse_followers
+
+    topo = parse_topology({**yaml.safe_load(TOPOLOGY.read_text()), "federation_store": STORE}, str(TOPOLOGY))
+    assert topo.federation_store is not None
+    store = FederationStore(topo.federation_store, "unit")
+    monkeypatch.setattr(TxnEtcd, "posted", [])
+    monkeypatch.setattr(federation.store, "open_member",
+                        lambda kind, host, **kw: TxnEtcdWithFollower([(host.host, host.port)]))
+    record, lease, under = store.read_for_status(quorum(2), followers_prefix(store))
+    assert record is not None and lease.holder == "dc1"
+    assert [f.id for f in parse_followers(under)] == ["app1"]
+    assert TxnEtcd.posted == ["/kv/txn", "/kv/lease/timetolive"], "no probe and no request of their own"
+
+
 def test_followers_are_listed_and_a_silent_or_held_up_one_is_a_problem() -> None:
     from federation.entrypoint_registry import FollowerReport, FollowerState
     from federation.store_status import followers_lines
