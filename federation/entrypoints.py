@@ -42,7 +42,7 @@ class Binds:
 
 def default_binds(topo: Topology, host: str = "127.0.0.1") -> Binds:
     port = PORT_BASE + 3 * (zlib.crc32(topo.federation.encode()) % PORT_SLOTS)
-    return Binds(f"{host}:{port}", f"{host}:{port + 1}", f"{host}:{port + 2}")
+    return Binds(host_port(host, port), host_port(host, port + 1), host_port(host, port + 2))
 
 
 def _server_name(dc: Datacenter, member: Member) -> str:
@@ -74,8 +74,8 @@ def render_haproxy(topo: Topology, *, read_write_bind: str, read_only_bind: str,
                    if agent_tls is not None else "")
     for dc, member in topo.members():
         agent = default_listen(member)
-        lines.append(f"    server {_server_name(dc, member)} {member.host}:{member.port} check port {agent.port}"
-                     f"{agent_check}")
+        lines.append(f"    server {_server_name(dc, member)} {host_port(member.host, member.port)} "
+                     f"check port {agent.port}{agent_check}")
     lines += ["", "frontend fed_read_only", f"    bind {read_only_bind}", "    default_backend fed_replicas", "",
               "backend fed_replicas", "    balance roundrobin", f"    option httpchk GET {replica_check}",
               "    http-check expect status 200",
@@ -85,7 +85,7 @@ def render_haproxy(topo: Topology, *, read_write_bind: str, read_only_bind: str,
     check_tls = f" check-ssl verify required ca-file {tls.ca_file}" if tls is not None else ""
     for dc, member in topo.members():
         if local_dc is None or dc.name == local_dc:
-            lines.append(f"    server {_server_name(dc, member)} {member.host}:{member.port} "
+            lines.append(f"    server {_server_name(dc, member)} {host_port(member.host, member.port)} "
                          f"check port {member.api.port}{check_tls}")
     return "\n".join(lines) + "\n"
 

@@ -153,3 +153,22 @@ def test_every_entrypoint_reaches_each_member_on_its_own_port() -> None:
     assert render_libpq(topo).split("@", 1)[1].split("/", 1)[0] == ",".join(addresses)
     leader = topo.dc("dc2").members[1]
     assert f"* = host={leader.host} port={leader.port}" in render_pgbouncer(topo, record(3, "dc2"), leader)
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
+def test_members_on_ipv6_addresses_get_bracketed_haproxy_servers_that_haproxy_parses(tmp_path: Path) -> None:
+    data = yaml.safe_load(TOPOLOGY.read_text())
+    data.pop("agent_api", None)  # plain checks: this test is about addresses, the TLS one above about files
+    data.pop("patroni_api", None)
+    for d, dc in enumerate(data["datacenters"], start=1):
+        for i, member in enumerate(dc["members"], start=1):
+            member["host"] = f"fd00:{d}::{i}"
+    topo = parse_topology(data, str(TOPOLOGY))
+    rendered = render_haproxy(topo, read_write_bind="[::1]:7000", read_only_bind="[::1]:7001")
+    for backend in ("fed_primary", "fed_replicas"):
+        servers = [line.split()[2] for line in _backend(rendered, backend) if line.startswith("server ")]
+        assert servers == [f"[{m.host}]:{m.port}" for _dc, m in topo.members()], backend
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(rendered)
+    done = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
