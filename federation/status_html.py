@@ -261,7 +261,22 @@ def _jobs(jobs: RecentJobs) -> str:
 def _entrypoints(status: FederationStatus) -> str:
     entry = status.extra.get("entrypoints")
     if not isinstance(entry, Mapping):
+        return _followers(status)
+    return _followers(status) + (
+        f'<footer class="muted"><p>Entrypoints: read-write <code>{e(entry.get("read_write"))}</code>, read-only '
+        f'<code>{e(entry.get("read_only"))}</code>, PgBouncer <code>{e(entry.get("pgbouncer"))}</code></p>'
+        "</footer>")
+
+
+def _followers(status: FederationStatus) -> str:
+    """The entrypoint followers registered in the federation store (their own one-line description each)."""
+    store = status.extra.get("federation_store")
+    followers = store.get("entrypoint_followers") if isinstance(store, Mapping) else None
+    if not followers:
         return ""
-    return (f'<footer class="muted"><p>Entrypoints: read-write <code>{e(entry.get("read_write"))}</code>, read-only '
-            f'<code>{e(entry.get("read_only"))}</code>, PgBouncer <code>{e(entry.get("pgbouncer"))}</code></p>'
-            "</footer>")
+    items = "".join(
+        f'<li data-follower="{e(f.get("id"))}" data-state="{e(f.get("state"))}" '
+        f'class="{"status-ok" if f.get("live") and f.get("state") == "following" else "status-bad"}">'
+        f'{e(f.get("line"))}</li>' for f in followers if isinstance(f, Mapping))
+    return (f'<section class="panel" aria-labelledby="followers-title"><h2 id="followers-title">Entrypoint '
+            f"followers (switchover-dc pauses their PgBouncer)</h2><ul>{items}</ul></section>")

@@ -230,3 +230,30 @@ def test_the_lag_ring_samples_standby_dcs_and_skips_those_sampled_elsewhere() ->
     lag = LagHistory()
     lag.add_status(three_dc_cascade(), skip=("dc3",))
     assert lag.samples() == {"dc2": [2048]}
+
+
+def test_entrypoint_followers_each_get_a_line_and_a_stale_or_blocked_one_is_marked() -> None:
+    from federation.entrypoint_registry import FollowerReport, FollowerState
+    from federation.store_status import follower_json
+
+    now = 1_800_000_000.0
+    reports = [FollowerReport(id="pgb-a", pgbouncer="10.0.0.5:6432", target="dc1/n1", writable=True, heartbeat=now),
+               FollowerReport(id="pgb-b", pgbouncer="10.0.0.6:6432", state=FollowerState.PAUSING, operation="op-1",
+                              blocking=("app@10.0.0.9:41000",), paused_at=now - 3, heartbeat=now),
+               FollowerReport(id=f"pgb-{EVIL}", pgbouncer="10.0.0.7:6432", heartbeat=now - 60)]
+    store = {**STORE_WITH_LEASE, "entrypoint_followers": [follower_json(r, now) for r in reports]}
+    root = page(replace(two_dc(), extra={"federation_store": store}))
+    items = {li.attrs["data-follower"]: li for li in root.find("li", data_follower="*")}
+    assert list(items) == ["pgb-a", "pgb-b", f"pgb-{EVIL}"]
+    assert items["pgb-a"].attrs["class"] == "status-ok" and "pointing at dc1/n1" in items["pgb-a"].all_text()
+    assert items["pgb-b"].attrs["data-state"] == "pausing" and items["pgb-b"].attrs["class"] == "status-bad"
+    assert "PAUSE waits for app@10.0.0.9:41000" in items["pgb-b"].all_text()
+    assert items[f"pgb-{EVIL}"].attrs["class"] == "status-bad" and "last heard 60 s ago" in items[
+        f"pgb-{EVIL}"].all_text()
+
+
+def test_without_followers_there_is_no_followers_panel() -> None:
+    for store in (None, STORE_WITH_LEASE, {**STORE_WITH_LEASE, "entrypoint_followers": []}):
+        root = page(replace(two_dc(), extra={"federation_store": store} if store else {}))
+        assert root.find("h2"), "the page has its other panels"
+        assert not root.find("h2", id="followers-title")
