@@ -13,14 +13,36 @@ import pytest
 
 from tests.integration.labkit import LabHandle, assert_nothing_left, bug_lines, keep_lab_evidence, start_lab, stop_lab
 
+# Session labs without parameters: their tests run side by side, so that each lab is parked after its last
+# test instead of idling under the tests of other labs (pytest's own order groups the two-DC lab's params).
+GROUPED_LABS = ("backup_lab", "three_dc_lab", "partition_lab")
 
+
+@pytest.hookimpl(trylast=True)  # after pytest's fixture-based reordering
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test under tests/integration (a conftest's `pytestmark` marks nothing): `-m "not
-    integration"` then runs the unit tests alone."""
+    integration"` then runs the unit tests alone. Then bring each grouped lab's tests together."""
     here = Path(__file__).parent
     for item in items:
         if here in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.integration)
+    items[:] = group_lab_users(items, GROUPED_LABS)
+
+
+def group_lab_users(items: list[pytest.Item], fixtures: tuple[str, ...]) -> list[pytest.Item]:
+    """Each fixture's users moved up behind its first user, in their order; a test that also takes the
+    parametrised two-DC lab stays where pytest put it."""
+    ordered = list(items)
+    for fixture in fixtures:
+        users = [i for i in ordered if fixture in getattr(i, "fixturenames", ())
+                 and "two_dc_lab" not in getattr(i, "fixturenames", ())]
+        if len(users) < 2:
+            continue
+        first = ordered.index(users[0])
+        chosen = set(map(id, users))
+        rest = [i for i in ordered if id(i) not in chosen]
+        ordered = rest[:first] + users + rest[first:]
+    return ordered
 FAILED = pytest.StashKey[bool]()
 # The session's labs that are up, by (fixture, param): an idle lab still costs about 0.4 of a core (Patroni
 # loops, etcd, agents, health checks), so a lab no later test needs is stopped before the next test starts.
