@@ -50,7 +50,7 @@ def render_html(status: FederationStatus, history: Sequence[PastOperation], jobs
         f"{_duration(status)}; this page reloads every {REFRESH_SECONDS} s.</p>", "</header>",
         "<main>", _problems(problems), _topology(status, lag_history),
         '<div class="columns">', _control(status), _history(history), _jobs(jobs), "</div>",
-        _entrypoints(status), "</main>", f"<script>{SCRIPT}</script>", "</body></html>"]
+        _followers(status), _entrypoints(status), "</main>", f"<script>{SCRIPT}</script>", "</body></html>"]
     return "\n".join(p for p in parts if p) + "\n"
 
 
@@ -261,11 +261,10 @@ def _jobs(jobs: RecentJobs) -> str:
 def _entrypoints(status: FederationStatus) -> str:
     entry = status.extra.get("entrypoints")
     if not isinstance(entry, Mapping):
-        return _followers(status)
-    return _followers(status) + (
-        f'<footer class="muted"><p>Entrypoints: read-write <code>{e(entry.get("read_write"))}</code>, read-only '
-        f'<code>{e(entry.get("read_only"))}</code>, PgBouncer <code>{e(entry.get("pgbouncer"))}</code></p>'
-        "</footer>")
+        return ""
+    return (f'<footer class="muted"><p>Entrypoints: read-write <code>{e(entry.get("read_write"))}</code>, read-only '
+            f'<code>{e(entry.get("read_only"))}</code>, PgBouncer <code>{e(entry.get("pgbouncer"))}</code></p>'
+            "</footer>")
 
 
 def _followers(status: FederationStatus) -> str:

@@ -43,6 +43,8 @@ def group_lab_users(items: list[pytest.Item], fixtures: tuple[str, ...]) -> list
         rest = [i for i in ordered if id(i) not in chosen]
         ordered = rest[:first] + users + rest[first:]
     return ordered
+
+
 FAILED = pytest.StashKey[bool]()
 # The session's labs that are up, by (fixture, param): an idle lab still costs about 0.4 of a core (Patroni
 # loops, etcd, agents, health checks), so a lab no later test needs is stopped before the next test starts.
