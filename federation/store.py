@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 DEFAULT_DEADLINE = 4.0
 PROBE_TIMEOUT = 0.5
 RETRY_PAUSE = 0.1
+ELECTION_PAUSE = 0.2  # between probes while a majority of the members is up but elects a leader
 READ_SHARE = 0.6  # of the time left, for a read attempt while another serving member is left to try
 MIN_ATTEMPT = 1.5
 STORE_HINT = ("check the store's members (fedctl store status; etcdctl endpoint status / echo srvr | nc) and "
@@ -128,9 +129,14 @@ class FederationStore:
         return probe_members(self.config.kind, self.config.hosts, self.probe_timeout, self.config.etcd_tls)
 
     def _serving(self, deadline_at: float | None = None) -> tuple[list[StoreHost], float]:
-        """The members that serve, and when the operation's deadline ends; NoQuorum without a majority."""
+        """The members that serve, and when the operation's deadline ends; NoQuorum without a majority. While
+        a majority of the members is up and electing a leader, it probes again until the deadline: a command
+        run a moment after a cut must not be told it stands on the wrong side of it."""
         deadline_at = deadline_at if deadline_at is not None else self.clock() + self.deadline
         view = self.quorum()
+        while view.electing and deadline_at - self.clock() > self.probe_timeout + ELECTION_PAUSE:
+            time.sleep(ELECTION_PAUSE)
+            view = self.quorum()
         if not view.has_majority:
             raise NoQuorum(view)
         return view.serving, deadline_at

@@ -28,6 +28,7 @@ class MemberProbe:
     reason: str  # "serving", "no answer within 0.5 s", "answers, but has no leader ...", ...
     leads: bool = False
     applied: int | None = None  # etcd: the raft index this member has applied
+    up_without_leader: bool = False  # answers, but follows no leader (cut off, or an election under way)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,13 @@ class QuorumView:
         lost (etcd: about 1.8 s after a cut) costs one request deadline, after which the call fails."""
         return bool(self.serving)
 
+    @property
+    def electing(self) -> bool:
+        """Whether a majority of the members is up but none follows a leader: an election under way (etcd
+        needs its election timeout, ~1-2 s, after losing its leader to a cut), not a cut from this side,
+        where the members that answer are a minority."""
+        return not self.serving and sum(p.up_without_leader for p in self.probes) >= self.majority
+
     def describe(self) -> str:
         return "; ".join(f"{p.host.address} ({p.host.site}): {p.reason}" for p in self.probes)
 
@@ -83,7 +91,8 @@ def probe_etcd(host: StoreHost, timeout: float, tls: ClientTLS | None = None) ->
         return MemberProbe(host, False, "not an etcd answer")
     leader = str(status.get("leader") or "0")
     if leader == "0":
-        return MemberProbe(host, False, "answers, but has no leader (cut off from its peers)")
+        return MemberProbe(host, False, "answers, but has no leader (cut off from its peers, or electing one)",
+                           up_without_leader=True)
     header = status.get("header")
     member_id = str(header.get("member_id") or "") if isinstance(header, dict) else ""
     return MemberProbe(host, True, "serving", leads=member_id == leader, applied=_index(status))
@@ -113,7 +122,8 @@ def probe_zookeeper(host: StoreHost, timeout: float, tls: ClientTLS | None = Non
     if "Mode:" in text:
         return MemberProbe(host, True, "serving", leads="Mode: leader" in text, applied=_zxid(text))
     if "not currently serving" in text:
-        return MemberProbe(host, False, "answers, but is not serving (cut off from its quorum)")
+        return MemberProbe(host, False, "answers, but is not serving (cut off from its quorum, or electing a leader)",
+                           up_without_leader=True)
     # `srvr` is not on the server's 4lw.commands.whitelist: it accepted TCP, which is all we can tell.
     return MemberProbe(host, True, "accepts connections (srvr not allowed)")
 

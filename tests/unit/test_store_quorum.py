@@ -6,7 +6,7 @@ import base64
 import socketserver
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -82,16 +82,18 @@ def test_one_serving_member_reaches_the_majority_through_its_leader() -> None:
 
 
 @contextmanager
-def etcd_member(member_id: str, leader: str, applied: int, *, hangs_on_reads: bool = False) -> Iterator[StoreHost]:
-    """A stand-in etcd member: its status, and a record under every key unless its reads hang (a member
-    that serves but has not caught up)."""
+def etcd_member(member_id: str, leader: str | Callable[[], str], applied: int, *,
+                hangs_on_reads: bool = False) -> Iterator[StoreHost]:
+    """A stand-in etcd member: its status (`leader` may be asked anew at each probe), and a record under every
+    key unless its reads hang (a member that serves but has not caught up)."""
     release = threading.Event()
 
     class Handler(JsonHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
             if self.path == "/v3/maintenance/status":
-                self.answer(200, {"header": {"member_id": member_id}, "leader": leader,
+                self.answer(200, {"header": {"member_id": member_id},
+                                  "leader": leader() if callable(leader) else leader,
                                   "raftAppliedIndex": str(applied)})
             elif hangs_on_reads:
                 release.wait(10)
@@ -129,3 +131,54 @@ def test_a_read_moves_on_from_a_member_that_serves_but_hangs() -> None:
         took = time.monotonic() - started
     assert found is not None and found.version == 7
     assert 1.4 < took < 3.9, f"the hanging member had part of the deadline, not all of it: {took:.2f} s"
+
+
+def _store_of(*hosts: StoreHost, deadline: float = 4.0) -> FederationStore:
+    config = StoreConfig.model_validate({"etcd3": {"hosts": [{"address": h.address, "site": h.site} for h in hosts]}})
+    return FederationStore(config, "fed", deadline=deadline)
+
+
+def test_a_read_waits_while_the_majority_of_the_store_elects_a_leader() -> None:
+    """Right after a cut takes the etcd leader away, the other members answer without a leader until they
+    have elected one (~1-2 s): a command run then waits for the election instead of being told it stands on
+    the wrong side of a cut."""
+    elected_at = time.monotonic() + 0.8
+
+    def leader() -> str:
+        return "2" if time.monotonic() >= elected_at else "0"
+
+    with zookeeper_like(b"") as gone:
+        pass
+    with etcd_member("1", leader, 100) as one, etcd_member("2", leader, 100) as two:
+        found = _store_of(one, two, gone).read_record()
+        took_until = time.monotonic()
+    assert found is not None and found.version == 7
+    assert took_until >= elected_at, "it read only once the election was over"
+
+
+def test_a_minority_without_a_leader_is_refused_at_once() -> None:
+    """From the cut-off side the members that answer are a minority: no election can end there, and the
+    refusal must not wait for the deadline (the agent behind a cut fences on time)."""
+    with zookeeper_like(b"") as gone_a, zookeeper_like(b"") as gone_b:
+        pass  # closed again: their ports refuse now
+    with etcd_member("1", "0", 100) as alone:
+        store = _store_of(alone, gone_a, gone_b)
+        started = time.monotonic()
+        with pytest.raises(NoQuorum) as refused:
+            store.read_record()
+        took = time.monotonic() - started
+    assert "0 of 3 members answer" in refused.value.message and "has no leader" in refused.value.message
+    assert took < 1.5, f"refused after {took:.2f} s"
+
+
+def test_a_majority_that_never_elects_is_refused_at_the_deadline() -> None:
+    """It waits for an election while the deadline leaves time for one more probe and the request after it."""
+    with zookeeper_like(b"") as gone:
+        pass
+    with etcd_member("1", "0", 100) as one, etcd_member("2", "0", 100) as two:
+        store = _store_of(one, two, gone, deadline=3.0)
+        started = time.monotonic()
+        with pytest.raises(NoQuorum):
+            store.read_record()
+        took = time.monotonic() - started
+    assert 1.8 < took < 3.5, f"refused after {took:.2f} s"
