@@ -48,6 +48,11 @@ READ_SHARE = 0.6  # of the time left, for a read attempt while another serving m
 MIN_ATTEMPT = 1.5
 STORE_HINT = ("check the store's members (fedctl store status; etcdctl endpoint status / echo srvr | nc) and "
               "the federation_store section of the topology")
+CUT_HINT = ("nothing was changed; from this side of a cut no commit is possible — run the command where the "
+            "store's majority is reachable, or restore the store members that are down")
+ELECTING_HINT = ("nothing was changed; a majority of the store's members is up but elected no leader within the "
+                 "deadline — retry in a few seconds; if it persists, read those members' logs (their peer "
+                 "addresses, clocks and disks)")
 T = TypeVar("T")
 
 
@@ -64,8 +69,7 @@ class NoQuorum(StoreError):
         super().__init__(
             f"the federation store has no quorum from here: {len(view.serving)} of {view.total} members answer "
             f"(a majority is {view.majority}): {view.describe()}",
-            hint="nothing was changed; from this side of a cut no commit is possible — run the command where "
-                 "the store's majority is reachable, or restore the store members that are down")
+            hint=ELECTING_HINT if view.electing else CUT_HINT)
 
 
 class StoreNotInitialised(OperationRefused):

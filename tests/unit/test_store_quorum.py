@@ -168,6 +168,7 @@ def test_a_minority_without_a_leader_is_refused_at_once() -> None:
             store.read_record()
         took = time.monotonic() - started
     assert "0 of 3 members answer" in refused.value.message and "has no leader" in refused.value.message
+    assert refused.value.hint is not None and "from this side of a cut" in refused.value.hint
     assert took < 1.5, f"refused after {took:.2f} s"
 
 
@@ -178,7 +179,8 @@ def test_a_majority_that_never_elects_is_refused_at_the_deadline() -> None:
     with etcd_member("1", "0", 100) as one, etcd_member("2", "0", 100) as two:
         store = _store_of(one, two, gone, deadline=3.0)
         started = time.monotonic()
-        with pytest.raises(NoQuorum):
+        with pytest.raises(NoQuorum) as refused:
             store.read_record()
         took = time.monotonic() - started
     assert 1.8 < took < 3.5, f"refused after {took:.2f} s"
+    assert refused.value.hint is not None and "elected no leader" in refused.value.hint
