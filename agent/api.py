@@ -1,10 +1,12 @@
 """The agent's read-only HTTP API: / (the federation as an HTML page), /health, /status, /metrics, /primary,
-/gate, /events.
+/gate, /controldata, /events.
 
 Health answers by status code (200 or 503), as Patroni's health endpoints do, so a load balancer or
 systemd watchdog script needs nothing but the code. /primary is HAProxy's read-write check
 (agent/primary_check.py). /gate says whether the member's Patroni config runs the promotion gate
-(agent/gate_report.py). /events?since=ISO lists the agent's events log (agent/events.py), oldest first.
+(agent/gate_report.py). /controldata is its member's pg_control, with where its WAL ends after a clean
+shutdown (agent/control_report.py; switchover-dc's demotion token). /events?since=ISO lists the agent's
+events log (agent/events.py), oldest first.
 Nothing here changes state: there is no POST. The backup-host agent (agent/backup_host.py) is served by the
 same server; what it has not (/, /gate, /primary) answers 404.
 
@@ -35,6 +37,7 @@ from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from agent.control_report import ControlUnknown
 from agent.lease_guard import LeaseGuard
 from agent.primary_check import PrimaryCheck
 from agent.settings import AgentSettings
@@ -50,7 +53,7 @@ MAX_CONNECTIONS = 512  # beyond it new connections are closed until idle ones ti
 CHECK_WORKERS = 2
 REPORT_WORKERS = 2
 # Cheap answers, never queued behind a slow /status (fedctl status and the operations ask /gate with a short deadline).
-CHECK_PATHS = frozenset({"/health", "/primary", "/gate"})
+CHECK_PATHS = frozenset({"/health", "/primary", "/gate", "/controldata"})
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -65,6 +68,9 @@ class AgentView(Protocol):
     def status(self) -> dict[str, Any]: ...
 
     def gate(self) -> dict[str, Any]: ...
+
+    def control_data(self) -> dict[str, Any]:
+        """The member's pg_control (agent/control_report.py); ControlUnknown when it cannot be read."""
 
     def metrics_text(self) -> bytes: ...
 
@@ -100,6 +106,11 @@ def route(view: AgentView, primary: PrimaryCheck | None, method: str, path: str)
             return _json(200, view.status())
         if path == "/gate":
             return _json(200, view.gate())
+        if path == "/controldata":
+            try:
+                return _json(200, view.control_data())
+            except ControlUnknown as exc:
+                return _json(503, {"error": str(exc)})
         if path == "/metrics":
             return Answer(200, view.metrics_text(), CONTENT_TYPE_LATEST)
         if path == "/events":
@@ -109,7 +120,7 @@ def route(view: AgentView, primary: PrimaryCheck | None, method: str, path: str)
             return _json(200 if verdict.ok else 503, {"primary": verdict.ok, "reason": verdict.reason,
                                                       "epoch": verdict.epoch})
         return _json(404, {"error": f"no such endpoint {path}; try /, /health, /status, /metrics, /primary, "
-                                    "/gate or /events"})
+                                    "/gate, /controldata or /events"})
     except NotServed as exc:
         return _json(404, {"error": str(exc)})
     except Exception:  # one failing request must not take the API down, nor show its internals

@@ -151,6 +151,11 @@ class BackupHostAgent:
         raise NotServed("the backup-host agent has no promotion gate: each member's agent reports its own "
                         "(GET /gate there)")
 
+    def control_data(self) -> dict[str, Any]:
+        from agent.api import NotServed
+
+        raise NotServed("the backup-host agent runs no PostgreSQL: ask a member's agent for its GET /controldata")
+
     def page_html(self) -> str:
         from agent.api import NotServed
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from agent import act
 from agent.background import Background, Finished
 from agent.backup_host import jobs_on_repo_host
+from agent.control_report import control_answer
 from agent.decide import Action, Decision, Observation, cross_dc_lag, decide, record_to_copy, upstream_sample
 from agent.events import EventLog
 from agent.gate_report import GateReport
@@ -347,6 +348,9 @@ class Agent:
 
     def gate(self) -> dict[str, Any]:
         return self.gate_report.answer()
+
+    def control_data(self) -> dict[str, Any]:
+        return control_answer(self.settings)
 
     def recent_events(self, since: datetime | None) -> list[dict[str, Any]]:
         return self.events.read(since)

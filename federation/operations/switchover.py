@@ -25,7 +25,7 @@ from federation.entrypoint_registry import PauseRequest
 from federation.errors import BadInput, FedError, OperationFailed, OperationRefused
 from federation.operations.client_pause import ClientPause, NoClientPause, client_pause_for, quietly_release
 from federation.operations.common import DCLook, lsn_text, poll, require_leader
-from federation.operations.demotion_token import DemotionToken
+from federation.operations.demotion_token import AgentUnavailable, DemotionToken
 from federation.operations.gate_precheck import check_target_gates
 from federation.operations.journal import LiveRecord, RecordJournal, RecordPort, new_operation
 from federation.operations.pending import refuse_other_operation
@@ -48,6 +48,10 @@ STREAMING_GRACE = 15.0
 # A target that was streaming when the source shut down already holds the token's LSN; one that was not
 # gets its restore_command back after this long and fetches the tail from the archive.
 ARCHIVE_FALLBACK_AFTER = 3.0
+# The demoted leader's agent reads pg_control for the token; after this many failed asks in a row the demote
+# step stops asking and waits for the restart instead (the agent is down, or was not given patroni.yml).
+AGENT_TRIES = 3
+AGENT_TIMEOUT = 0.5
 
 
 @dataclass
@@ -313,11 +317,43 @@ def _demote(run: Switchover) -> str:
         detail = f"PATCH standby_cluster on {leader.name}"
     else:
         detail = "already a standby DC"
-    # Safe to go on once it answers in recovery: its last record was the shutdown checkpoint, which the
-    # walsenders shipped before it stopped, and a standby writes no WAL of its own.
-    poll(f"{run.source.name}'s leader {leader.name} to restart as standby leader accepting SQL",
-         lambda: True if run.world.in_recovery(leader) else None, DEMOTE_TIMEOUT, 0.02)
-    return detail
+    token, agent_failure = _await_shutdown(run, leader)
+    if token is None:
+        why = f" ({agent_failure})" if agent_failure else ""
+        return f"{detail}; {leader.name} runs again as standby leader{why}"
+    run.facts["shutdown_token"] = token.to_json_dict()
+    return f"{detail}; {leader.name} shut down cleanly (its agent read pg_control)"
+
+
+def _await_shutdown(run: Switchover, leader: Member) -> tuple[DemotionToken | None, str | None]:
+    """Until the demoted leader has shut down cleanly, as its agent reads pg_control (the token, at once), or
+    answers SQL in recovery again after Patroni's restart (no token: the token step reads it over SQL; then
+    also why the agent could not tell, if it could not).
+
+    Either is safe to go on from: a primary's clean shutdown ends its WAL with the shutdown checkpoint, which
+    its walsenders ship before it stops, and a standby writes no WAL of its own. The agent's answer comes
+    1.5-3 s before the restart; without an agent that can read pg_control, the restart is waited for."""
+    agent_failures: list[str] = []
+
+    def probe() -> DemotionToken | bool | None:
+        if len(agent_failures) < AGENT_TRIES:
+            try:
+                token = run.world.shutdown_token(leader, AGENT_TIMEOUT)
+            except AgentUnavailable as exc:
+                agent_failures.append(str(exc))
+                if len(agent_failures) == AGENT_TRIES:
+                    run.progress.say(f"   {exc}: waiting for {leader.name} to run again to read the token")
+            else:
+                agent_failures.clear()
+                if token is not None:
+                    return token
+        return True if run.world.in_recovery(leader) else None
+
+    got = poll(f"{run.source.name}'s leader {leader.name} to shut down cleanly or restart as standby leader "
+               "accepting SQL", probe, DEMOTE_TIMEOUT, 0.02)
+    if isinstance(got, DemotionToken):
+        return got, None
+    return None, agent_failures[-1] if agent_failures else None
 
 
 def _streaming_only(section: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -327,10 +363,15 @@ def _streaming_only(section: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _read_token(run: Switchover) -> str:
-    token = run.world.read_token(run.leader(run.source, "cannot read its final LSN"))
+    if (early := run.facts.pop("shutdown_token", None)) is not None:
+        token, how = DemotionToken.from_json_dict(early), "from its pg_control after the clean shutdown"
+        run.facts["token_source"] = "pg_control"
+    else:
+        token, how = run.world.read_token(run.leader(run.source, "cannot read its final LSN")), "over SQL"
+        run.facts["token_source"] = "sql"
     run.inputs["token"] = token.to_json_dict()
-    run.progress.say(f"   demotion token: {token.sentence()}")
-    return token.sentence()
+    run.progress.say(f"   demotion token: {token.sentence()} ({how})")
+    return f"{token.sentence()} ({how})"
 
 
 def _catch_up(run: Switchover) -> str:

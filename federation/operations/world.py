@@ -23,7 +23,7 @@ from federation.operations.common import (
     upstream_leader,
     writable,
 )
-from federation.operations.demotion_token import DemotionToken
+from federation.operations.demotion_token import DemotionToken, read_shutdown_token
 from federation.operations.fence_command import run_fence
 from federation.operations.loss_estimate import LossEstimate, estimate_loss
 from federation.patroni_dynamic import role_section
@@ -51,6 +51,11 @@ class World(Protocol):
     def in_recovery(self, member: Member) -> bool: ...
 
     def read_token(self, member: Member) -> DemotionToken: ...
+
+    def shutdown_token(self, member: Member, timeout: float) -> DemotionToken | None:
+        """The token as the member's agent reads it from pg_control (GET /controldata) once the member has shut
+        down cleanly as a primary, before Patroni starts it again; None while it has not. AgentUnavailable when
+        the agent cannot say (not running, no Patroni configuration): then read_token after the restart."""
 
     def replayed(self, member: Member) -> int | None: ...
 
@@ -125,6 +130,9 @@ class LiveWorld:
         if not row or not row[0]:
             raise OperationFailed(f"{member.name} did not report its last replayed LSN after demotion")
         return DemotionToken(parse_lsn(row[0]), int(row[1]), str(row[2]), member.name)
+
+    def shutdown_token(self, member: Member, timeout: float) -> DemotionToken | None:
+        return read_shutdown_token(member, timeout)
 
     def replayed(self, member: Member) -> int | None:
         return replay_lsn(self.topo, member, self._session(member))

@@ -44,6 +44,7 @@ def test_switchover_there_and_back_loses_no_acknowledged_commit(fresh_two_dc: La
     for report in (there, again):
         assert report["outcome"] == "succeeded"
         assert report["switch_point"] == report["demotion_token"]["lsn"]
+        assert report["token_source"] == "pg_control", "the source's agent read the token from pg_control"
     assert there["epoch"] + 1 == again["epoch"]
     primary = lab.leader_of(lab.dc("dc1"))
     assert lab.sql_one(primary, "SELECT pg_is_in_recovery()") is False

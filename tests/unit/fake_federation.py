@@ -18,7 +18,7 @@ from federation.agent_gates import AgentGate
 from federation.errors import OperationRefused
 from federation.gate_install import GateCheck, GateState
 from federation.operations.common import DCLook
-from federation.operations.demotion_token import DemotionToken
+from federation.operations.demotion_token import AgentUnavailable, DemotionToken
 from federation.operations.fence_command import NO_FENCE_COMMAND
 from federation.operations.loss_estimate import LossEstimate
 from federation.operations.rejoin_parts import merge
@@ -42,6 +42,9 @@ class FakeDC:
     timeline: int = 1
     switch_points: dict[int, int] = field(default_factory=dict)
     down: bool = False
+    # Where its WAL ended when it last shut down cleanly as a primary, until it replays anything past it
+    # (what its agent reads from pg_control between Patroni's shutdown and restart of a demoted leader).
+    shut_down_at: int | None = None
 
 
 class Down(PatroniAPIError):
@@ -69,6 +72,9 @@ class FakeFederation:
         # What each member's agent says of its promotion gate (member name -> verdict); the rest have it.
         self.gates: dict[str, AgentGate] = {}
         self.gate_asks = 0
+        # Whether the members' agents can read pg_control (GET /controldata); who asked for the token how.
+        self.agents_read_control = True
+        self.token_reads: list[str] = []
 
     # --- what tests do to it -------------------------------------------------------------------------
     def write(self, nbytes: int = 100) -> None:
@@ -170,7 +176,17 @@ class FakeFederation:
 
     def read_token(self, member: Member) -> DemotionToken:
         fake = self._dc_of(member)
+        self.token_reads.append(f"sql {member.name}")
         return DemotionToken(fake.lsn, fake.timeline, SYSTEM_ID, member.name)
+
+    def shutdown_token(self, member: Member, timeout: float) -> DemotionToken | None:
+        fake = self._dc_of(member)
+        if not self.agents_read_control:
+            raise AgentUnavailable(f"{member.name}'s agent answered /controldata with 503: no patroni.yml")
+        if fake.primary or fake.shut_down_at is None:
+            return None
+        self.token_reads.append(f"agent {member.name}")
+        return DemotionToken(fake.shut_down_at, fake.timeline, SYSTEM_ID, member.name)
 
     def replayed(self, member: Member) -> int | None:
         self._replicate()
@@ -227,6 +243,7 @@ class FakeFederation:
         if fake.primary and standby:
             fake.primary = False
             fake.lsn += SHUTDOWN_CHECKPOINT_BYTES
+            fake.shut_down_at = fake.lsn
         elif not fake.primary and not standby and self.record_names(fake.name):
             self._replicate()
             fake.primary = True
@@ -244,6 +261,8 @@ class FakeFederation:
             if dc.primary:
                 continue
             if primary is not None:
+                if primary.lsn != dc.lsn:
+                    dc.shut_down_at = None
                 dc.lsn, dc.timeline = primary.lsn, primary.timeline
                 dc.switch_points.update(primary.switch_points)
             else:

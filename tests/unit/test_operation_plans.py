@@ -99,6 +99,22 @@ def test_switchover_uninterrupted_is_lossless_with_one_writer(topo: Topology) ->
     assert fed.record.primary_dc == "dc2" and fed.record.epoch == 1 and fed.record.operation is None
     assert report.facts["switch_point"] == report.facts["demotion_token"]["lsn"]
     assert fed.violations == [] and fed.lease_holder is None
+    assert fed.token_reads == ["agent n1"], "the token is the source's pg_control, read by its agent"
+    assert report.facts["token_source"] == "pg_control"
+
+
+def test_switchover_reads_the_token_over_sql_when_the_source_agent_cannot_read_pg_control(topo: Topology) -> None:
+    fed = FakeFederation(topo)
+    fed.agents_read_control = False
+    fed.write(3000)
+    out = io.StringIO()
+    report = switchover_dc(fed.topo, "dc2", Progress(out=out), world=fed, record=fed)
+    assert report.outcome == "succeeded" and fed.roles()["dc2"] == "primary"
+    assert fed.token_reads == ["sql n1"] and report.facts["token_source"] == "sql"
+    assert report.facts["switch_point"] == report.facts["demotion_token"]["lsn"]
+    assert "n1 runs again as standby leader (n1's agent answered /controldata with 503: no patroni.yml)" \
+        in out.getvalue()
+    assert "(over SQL)" in out.getvalue()
 
 
 def test_switchover_crashed_at_every_step_boundary_resumes_to_the_same_end(
