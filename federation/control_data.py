@@ -87,6 +87,9 @@ FIELDS = {
 
 def parse_control_data(text: str) -> ControlData:
     """The fields we use of pg_controldata's output (run with LC_ALL=C: the labels are translated)."""
+    if "CRC" in text.split("pg_control version number", 1)[0]:
+        # pg_controldata prints its values even when the checksum does not match (a read racing a write).
+        raise ControlDataError("pg_controldata found pg_control's checksum wrong (read while being written?)")
     found: dict[str, str] = {}
     for line in text.splitlines():
         label, sep, value = line.partition(":")

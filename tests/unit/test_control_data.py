@@ -81,3 +81,12 @@ def test_output_without_a_field_is_refused_naming_it() -> None:
         parse_control_data("\n".join(line for line in text.splitlines() if not line.startswith("WAL block")))
     with pytest.raises(ControlDataError, match="cannot read"):
         parse_control_data(text.replace("0/1\n", "zz\n", 1))
+
+
+def test_a_checksum_warning_is_refused() -> None:
+    text = OUTPUT.format(state="shut down", checkpoint="0/11FFFFA0", redo="0/11FFFFA0")
+    warning = ("WARNING: Calculated CRC checksum does not match value stored in file.\nEither the file is corrupt, "
+               "or it has a different layout than this program\nis expecting.  The results below are untrustworthy."
+               "\n\n")
+    with pytest.raises(ControlDataError, match="checksum wrong"):
+        parse_control_data(warning + text)
