@@ -8,7 +8,7 @@ systemd watchdog script needs nothing but the code. /primary is HAProxy's read-w
 shutdown (agent/control_report.py; switchover-dc's demotion token). /events?since=ISO lists the agent's
 events log (agent/events.py), oldest first.
 Nothing here changes state: there is no POST. The backup-host agent (agent/backup_host.py) is served by the
-same server; what it has not (/, /gate, /primary) answers 404.
+same server; what it has not (/, /gate, /primary, /controldata) answers 404.
 
 The server is built so that no client can starve HAProxy's check. Connections are handled by one asyncio
 loop, so an idle or half-open connection costs a socket, not a thread; a request head must arrive whole
