@@ -1,7 +1,7 @@
 """The demotion token from pg_control, against a real PostgreSQL 15: where fedctl computes a cleanly shut
 down primary's WAL to end is where the server, started again as a standby, reports having replayed to.
 
-A scratch cluster (no lab: a Unix socket only) is shut down with its last WAL record, the shutdown
+A scratch cluster (verify-restore's, backup.scratch; no lab) is shut down with its last WAL record, the shutdown
 checkpoint, placed inside a page, across a page header and across a segment's first page header (WAL
 messages of a computed size move the insert point there first)."""
 
@@ -9,49 +9,58 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from backup.scratch import ScratchCluster
 from federation.control_data import read_control_data
 from federation.lab.layout import PG_BIN_DIR
 from federation.lsn import format_lsn, parse_lsn
-from federation.os_user import OsUser, as_user, chown_tree, user_env
+from federation.os_user import OsUser, chown_tree
 
 pytestmark = pytest.mark.timeout(120)
 PAGE = 8192
 SEGMENT = 16 * 1024 * 1024
-PORT = "25431"
 
 
 class Scratch:
-    def __init__(self, root: Path, user: OsUser) -> None:
-        self.root, self.user, self.data = root, user, root / "data"
+    """verify-restore's scratch cluster (backup.scratch), made by initdb instead of a restore."""
 
-    def run(self, *argv: str) -> str:
-        done = subprocess.run(as_user(self.user, argv), capture_output=True, text=True, env=user_env(self.user),
-                              cwd=self.root, timeout=60, check=False)
-        assert done.returncode == 0, f"{argv[0]} failed: {done.stderr}"
-        return done.stdout.strip()
+    def __init__(self, cluster: ScratchCluster) -> None:
+        self.cluster, self.data = cluster, cluster.data
 
     def sql(self, query: str) -> str:
-        return self.run(str(PG_BIN_DIR / "psql"), "-h", str(self.root), "-p", PORT, "-XAtc", query, "postgres")
+        with self.cluster.connect() as conn:
+            row = conn.execute(query).fetchone()
+        assert row is not None
+        return str(row[0])
 
     def start(self, standby: bool = False) -> None:
         signal = self.data / "standby.signal"
         if standby:
             signal.touch()
-            chown_tree(signal, self.user)
+            chown_tree(signal, self.cluster.user)
         else:
             signal.unlink(missing_ok=True)
-        self.run(str(PG_BIN_DIR / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.root / "log"), "-o",
-                 f"-p {PORT} -k {self.root} -c listen_addresses='' -c wal_level=replica", "start")
+        self.cluster.start({})
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.sql("SELECT 1")
+                return
+            except psycopg.OperationalError:
+                assert time.monotonic() < deadline, f"the scratch server did not start:\n{self.cluster.log_tail()}"
+                time.sleep(0.05)
 
     def stop(self) -> None:
-        self.run(str(PG_BIN_DIR / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        """A fast shutdown, waited for: the server writes its shutdown checkpoint."""
+        self.cluster.stop()
+        assert not self.cluster.process.running()
 
     def insert_point(self) -> int:
         return parse_lsn(self.sql("SELECT pg_current_wal_insert_lsn()"))
@@ -73,16 +82,18 @@ class Scratch:
 @pytest.fixture(scope="module")
 def scratch() -> Iterator[Scratch]:
     user = OsUser.named("postgres") if os.geteuid() == 0 else OsUser.current()
-    root = Path(tempfile.mkdtemp(prefix="fedctl-controldata-"))
-    chown_tree(root, user)
-    cluster = Scratch(root, user)
+    base = Path(tempfile.mkdtemp(prefix="fedctl-controldata-"))
+    base.chmod(0o755)
+    cluster = ScratchCluster.create(base, "controldata", user, "postgres", PG_BIN_DIR)
     try:
-        cluster.run(str(PG_BIN_DIR / "initdb"), "-D", str(cluster.data), "-A", "trust", "-U", "postgres")
-        yield cluster
+        done = cluster.run_tool([str(PG_BIN_DIR / "initdb"), "-D", str(cluster.data), "-A", "trust", "-U",
+                                 "postgres"], timeout=60)
+        assert done.returncode == 0, done.stderr
+        cluster.write_overrides()
+        yield Scratch(cluster)
     finally:
-        subprocess.run(as_user(user, [str(PG_BIN_DIR / "pg_ctl"), "-D", str(cluster.data), "-m", "immediate",
-                                      "stop"]), capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.close()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.parametrize(("bytes_before", "boundary"), [
@@ -120,7 +131,7 @@ def test_the_agent_answers_the_token_of_its_member_from_the_data_dir_patroni_run
     from agent.settings import agent_settings
     from federation.topology import load_topology
 
-    patroni_yml = scratch.root / "patroni.yml"
+    patroni_yml = scratch.cluster.root / "patroni.yml"
     patroni_yml.write_text(f"postgresql:\n  data_dir: {scratch.data}\n  bin_dir: {PG_BIN_DIR}\n")
     topo = load_topology(Path(__file__).parent / "topologies" / "two-dc.yaml")
     settings = agent_settings(topo, "dc1", "n1", patroni_config=str(patroni_yml))
