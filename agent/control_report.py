@@ -31,10 +31,11 @@ def postgres_paths(patroni_config: str | None) -> tuple[str, str | None]:
         section = read_patroni_config(patroni_config).get("postgresql")
     except ConfigUnreadable as exc:
         raise ControlUnknown(str(exc)) from None
-    data_dir = section.get("data_dir") if isinstance(section, dict) else None
+    if not isinstance(section, dict):
+        section = {}
+    data_dir, bin_dir = section.get("data_dir"), section.get("bin_dir")
     if not isinstance(data_dir, str) or not data_dir:
         raise ControlUnknown(f"{patroni_config} has no postgresql.data_dir")
-    bin_dir = section.get("bin_dir") if isinstance(section, dict) else None
     return data_dir, bin_dir if isinstance(bin_dir, str) and bin_dir else None
 
 

@@ -37,11 +37,10 @@ class DemotionToken:
         return f"LSN {format_lsn(self.lsn)} timeline {self.timeline} system {self.system_identifier}"
 
 
-def token_from_control(answer: Any, member: str) -> DemotionToken | None:
-    """The token in a member's agent's GET /controldata answer (agent/control_report.py): its `wal_end` once
-    it shut down cleanly as a primary; None while it has not (or runs again), or when the answer is another
-    member's or says nothing usable."""
-    if not isinstance(answer, dict) or answer.get("member") != member or not answer.get("wal_end"):
+def token_from_control(answer: dict[str, Any], member: str) -> DemotionToken | None:
+    """The token in `member`'s agent's GET /controldata answer (agent/control_report.py): its `wal_end` once
+    it shut down cleanly as a primary; None while it has not (or runs again), or when it says nothing usable."""
+    if not answer.get("wal_end"):
         return None
     try:
         return DemotionToken(parse_lsn(str(answer["wal_end"])), int(answer["timeline"]),
