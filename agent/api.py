@@ -117,8 +117,9 @@ def route(view: AgentView, primary: PrimaryCheck | None, method: str, path: str)
             return _events(view, query)
         if path == "/primary" and primary is not None:
             verdict = primary.answer()
-            return _json(200 if verdict.ok else 503, {"primary": verdict.ok, "reason": verdict.reason,
-                                                      "epoch": verdict.epoch})
+            code = 200 if verdict.ok else 404 if verdict.draining else 503
+            return _json(code, {"primary": verdict.ok, "reason": verdict.reason, "epoch": verdict.epoch,
+                                "draining": verdict.draining})
         return _json(404, {"error": f"no such endpoint {path}; try /, /health, /status, /metrics, /primary, "
                                     "/gate, /controldata or /events"})
     except NotServed as exc:

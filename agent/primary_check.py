@@ -5,6 +5,11 @@ record this agent has seen names its DC as the primary DC. The second half is th
 newer epoch replaced may still hold a Patroni leader that believes it is primary (its DC was cut off
 during promote-dc); it must never receive writes, whatever its Patroni says.
 
+A primary that Patroni is stopping (a demotion, a restart) takes no new connections any more, yet Patroni
+still reports its role as primary until the postmaster has exited: that member answers "draining" (404,
+which HAProxy's `http-check disable-on-404` turns into NOLB at its very next check, where a 503 needs
+`fall` checks), so HAProxy has stopped sending it connections before the new primary can pass.
+
 The record is refreshed by a background thread (every DC's copy, highest epoch wins, never going
 backwards), so a check costs one local REST call and never waits on a remote DCS. With a federation
 store, the lease guard's fence comes first: a DC whose primary-DC lease lapsed says no at once.
@@ -27,6 +32,9 @@ log = logging.getLogger("agent.primary")
 REFRESH_SECONDS = 0.5
 DCS_TIMEOUT = 1.0
 PATRONI_TIMEOUT = 0.4
+# Patroni's PostgreSQL states in which a primary is going away: it refuses new connections or soon will.
+# "unknown" (a query failed while running) is not one: a slow primary is not drained on one blip.
+GOING_AWAY_STATES = frozenset({"stopping", "stopped", "stop failed", "restarting", "restart failed", "crashed"})
 
 
 @dataclass(frozen=True)
@@ -34,10 +42,13 @@ class Verdict:
     ok: bool
     reason: str
     epoch: int | None = None
+    draining: bool = False  # a primary that Patroni is stopping: no new connections, at once
 
 
-def primary_verdict(dc: str, member: str, role: str | None, record: FederationState | None) -> Verdict:
-    """Pure: may `member` of `dc`, whose Patroni reports `role`, take writes under `record`?"""
+def primary_verdict(dc: str, member: str, role: str | None, record: FederationState | None,
+                    state: str | None = None) -> Verdict:
+    """Pure: may `member` of `dc`, whose Patroni reports `role` and PostgreSQL `state`, take writes under
+    `record`?"""
     if record is None:
         return Verdict(False, "no federation record read yet")
     if role not in patroni_api.PRIMARY_ROLES:
@@ -45,6 +56,9 @@ def primary_verdict(dc: str, member: str, role: str | None, record: FederationSt
     if record.primary_dc != dc:
         return Verdict(False, f"{member} is Patroni's primary but epoch {record.epoch} names {record.primary_dc} "
                        f"as primary DC, not {dc}: fenced", record.epoch)
+    if state in GOING_AWAY_STATES:
+        return Verdict(False, f"{member} is Patroni's primary but its PostgreSQL is {state}: draining",
+                       record.epoch, draining=True)
     return Verdict(True, f"{member} is the primary of {dc}, the primary DC of epoch {record.epoch}", record.epoch)
 
 
@@ -98,8 +112,9 @@ class PrimaryCheck:
             return Verdict(False, fenced, record.epoch if record else None)
         member = self.settings.member
         try:
-            role = patroni_api.get_patroni(member, timeout=PATRONI_TIMEOUT).get("role")
+            patroni = patroni_api.get_patroni(member, timeout=PATRONI_TIMEOUT)
         except FedError as exc:
             return Verdict(False, f"Patroni of {member.name} does not answer: {exc.message}")
+        role, state = patroni.get("role"), patroni.get("state")
         return primary_verdict(self.settings.dc.name, member.name, role if isinstance(role, str) else None,
-                               self.record())
+                               self.record(), state if isinstance(state, str) else None)

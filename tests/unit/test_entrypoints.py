@@ -37,7 +37,8 @@ def test_the_read_write_backend_checks_every_member_on_its_agent_primary_endpoin
     cfg = render_haproxy(topo, read_write_bind="127.0.0.1:7000", read_only_bind="127.0.0.1:7001")
     backend = _backend(cfg, "fed_primary")
     assert "option httpchk GET /primary" in backend and "http-check expect status 200" in backend
-    assert "default-server inter 500 fall 2 rise 1 on-marked-down shutdown-sessions" in backend
+    assert "http-check disable-on-404" in backend  # a draining primary (404) is out at the next check
+    assert "default-server inter 500 fastinter 100 fall 2 rise 1 on-marked-down shutdown-sessions" in backend
     servers = [line for line in backend if line.startswith("server ")]
     tls = topo.agent_tls
     assert tls is not None, "the entry topology's agents serve https"
@@ -132,10 +133,27 @@ def test_pgbouncer_for_the_follower_lists_each_database(topo: Topology) -> None:
 ])
 def test_primary_passes_only_for_patroni_primary_of_the_record_primary_dc(
         dc: str, role: str | None, rec: FederationState | None, ok: bool) -> None:
-    verdict = primary_verdict(dc, "n1", role, rec)
-    assert verdict.ok is ok
+    verdict = primary_verdict(dc, "n1", role, rec, "running")
+    assert verdict.ok is ok and not verdict.draining
     if rec is not None and role == "primary" and not ok:
         assert "fenced" in verdict.reason
+
+
+@pytest.mark.parametrize("state", ["stopping", "stopped", "restarting", "crashed"])
+def test_a_primary_whose_postgres_patroni_is_stopping_drains(state: str) -> None:
+    # Patroni keeps reporting role primary until the postmaster exited (a demote-cluster, a restart).
+    verdict = primary_verdict("dc1", "n1", "primary", record(0, "dc1"), state)
+    assert not verdict.ok and verdict.draining and state in verdict.reason
+
+
+@pytest.mark.parametrize("state", [None, "running", "unknown"])
+def test_a_running_primary_or_one_patroni_could_not_query_once_is_not_drained(state: str | None) -> None:
+    assert primary_verdict("dc1", "n1", "primary", record(0, "dc1"), state).ok
+
+
+def test_a_fenced_dc_stays_fenced_rather_than_draining_while_it_stops() -> None:
+    verdict = primary_verdict("dc1", "n1", "primary", record(4, "dc2"), "stopping")
+    assert not verdict.ok and not verdict.draining and "fenced" in verdict.reason
 
 
 def test_every_entrypoint_reaches_each_member_on_its_own_port() -> None:
