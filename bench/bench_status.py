@@ -5,7 +5,9 @@ Run: `.venv/bin/python -m bench status [--runs 15] [--sizes 2 10 30] [--members 
 Serves stand-ins (bench/status_standins.py) for every DC's etcd, every member's Patroni REST API and agent,
 and a three-member federation store, on 127.0.200.x-127.0.203.x (ports 22379, 28008, 28108), then times the
 real `fedctl status -t FILE --format json` in a new process, as a user runs it, on a topology of each size
-(the first N DCs of the same stand-ins). Each round runs every size once and `python -c pass` (the
+(the first N DCs of the same stand-ins). Each measured tree's packages are byte-compiled first, as pip does
+when it installs fedctl (an editable checkout run with PYTHONDONTWRITEBYTECODE would otherwise compile them
+from source on every run, ~55 ms). Each round runs every size once and `python -c pass` (the
 interpreter's bare start-up, the floor of any CLI) once, so load from other work on the machine hits all alike.
 Every run must exit 0 (the stand-ins are a healthy federation), else the benchmark fails.
 Prints per size the median and p90 wall time, their ratio to the smallest size and to `python -c pass`, the
@@ -61,6 +63,12 @@ def timed(argv: list[str], into: Samples, source: str | None = None) -> subproce
     return done
 
 
+def byte_compile(tree: Path) -> None:
+    """Compile the tree's packages to __pycache__, as `pip install` does for an installed fedctl."""
+    packages = [str(tree / name) for name in ("federation", "agent") if (tree / name).is_dir()]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j0", *packages], check=True)
+
+
 def status_argv(topology: Path) -> list[str]:
     return [str(VENV_BIN / "fedctl"), "status", "-t", str(topology), "--format", "json"]
 
@@ -93,6 +101,8 @@ def main() -> None:
     args = parser.parse_args()
     sizes = sorted(set(args.sizes))
     sources: list[str | None] = [None] + ([str(Path(args.compare).resolve())] if args.compare else [])
+    for source in sources:
+        byte_compile(Path(source) if source else Path(__file__).resolve().parents[1])
     federation = StandInFederation(max(sizes), args.members, tuple(sizes))
     print(f"load average at start: {load_average()} (other work on the machine stretches wall times)")
     samples = {(source, size): Samples() for source in sources for size in sizes}
