@@ -30,7 +30,7 @@ from federation.topology import Datacenter, Member, Topology
 
 PORT_BASE = 15000
 PORT_SLOTS = 2500
-# fastinter: once a check failed, the next one follows at once, so a server that is really down is out
+# fastinter: once a check failed, the next one follows 100 ms later, so a server that is really down is out
 # within inter + fastinter, while one failed check alone (a slow TLS handshake) still takes nobody out.
 CHECK_TIMING = "inter 500 fastinter 100 fall 2 rise 1"
 
