@@ -26,6 +26,7 @@ from federation.topology import Datacenter, Topology
 
 log = logging.getLogger("agent.act")
 ALREADY_AS_WANTED = "already as wanted"  # carry_out's outcome when a re-point found nothing to change
+NOTHING_PENDING = "no rejoin pending any more: it was finished meanwhile"
 
 
 class _LogLines(io.StringIO):
@@ -55,7 +56,9 @@ def carry_out(topo: Topology, dc: Datacenter, obs: Observation, decision: Decisi
         return f"PATCH /config on {own.leader.name}" if result else ALREADY_AS_WANTED
     if decision.action is Action.FENCE:
         progress = Progress(out=_LogLines(f"rejoin-dc {dc.name}"))
-        report = rejoin_dc(topo, dc.name, progress)
+        report = rejoin_dc(topo, dc.name, progress, only_pending=decision.resumes)
+        if report.outcome == "not pending":
+            return NOTHING_PENDING
         diverged = report.facts.get("diverged_wal", {})
         lost = {name: d.get("bytes") for name, d in diverged.items() if d.get("bytes")}
         return (f"rejoin-dc {report.outcome} in {sum(s.seconds for s in progress.steps):.1f} s; fork "

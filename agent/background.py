@@ -31,6 +31,7 @@ class Background:
         self._name: str | None = None
         self._started: float | None = None
         self.last: Finished | None = None
+        self._last_ended: float | None = None
 
     def running(self) -> tuple[str, float] | None:
         """What runs now and for how long (None when idle)."""
@@ -38,6 +39,12 @@ class Background:
             if self._thread is None or self._name is None or self._started is None:
                 return None
             return self._name, self._clock() - self._started
+
+    def ended_after(self, when: float) -> bool:
+        """Whether an action ended at or after clock time `when`: a look taken before then may show what that
+        action was still doing (a pending operation it has since finished)."""
+        with self._lock:
+            return self._last_ended is not None and self._last_ended >= when
 
     def try_run(self, name: str, action: Callable[[], str | None],
                 on_done: Callable[[Finished], None] | None = None) -> bool:
@@ -61,7 +68,7 @@ class Background:
             log.warning("%s failed: %s", name, error)
         finished = Finished(name, outcome, error, self._clock() - started, datetime.now(UTC))
         with self._lock:
-            self.last = finished
+            self.last, self._last_ended = finished, self._clock()
             self._thread, self._name, self._started = None, None, None
         if on_done is not None:
             try:

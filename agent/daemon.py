@@ -188,7 +188,7 @@ class Agent:
                 self._replaced_since = (self._replaced_since or time.monotonic()) if replaced else None
             sentence = decision.sentence if decision else "no decision (see above): changing nothing this cycle"
             if decision is not None:
-                sentence = self._carry_out(obs, decision)
+                sentence = self._carry_out(obs, decision, started)
             self._phase("sample", self._sample, obs)
             self._phase("metrics", self._update_metrics, obs)
         self.metrics.cycles.inc()
@@ -209,13 +209,13 @@ class Agent:
             obs = replace(obs, record=record, record_written=True)
         return replace(obs, self_fenced=self.guard.self_fenced())
 
-    def _carry_out(self, obs: Observation, decision: Decision) -> str:
+    def _carry_out(self, obs: Observation, decision: Decision, observed_at: float) -> str:
         if decision.action not in (Action.REPOINT, Action.FENCE):
             return decision.sentence
         if not self.keeper.active:
             return f"lease lost before acting; not doing: {decision.sentence}"
         if decision.action is Action.FENCE:
-            return self._fence_in_background(obs, decision)
+            return self._fence_in_background(obs, decision, observed_at)
         log.info("%s", decision.sentence)
         outcome = self._phase("act", act.carry_out, self.settings.topo, self.settings.dc, obs, decision)
         if outcome is None:
@@ -226,12 +226,17 @@ class Agent:
                              **repoint_details(self.settings.topo, obs, decision))
         return f"done ({outcome}): {decision.sentence}"
 
-    def _fence_in_background(self, obs: Observation, decision: Decision) -> str:
+    def _fence_in_background(self, obs: Observation, decision: Decision, observed_at: float) -> str:
         """A rejoin takes seconds to minutes (pg_rewind, a reinitialise): it runs in its own thread, and the
-        cycles meanwhile keep observing, sampling and answering /status."""
+        cycles meanwhile keep observing, sampling and answering /status. A look taken while the last rejoin
+        still ran is not acted on: it may show that rejoin's own operation as pending, and carrying it
+        through again would start a new rejoin, and so on."""
         running = self.background.running()
         if running is not None:
             return f"{decision.sentence} -- {running[0]} running for {running[1]:.0f} s"
+        if self.background.ended_after(observed_at):
+            self._wake.set()
+            return f"{decision.sentence} -- not acted on: the look began before the last rejoin-dc ended; looking again"
         wait = self._fence_not_before - time.monotonic()
         if wait > 0:
             return f"{decision.sentence} -- last attempt failed, retrying in {wait:.0f} s"
@@ -242,6 +247,10 @@ class Agent:
                 self.metrics.errors.labels("act").inc()
                 self._fence_not_before = time.monotonic() + FENCE_RETRY_SECONDS
                 log.warning("FAILED after %.1f s: %s (%s)", finished.seconds, decision.sentence, finished.error)
+                return
+            if finished.outcome == act.NOTHING_PENDING:
+                log.info("%s: %s", finished.name, finished.outcome)
+                self._wake.set()
                 return
             self.metrics.actions.labels(decision.action.value).inc()
             self.metrics.fencing.inc()

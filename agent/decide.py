@@ -62,6 +62,7 @@ class Decision:
     sentence: str
     patch: dict[str, Any] = field(default_factory=dict)
     replaced: bool = False  # the DC was found replaced (fenced now, or soon)
+    resumes: bool = False  # FENCE: carry through the pending rejoin only, never start a new one
 
 
 def _leader_text(look: DCLook) -> str:
@@ -139,7 +140,7 @@ def decide(topo: Topology, obs: Observation) -> Decision:
         # Whoever started it (this agent before a restart, or an operator) may be gone: a rejoin only points
         # this DC at its upstream, which is this agent's own job, so the agent carries it through.
         return Decision(Action.FENCE, f"a rejoin of {dc} is pending at step '{op.step}' (started {op.started}): "
-                                      "carrying it through (rejoin-dc)", replaced=True)
+                                      "carrying it through (rejoin-dc)", replaced=True, resumes=True)
     if op is not None and op.kind != "rejoin":
         return Decision(Action.WAIT, f"a {op.kind} of {op.target} is in flight (step {op.step}, started "
                                      f"{op.started}): leaving the roles to it")

@@ -167,16 +167,20 @@ def rejoin_steps(run: Rejoin) -> list[Step[Rejoin]]:
 
 
 def rejoin_dc(topo: Topology, dc_name: str, progress: Progress, *, dry_run: bool = False,
-              world: World | None = None, record: RecordPort | None = None) -> OperationReport:
+              world: World | None = None, record: RecordPort | None = None,
+              only_pending: bool = False) -> OperationReport:
+    """`only_pending`: carry through a rejoin of the DC that the record holds as pending, and do nothing when it
+    holds none (any more): the agent's way to finish a rejoin that someone else started, which must never
+    start a new one of its own."""
     world = world or LiveWorld(topo)
     try:
-        return _rejoin(topo, topo.dc(dc_name), progress, dry_run, world, record or LiveRecord(topo))
+        return _rejoin(topo, topo.dc(dc_name), progress, dry_run, world, record or LiveRecord(topo), only_pending)
     finally:
         world.close()
 
 
 def _rejoin(topo: Topology, dc: Datacenter, progress: Progress, dry_run: bool, world: World,
-            record: RecordPort) -> OperationReport:
+            record: RecordPort, only_pending: bool = False) -> OperationReport:
     st = record.read()
     if dc.name == st.primary_dc:
         raise BadInput(f"{dc.name} is the primary DC (epoch {st.epoch}); only a replaced DC can rejoin")
@@ -186,6 +190,9 @@ def _rejoin(topo: Topology, dc: Datacenter, progress: Progress, dry_run: bool, w
         raise OperationRefused(f"a {other.kind} {other.source} -> {other.target} is pending (step {other.step}) "
                                f"and involves {dc.name}", hint="finish or abort it first (`fedctl operation show`)")
     pending = other if other is not None and other.kind == KIND and other.target == dc.name else None
+    if only_pending and pending is None:
+        progress.say(f"   no rejoin of {dc.name} is pending any more (it was finished meanwhile): nothing to do")
+        return OperationReport("rejoin-dc", dc.name, st.primary_dc, outcome="not pending", epoch=st.epoch)
     upstream = st.primary_dc
     run = Rejoin(world, dc, st, upstream, progress, inputs=dict(pending.inputs) if pending else {})
     steps = rejoin_steps(run)

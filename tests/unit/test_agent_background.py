@@ -33,3 +33,16 @@ def test_a_failing_action_is_reported_and_the_runner_stays_usable() -> None:
     assert done[0].error == "pg_rewind failed" and runner.status()["last"]["error"] == "pg_rewind failed"
     assert runner.try_run("rejoin-dc dc1", lambda: "ok")
     assert runner.wait(10) and runner.last is not None and runner.last.outcome == "ok"
+
+
+def test_it_tells_whether_an_action_ended_after_a_given_moment() -> None:
+    now = [100.0]
+    runner = Background(clock=lambda: now[0])
+    assert not runner.ended_after(0.0), "nothing has run yet"
+    release = threading.Event()
+    runner.try_run("rejoin-dc dc1", lambda: "ok" if release.wait(10) else None)
+    now[0] = 105.0
+    release.set()
+    assert runner.wait(10)
+    assert runner.ended_after(104.0), "a look begun at 104 saw the action still running"
+    assert not runner.ended_after(106.0), "a look begun after the end is fresh"

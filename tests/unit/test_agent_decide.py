@@ -178,6 +178,7 @@ def test_a_pending_rejoin_of_the_own_dc_is_carried_through_and_does_not_hold_up_
     op = PendingOperation(kind="rejoin", source="dc1", target="dc2", step="stream", started="t0")
     own = decide(topo, standby_obs(topo, record=record(operation=op)))
     assert own.action is Action.FENCE and "a rejoin of dc2 is pending at step 'stream'" in own.sentence
+    assert own.resumes, "carrying a rejoin through must never start a new one"
     other = PendingOperation(kind="rejoin", source="dc2", target="dc3", step="point", started="t0")
     d = decide(topo, standby_obs(topo, record=record(operation=other)))
     assert d.action is Action.NOTHING, d.sentence

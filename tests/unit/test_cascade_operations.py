@@ -165,3 +165,26 @@ def _expired(fed: FakeFederation) -> LeaseFence:
     clock = Clock()
     return LeaseFence(fed, fed.record.primary_dc, ttl=10, force=False, bound=5.0, clock=clock, wall=clock.wall,
                       sleep=clock.sleep)
+
+
+def test_a_late_carry_through_of_a_finished_rejoin_starts_no_new_one_and_keeps_the_reshape() -> None:
+    """CI, 2026-12-03: dc1's agent carried a rejoin of dc1 through again on a look taken while the last one still
+    ran; with no rejoin pending any more it started a new one, whose point step wrote dc1 <- dc3 back over the
+    reshape of dc2's rejoin. A carry-through (only_pending) of a rejoin that is no longer pending does nothing."""
+    topo = load_topology(TOPOLOGIES / "three-dc.yaml")
+    fed = FakeFederation(topo)
+    fed.write(5000)
+    fed.kill("dc1")
+    fed.kill("dc2")
+    fed.lease_holder = None
+    assert promote(fed, "dc3").outcome == "succeeded"
+    back_fenced(fed, "dc1")
+    rejoin_dc(topo, "dc1", quiet(), world=fed, record=fed)
+    back_fenced(fed, "dc2")
+    rejoin_dc(topo, "dc2", quiet(), world=fed, record=fed)
+    shaped = reroot(topo, "dc3")
+    assert fed.record.upstreams == shaped and fed.record.operation is None
+    late = rejoin_dc(topo, "dc1", quiet(), world=fed, record=fed, only_pending=True)
+    assert late.outcome == "not pending"
+    assert fed.record.upstreams == shaped and fed.record.operation is None
+    assert_roles(fed, shaped)
