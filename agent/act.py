@@ -18,7 +18,7 @@ from federation.dcs import connect
 from federation.errors import OperationFailed
 from federation.lsn import parse_lsn
 from federation.operations.common import apply_role, sql_row
-from federation.operations.rejoin import rejoin_dc
+from federation.operations.rejoin import NOT_PENDING, rejoin_dc
 from federation.progress import Progress
 from federation.samples import LsnSample, store_sample
 from federation.state import FederationState, state_key
@@ -57,7 +57,7 @@ def carry_out(topo: Topology, dc: Datacenter, obs: Observation, decision: Decisi
     if decision.action is Action.FENCE:
         progress = Progress(out=_LogLines(f"rejoin-dc {dc.name}"))
         report = rejoin_dc(topo, dc.name, progress, only_pending=decision.resumes)
-        if report.outcome == "not pending":
+        if report.outcome == NOT_PENDING:
             return NOTHING_PENDING
         diverged = report.facts.get("diverged_wal", {})
         lost = {name: d.get("bytes") for name, d in diverged.items() if d.get("bytes")}

@@ -235,7 +235,6 @@ class Agent:
         if running is not None:
             return f"{decision.sentence} -- {running[0]} running for {running[1]:.0f} s"
         if self.background.ended_after(observed_at):
-            self._wake.set()
             return f"{decision.sentence} -- not acted on: the look began before the last rejoin-dc ended; looking again"
         wait = self._fence_not_before - time.monotonic()
         if wait > 0:
@@ -250,16 +249,15 @@ class Agent:
                 return
             if finished.outcome == act.NOTHING_PENDING:
                 log.info("%s: %s", finished.name, finished.outcome)
-                self._wake.set()
-                return
-            self.metrics.actions.labels(decision.action.value).inc()
-            self.metrics.fencing.inc()
-            log.info("done (%s): %s", finished.outcome, decision.sentence)
-            record = obs.record
-            self.events.emit("fence_replaced", f"demoted {obs.dc}: {finished.outcome}", decision=decision.sentence,
-                             epoch=record.epoch if record else None,
-                             upstream=record.upstream_of(obs.dc) if record else None,
-                             seconds=round(finished.seconds, 1))
+            else:
+                self.metrics.actions.labels(decision.action.value).inc()
+                self.metrics.fencing.inc()
+                log.info("done (%s): %s", finished.outcome, decision.sentence)
+                record = obs.record
+                self.events.emit("fence_replaced", f"demoted {obs.dc}: {finished.outcome}",
+                                 decision=decision.sentence, epoch=record.epoch if record else None,
+                                 upstream=record.upstream_of(obs.dc) if record else None,
+                                 seconds=round(finished.seconds, 1))
             self._wake.set()
 
         name = f"rejoin-dc {self.settings.dc.name}"

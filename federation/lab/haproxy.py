@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,3 +81,23 @@ def haproxy_rows(layout: LabLayout) -> list[list[str]]:
     binds = default_binds(layout.topo)
     return [["-", "haproxy", f"rw {binds.read_write} ro {binds.read_only}",
              str(haproxy_process(layout).pid() or "-")]]
+
+
+STAT_STATUS = 17  # the `status` column of `show stat` (UP, UP 1/2, NOLB, DOWN, ...)
+
+
+def stat_rows(sock_path: Path, backend: str) -> dict[str, list[str]]:
+    """`show stat` over HAProxy's admin socket: each server of `backend` by name, its CSV fields."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(2)
+        sock.connect(str(sock_path))
+        sock.sendall(b"show stat\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    rows = {}
+    for line in data.decode().splitlines()[1:]:
+        fields = line.split(",")
+        if len(fields) > STAT_STATUS and fields[0] == backend and fields[1] not in ("BACKEND", "FRONTEND"):
+            rows[fields[1]] = fields
+    return rows

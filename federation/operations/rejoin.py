@@ -46,6 +46,7 @@ from federation.topology import Datacenter, Topology
 KIND = "rejoin"
 STREAM_TIMEOUT = 120.0
 REINIT_GRACE = 40.0
+NOT_PENDING = "not pending"  # the outcome of an only_pending rejoin that found none pending
 
 
 JOIN_ATTEMPTS = 5
@@ -192,7 +193,7 @@ def _rejoin(topo: Topology, dc: Datacenter, progress: Progress, dry_run: bool, w
     pending = other if other is not None and other.kind == KIND and other.target == dc.name else None
     if only_pending and pending is None:
         progress.say(f"   no rejoin of {dc.name} is pending any more (it was finished meanwhile): nothing to do")
-        return OperationReport("rejoin-dc", dc.name, st.primary_dc, outcome="not pending", epoch=st.epoch)
+        return OperationReport("rejoin-dc", dc.name, st.primary_dc, outcome=NOT_PENDING, epoch=st.epoch)
     upstream = st.primary_dc
     run = Rejoin(world, dc, st, upstream, progress, inputs=dict(pending.inputs) if pending else {})
     steps = rejoin_steps(run)

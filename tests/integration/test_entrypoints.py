@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from federation.entrypoints import default_binds
-from federation.lab.haproxy import stats_socket
+from federation.lab.haproxy import STAT_STATUS, stat_rows, stats_socket
 from federation.lab.lab import lab_kill, lab_start
 from federation.lab.pgbouncer import databases_path
 from federation.lsn import parse_lsn
@@ -100,20 +99,7 @@ def scenario(request: pytest.FixtureRequest) -> Iterator[Scenario]:
 
 def up_servers(sock_path: Path, backend: str = "fed_primary") -> set[str]:
     """The servers HAProxy currently sends `backend`'s connections to (its health check passes)."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(2)
-        sock.connect(str(sock_path))
-        sock.sendall(b"show stat\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    up = set()
-    for line in data.decode().splitlines()[1:]:
-        fields = line.split(",")
-        if (len(fields) > 17 and fields[0] == backend and fields[1] not in ("BACKEND", "FRONTEND")
-                and fields[17].startswith("UP")):
-            up.add(fields[1])
-    return up
+    return {name for name, row in stat_rows(sock_path, backend).items() if row[STAT_STATUS].startswith("UP")}
 
 
 def pgbouncer_host(lab: LabHandle) -> str | None:

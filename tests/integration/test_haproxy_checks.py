@@ -11,11 +11,10 @@ addresses of their own (127.0.77.x).
 from __future__ import annotations
 
 import http.server
-import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +22,12 @@ import pytest
 import yaml
 
 from federation.entrypoints import render_haproxy
+from federation.lab.haproxy import STAT_STATUS, stat_rows
 from federation.topology import Topology, parse_topology
 
 pytestmark = pytest.mark.timeout(60)
 TOPOLOGY = Path(__file__).parent / "topologies" / "entry-two-dc.yaml"
-STATUS, CHECK_FAILURES = 17, 21  # columns of `show stat`
+CHECK_FAILURES = 21  # the chkfail column of `show stat`
 
 
 @dataclass
@@ -65,19 +65,7 @@ def _serve(agents: Agents, name: str, host: str, port: int) -> None:
 
 
 def _rows(sock_path: Path) -> dict[str, list[str]]:
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(2)
-        sock.connect(str(sock_path))
-        sock.sendall(b"show stat\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    rows = {}
-    for line in data.decode().splitlines()[1:]:
-        fields = line.split(",")
-        if len(fields) > CHECK_FAILURES and fields[0] == "fed_primary" and fields[1] not in ("BACKEND", "FRONTEND"):
-            rows[fields[1]] = fields
-    return rows
+    return stat_rows(sock_path, "fed_primary")
 
 
 @pytest.fixture
@@ -104,12 +92,12 @@ def haproxy(tmp_path: Path) -> Iterator[tuple[Agents, Path]]:
             server.server_close()
 
 
-def _wait_for(cond: object, what: str, proc: subprocess.Popen[str], timeout: float = 10) -> None:
+def _wait_for(cond: Callable[[], bool], what: str, proc: subprocess.Popen[str], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"haproxy exited: {proc.stderr.read() if proc.stderr else ''}"
         try:
-            if cond():  # type: ignore[operator]
+            if cond():
                 return
         except OSError:
             pass
@@ -119,7 +107,7 @@ def _wait_for(cond: object, what: str, proc: subprocess.Popen[str], timeout: flo
 
 def _up(sock_path: Path) -> set[str]:
     """The servers HAProxy sends new connections to: UP, or UP and going down after a failed check."""
-    return {name for name, row in _rows(sock_path).items() if row[STATUS].startswith("UP")}
+    return {name for name, row in _rows(sock_path).items() if row[STAT_STATUS].startswith("UP")}
 
 
 def _watch(sock_path: Path, server: str, until: str, timeout: float = 5) -> list[str]:
@@ -127,7 +115,7 @@ def _watch(sock_path: Path, server: str, until: str, timeout: float = 5) -> list
     seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = _rows(sock_path)[server][STATUS]
+        status = _rows(sock_path)[server][STAT_STATUS]
         if not seen or seen[-1] != status:
             seen.append(status)
         if status.startswith(until):
@@ -161,4 +149,4 @@ def test_a_drained_primary_that_turns_demoted_never_takes_connections_again(hapr
         time.sleep(0.01)
     assert samples and samples[-1] == {"dc2_n3"}, samples
     assert all(up <= {"dc2_n3"} for up in samples), samples  # dc1_n1 went from NOLB to DOWN, never UP
-    assert _rows(sock_path)["dc1_n1"][STATUS].startswith(("DOWN", "NOLB"))
+    assert _rows(sock_path)["dc1_n1"][STAT_STATUS].startswith(("DOWN", "NOLB"))

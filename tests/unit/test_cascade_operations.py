@@ -138,9 +138,8 @@ def test_rejoin_of_a_dc_whose_declared_upstream_is_the_primary_says_there_is_not
     assert_roles(fed, reroot(topo, "dc2"))
 
 
-def test_the_far_end_promoted_with_both_others_lost_comes_back_in_shape_one_rejoin_at_a_time() -> None:
-    """dc1 -> dc2 -> dc3 (the lab's chain): promote dc3, rejoin dc1 (dc2 still gone: a temporary dc1 ← dc3),
-    then rejoin dc2 (dc2 ← dc3 and dc1 ← dc2 again)."""
+def _far_end_promoted() -> tuple[Topology, FakeFederation]:
+    """The lab's chain dc1 -> dc2 -> dc3 with dc1 and dc2 lost and dc3 promoted."""
     topo = load_topology(TOPOLOGIES / "three-dc.yaml")
     fed = FakeFederation(topo)
     fed.write(5000)
@@ -148,6 +147,13 @@ def test_the_far_end_promoted_with_both_others_lost_comes_back_in_shape_one_rejo
     fed.kill("dc2")
     fed.lease_holder = None
     assert promote(fed, "dc3").outcome == "succeeded"
+    return topo, fed
+
+
+def test_the_far_end_promoted_with_both_others_lost_comes_back_in_shape_one_rejoin_at_a_time() -> None:
+    """dc1 -> dc2 -> dc3 (the lab's chain): promote dc3, rejoin dc1 (dc2 still gone: a temporary dc1 ← dc3),
+    then rejoin dc2 (dc2 ← dc3 and dc1 ← dc2 again)."""
+    topo, fed = _far_end_promoted()
     assert fed.record.upstreams == {"dc1": "dc2", "dc2": "dc3", "dc3": None}
     back_fenced(fed, "dc1")
     rejoin_dc(topo, "dc1", quiet(), world=fed, record=fed)
@@ -171,13 +177,7 @@ def test_a_late_carry_through_of_a_finished_rejoin_starts_no_new_one_and_keeps_t
     """CI, 2026-12-03: dc1's agent carried a rejoin of dc1 through again on a look taken while the last one still
     ran; with no rejoin pending any more it started a new one, whose point step wrote dc1 <- dc3 back over the
     reshape of dc2's rejoin. A carry-through (only_pending) of a rejoin that is no longer pending does nothing."""
-    topo = load_topology(TOPOLOGIES / "three-dc.yaml")
-    fed = FakeFederation(topo)
-    fed.write(5000)
-    fed.kill("dc1")
-    fed.kill("dc2")
-    fed.lease_holder = None
-    assert promote(fed, "dc3").outcome == "succeeded"
+    topo, fed = _far_end_promoted()
     back_fenced(fed, "dc1")
     rejoin_dc(topo, "dc1", quiet(), world=fed, record=fed)
     back_fenced(fed, "dc2")
