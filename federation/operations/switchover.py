@@ -67,6 +67,8 @@ class Switchover:
     facts: dict[str, Any] = field(default_factory=dict)
     progress: Progress = field(default_factory=lambda: Progress(quiet=True))
     clients: ClientPause = field(default_factory=NoClientPause)
+    # When the source's agent first stopped answering GET /primary with 200 (time.monotonic()).
+    drained_since: float | None = None
 
     @property
     def rollback(self) -> bool:
@@ -336,6 +338,7 @@ def _await_shutdown(run: Switchover, leader: Member) -> tuple[DemotionToken | No
     agent_failures: list[str] = []
 
     def probe() -> DemotionToken | bool | None:
+        _note_drain(run, leader)
         if len(agent_failures) < AGENT_TRIES:
             try:
                 token = run.world.shutdown_token(leader, AGENT_TIMEOUT)
@@ -351,9 +354,32 @@ def _await_shutdown(run: Switchover, leader: Member) -> tuple[DemotionToken | No
 
     got = poll(f"{run.source.name}'s leader {leader.name} to shut down cleanly or restart as standby leader "
                "accepting SQL", probe, DEMOTE_TIMEOUT, 0.02)
+    if run.drained_since is None:
+        run.drained_since = time.monotonic()
     if isinstance(got, DemotionToken):
         return got, None
     return None, agent_failures[-1] if agent_failures else None
+
+
+def _note_drain(run: Switchover, leader: Member) -> None:
+    """When the source's agent first answered GET /primary with anything but 200 (draining, then not primary):
+    from then on every HAProxy takes the source out of its read-write backend at its next check."""
+    if run.drained_since is None and run.world.answers_primary(leader, AGENT_TIMEOUT) is False:
+        run.drained_since = time.monotonic()
+
+
+def _let_entrypoints_drain(run: Switchover) -> None:
+    """Promote no sooner than every HAProxy has had its check of the source since it stopped answering 200:
+    one promoted sooner could pass its check first, and HAProxy would then have two read-write servers, one
+    of them a stopping PostgreSQL that refuses new connections. Costs nothing when the shutdown, catch-up and
+    epoch took longer; a resumed run (it did not see the drain begin) has long waited that out."""
+    if run.drained_since is None:
+        return
+    left = run.drained_since + run.world.drain_seconds - time.monotonic()
+    run.facts["entrypoint_drain_wait"] = round(max(0.0, left), 3)
+    if left > 0:
+        run.progress.say(f"   {left:.2f} s more for the entrypoints' checks to drain {run.source.name}")
+        time.sleep(left)
 
 
 def _streaming_only(section: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -412,6 +438,7 @@ def _raise_epoch(run: Switchover) -> str:
 def _promote(run: Switchover) -> str:
     leader = run.leader(run.target, "cannot promote it")
     if not run.world.writable(leader):
+        _let_entrypoints_drain(run)
         run.world.apply_role(run.target, leader, run.upstreams)
     # The epoch already names the target (a rollback: still names it), so its promotion gate lets it promote.
     poll(f"{run.target.name} ({leader.name}) to accept writes",

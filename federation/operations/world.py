@@ -3,11 +3,13 @@ REST API and PostgreSQL; unit tests drive the same plans against a fake federati
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from federation import patroni_api
-from federation.agent_gates import AgentGate, read_gates
+from federation.agent_gates import AgentGate, agent_get, read_gates
+from federation.entrypoints import DRAIN_SECONDS
 from federation.errors import OperationFailed
 from federation.lsn import parse_lsn
 from federation.operations.common import (
@@ -32,6 +34,9 @@ from federation.topology import Datacenter, Member, Topology
 
 class World(Protocol):
     topo: Topology
+    # How long after a primary's agent stopped answering GET /primary with 200 every entrypoint has taken it
+    # out of its read-write backend (federation.entrypoints.DRAIN_SECONDS).
+    drain_seconds: float
 
     def look(self, dc: Datacenter, timeout: float = 1.5) -> DCLook: ...
 
@@ -56,6 +61,10 @@ class World(Protocol):
         """The token as the member's agent reads it from pg_control (GET /controldata) once the member has shut
         down cleanly as a primary, before Patroni starts it again; None while it has not. AgentUnavailable when
         the agent cannot say (not running, no Patroni configuration): then read_token after the restart."""
+
+    def answers_primary(self, member: Member, timeout: float) -> bool | None:
+        """Whether the member's agent still answers GET /primary with 200, as the entrypoints' read-write checks
+        see it; None when it does not answer."""
 
     def replayed(self, member: Member) -> int | None: ...
 
@@ -87,6 +96,8 @@ class World(Protocol):
 
 class LiveWorld:
     """The real federation: one kept-open SQL session per member asked (polls reuse it)."""
+
+    drain_seconds = DRAIN_SECONDS
 
     def __init__(self, topo: Topology) -> None:
         self.topo = topo
@@ -133,6 +144,13 @@ class LiveWorld:
 
     def shutdown_token(self, member: Member, timeout: float) -> DemotionToken | None:
         return read_shutdown_token(member, timeout)
+
+    def answers_primary(self, member: Member, timeout: float) -> bool | None:
+        try:
+            code, _ = agent_get(member, "/primary", timeout)
+        except (OSError, http.client.HTTPException):
+            return None
+        return code == 200
 
     def replayed(self, member: Member) -> int | None:
         return replay_lsn(self.topo, member, self._session(member))

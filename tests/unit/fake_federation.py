@@ -10,6 +10,7 @@ Every change checks that at most one DC is writable; `violations` lists the inst
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +76,11 @@ class FakeFederation:
         # Whether the members' agents can read pg_control (GET /controldata); who asked for the token how.
         self.agents_read_control = True
         self.token_reads: list[str] = []
+        # The entrypoints' drain (none: most tests need no real time); when each DC last stopped or began
+        # being the primary (time.monotonic()).
+        self.drain_seconds = 0.0
+        self.demoted_at: dict[str, float] = {}
+        self.promoted_at: dict[str, float] = {}
 
     # --- what tests do to it -------------------------------------------------------------------------
     def write(self, nbytes: int = 100) -> None:
@@ -188,6 +194,9 @@ class FakeFederation:
         self.token_reads.append(f"agent {member.name}")
         return DemotionToken(fake.shut_down_at, fake.timeline, SYSTEM_ID, member.name)
 
+    def answers_primary(self, member: Member, timeout: float) -> bool | None:
+        return self._dc_of(member).primary
+
     def replayed(self, member: Member) -> int | None:
         self._replicate()
         fake = self._dc_of(member)
@@ -242,11 +251,13 @@ class FakeFederation:
         standby = bool(fake.config.get("standby_cluster"))
         if fake.primary and standby:
             fake.primary = False
+            self.demoted_at[fake.name] = time.monotonic()
             fake.lsn += SHUTDOWN_CHECKPOINT_BYTES
             fake.shut_down_at = fake.lsn
         elif not fake.primary and not standby and self.record_names(fake.name):
             self._replicate()
             fake.primary = True
+            self.promoted_at[fake.name] = time.monotonic()
             fake.timeline = max(d.timeline for d in self.dcs.values()) + 1
             fake.switch_points[fake.timeline] = fake.lsn
         writable = [d.name for d in self.dcs.values() if d.primary and not d.down]

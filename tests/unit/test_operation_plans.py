@@ -117,6 +117,32 @@ def test_switchover_reads_the_token_over_sql_when_the_source_agent_cannot_read_p
     assert "(over SQL)" in out.getvalue()
 
 
+def test_switchover_promotes_no_sooner_than_the_entrypoints_drained_the_source(topo: Topology) -> None:
+    fed = FakeFederation(topo)
+    fed.drain_seconds = 0.3
+    fed.write(3000)
+    out = io.StringIO()
+    report = switchover_dc(fed.topo, "dc2", Progress(out=out), world=fed, record=fed)
+    assert report.outcome == "succeeded" and fed.violations == []
+    # The fake answers at once, so the whole drain is waited for; a real shutdown and catch-up take most of it.
+    gap = fed.promoted_at["dc2"] - fed.demoted_at["dc1"]
+    assert gap >= 0.3, f"dc2 was promoted {gap:.3f} s after dc1 stopped answering as the primary"
+    assert 0 < report.facts["entrypoint_drain_wait"] <= 0.3
+    assert "for the entrypoints' checks to drain dc1" in out.getvalue()
+
+
+def test_a_resumed_switchover_does_not_wait_for_a_drain_it_did_not_see(
+        topo: Topology, crash_at: Callable[[str, Run, FakeFederation], None]) -> None:
+    fed = FakeFederation(topo)
+    fed.drain_seconds = 30.0
+    fed.write(3000)
+    crash_at("switchover/after-epoch", switchover, fed)
+    assert fed.roles()["dc1"] == "standby" and fed.roles()["dc2"] == "standby"
+    report = switchover(fed)
+    assert report.outcome == "succeeded" and fed.roles()["dc2"] == "primary"
+    assert "entrypoint_drain_wait" not in report.facts
+
+
 def test_switchover_crashed_at_every_step_boundary_resumes_to_the_same_end(
         topo: Topology, monkeypatch: pytest.MonkeyPatch, crash_at: Callable[[str, Run, FakeFederation], None]) -> None:
     reference = FakeFederation(topo)
