@@ -338,8 +338,8 @@ def _await_shutdown(run: Switchover, leader: Member) -> tuple[DemotionToken | No
     agent_failures: list[str] = []
 
     def probe() -> DemotionToken | bool | None:
-        _note_drain(run, leader)
-        if len(agent_failures) < AGENT_TRIES:
+        if len(agent_failures) < AGENT_TRIES:  # an agent given up on is not asked for its /primary either
+            _note_drain(run, leader)
             try:
                 token = run.world.shutdown_token(leader, AGENT_TIMEOUT)
             except AgentUnavailable as exc:
