@@ -25,15 +25,18 @@ from federation.topology import Topology
 class RecordStore(Protocol):
     """What the record needs of the store (FederationStore; a fake in unit tests)."""
 
+    @property
+    def last_committed(self) -> Versioned | None: ...
+
     def read_record(self) -> Versioned | None: ...
 
     def commit_record(self, value: str, version: int | None, *, lease_absent: bool = False,
                       revoke: LeaseView | None = None) -> bool: ...
 
 
-def open_store(topo: Topology) -> RecordStore:
+def open_store(topo: Topology, *, quorum_reuse: float = 0.0) -> RecordStore:
     assert topo.federation_store is not None
-    return FederationStore(topo.federation_store, topo.federation)
+    return FederationStore(topo.federation_store, topo.federation, quorum_reuse=quorum_reuse)
 
 
 def _stored(topo: Topology, store: RecordStore) -> tuple[FederationState, Versioned]:
@@ -47,27 +50,33 @@ def _stored(topo: Topology, store: RecordStore) -> tuple[FederationState, Versio
     return record, found
 
 
-def current_state(topo: Topology) -> tuple[FederationState, list[StateCopy]]:
+def current_state(topo: Topology, store: RecordStore | None = None) -> tuple[FederationState, list[StateCopy]]:
     """The store's record and every DC's copy (read in parallel with it, for display only)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         copies = pool.submit(read_copies, topo)
-        record, _found = _stored(topo, open_store(topo))
+        record, _found = _stored(topo, store or open_store(topo))
         return record, copies.result()
 
 
 def commit(topo: Topology, base: FederationState, new: FederationState, copies: Sequence[StateCopy],
            *, require: Sequence[str] = (), lease_absent: bool = False, revoke: LeaseView | None = None,
-           refresh_copies: bool = True) -> list[str]:
+           refresh_copies: bool = True, store: RecordStore | None = None) -> list[str]:
     """Commit `new` (derived from `base`) with one compare-and-set on the store, then refresh the copies.
 
     Refuses (OperationRefused, nothing written) when the store no longer holds `base`. DCs in `require`
     must take the copy (the target of a promotion, whose gate reads it); when one does not, the commit
-    stands and OperationFailed says so. Returns the DCs whose copy now holds `new`.
+    stands and OperationFailed says so. Returns the DCs whose copy now holds `new`. `store`: the one an
+    operation keeps across its commits; when `base` is what it last committed, the compare-and-set goes
+    against the version that commit left, without reading the record first.
     """
-    store = open_store(topo)
-    seen, found = _stored(topo, store)
-    if seen != base:
-        raise OperationRefused(raced("the federation store", seen))
+    store = store or open_store(topo)
+    last = store.last_committed
+    if last is not None and last.value == base.model_dump_json():
+        found = last
+    else:
+        seen, found = _stored(topo, store)
+        if seen != base:
+            raise OperationRefused(raced("the federation store", seen))
     payload = new.model_dump_json()
     if not store.commit_record(payload, found.version, lease_absent=lease_absent, revoke=revoke):
         again = store.read_record()

@@ -30,6 +30,7 @@ from federation.errors import DCSError, OperationRefused
 from federation.topology import Datacenter, DCRole, Topology
 
 if TYPE_CHECKING:
+    from federation.record_store import RecordStore
     from federation.store import LeaseView
 
 HISTORY_LIMIT = 50
@@ -155,13 +156,14 @@ def newest(topo: Topology, copies: Sequence[StateCopy]) -> FederationState:
     return max(states, key=lambda s: s.epoch)
 
 
-def current_state(topo: Topology) -> tuple[FederationState, list[StateCopy]]:
+def current_state(topo: Topology, store: RecordStore | None = None) -> tuple[FederationState, list[StateCopy]]:
     """The newest record and every DC's copy. With a store, the store's record (StoreNotInitialised when
-    it holds none yet, NoQuorum when its majority cannot be reached from here)."""
+    it holds none yet, NoQuorum when its majority cannot be reached from here), read through `store` when
+    given (one operation's, see `commit`)."""
     if topo.federation_store is not None:
         from federation import record_store
 
-        return record_store.current_state(topo)
+        return record_store.current_state(topo, store)
     copies = read_copies(topo)
     return newest(topo, copies), copies
 
@@ -175,12 +177,13 @@ def _write_copy(dcs: DCS, key: str, new: FederationState, seen: StateCopy) -> bo
 
 def commit(topo: Topology, base: FederationState, new: FederationState, copies: Sequence[StateCopy],
            *, require: Sequence[str] = (), lease_absent: bool = False, revoke: LeaseView | None = None,
-           refresh_copies: bool = True) -> list[str]:
+           refresh_copies: bool = True, store: RecordStore | None = None) -> list[str]:
     """Write `new` (derived from `base`) into every reachable DC, in topology order, with compare-and-set.
 
     With a federation store: one compare-and-set on the store, then the copies (record_store.commit;
     `lease_absent` and `revoke` condition that commit on the primary-DC lease and need a store;
-    `refresh_copies=False` leaves the copies as they are, for an operation's step-by-step progress).
+    `refresh_copies=False` leaves the copies as they are, for an operation's step-by-step progress;
+    `store` is the one an operation keeps for all its commits).
 
     Refuses (OperationRefused, nothing written) when the first reachable DC no longer holds what
     `base` was read from, i.e. another operator committed first. DCs named in `require` must take the
@@ -190,7 +193,7 @@ def commit(topo: Topology, base: FederationState, new: FederationState, copies: 
         from federation import record_store
 
         return record_store.commit(topo, base, new, copies, require=require, lease_absent=lease_absent,
-                                   revoke=revoke, refresh_copies=refresh_copies)
+                                   revoke=revoke, refresh_copies=refresh_copies, store=store)
     if lease_absent or revoke is not None:
         raise ValueError("lease conditions need a federation_store in the topology")
     by_dc = {c.dc: c for c in copies}

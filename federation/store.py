@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from federation.dcs.base import DCS, Versioned
-from federation.dcs.txn import Check, Delete, Put, Write, transact
+from federation.dcs.txn import Check, Delete, Outcome, Put, Write, transact_outcome
 from federation.errors import DCSError, OperationRefused
 from federation.store_config import StoreConfig, StoreHost
 from federation.store_quorum import QuorumView, probe_members
@@ -117,20 +117,37 @@ class FederationStore:
     """One federation's record and lease in the store. Cheap to create: it connects per operation."""
 
     def __init__(self, config: StoreConfig, federation: str, *, deadline: float = DEFAULT_DEADLINE,
-                 probe_timeout: float = PROBE_TIMEOUT, clock: Callable[[], float] = time.monotonic) -> None:
+                 probe_timeout: float = PROBE_TIMEOUT, clock: Callable[[], float] = time.monotonic,
+                 quorum_reuse: float = 0.0) -> None:
+        """`quorum_reuse`: seconds for which a probe that found a serving majority stands for the next calls
+        (one operation's consecutive commits). 0, the default, probes before every call: what a lease renewal
+        needs, whose NoQuorum must come as soon as the majority is gone."""
         self.config = config
         self.federation = federation
         self.deadline = deadline
         self.probe_timeout = min(probe_timeout, deadline / 3)
         self.clock = clock
+        self.quorum_reuse = quorum_reuse
         self.record_key = f"{config.namespace}{federation}/record"
         self.lease_key = f"{config.namespace}{federation}/primary_lease"
+        self._majority_seen: tuple[float, QuorumView] | None = None
+        # The record as this object last committed it (value and version), while nothing failed since.
+        self.last_committed: Versioned | None = None
 
     def describe(self) -> str:
         return f"the federation store ({self.config.kind} at {', '.join(h.address for h in self.config.hosts)})"
 
     def quorum(self) -> QuorumView:
-        return probe_members(self.config.kind, self.config.hosts, self.probe_timeout, self.config.etcd_tls)
+        if self._majority_seen is not None and self.clock() - self._majority_seen[0] <= self.quorum_reuse:
+            return self._majority_seen[1]
+        view = probe_members(self.config.kind, self.config.hosts, self.probe_timeout, self.config.etcd_tls)
+        self._majority_seen = (self.clock(), view) if self.quorum_reuse > 0 and view.has_majority else None
+        return view
+
+    def _forget(self) -> None:
+        """A request failed: the next one probes again, and reads the record before comparing against it."""
+        self._majority_seen = None
+        self.last_committed = None
 
     def _serving(self, deadline_at: float | None = None) -> tuple[list[StoreHost], float]:
         """The members that serve, and when the operation's deadline ends; NoQuorum without a majority. While
@@ -180,6 +197,7 @@ class FederationStore:
                 with self._on_member(member, attempt_at) as dcs:
                     return read(dcs)
             except DCSError as exc:
+                self._forget()
                 if deadline_at - self.clock() < RETRY_PAUSE * 2:
                     raise StoreError(f"{self.describe()} could not {what} within {self.deadline:g} s: "
                                      f"{exc.message}", hint=STORE_HINT) from None
@@ -210,18 +228,21 @@ class FederationStore:
         if revoke is not None and revoke.held:
             checks.append(Check(self.lease_key, revoke.version))
             writes.append(Delete(self.lease_key))
-        won = self._transact(checks, writes, "commit the federation record")
-        if won and revoke is not None and revoke.lease_id is not None:
+        outcome = self._transact(checks, writes, "commit the federation record")
+        version = outcome.versions.get(self.record_key)
+        self.last_committed = Versioned(self.record_key, value, version) if version is not None else None
+        if outcome.won and revoke is not None and revoke.lease_id is not None:
             self._revoke_etcd_lease(revoke.lease_id)
-        return won
+        return outcome.won
 
-    def _transact(self, checks: Sequence[Check], writes: Sequence[Write], what: str) -> bool:
+    def _transact(self, checks: Sequence[Check], writes: Sequence[Write], what: str) -> Outcome:
         try:
             with self._session() as opened:
-                return transact(opened, checks, writes, what)
+                return transact_outcome(opened, checks, writes, what)
         except NoQuorum:
             raise
         except DCSError as exc:
+            self._forget()
             raise StoreError(f"{self.describe()} did not confirm the request to {what} within "
                              f"{self.deadline:g} s: {exc.message}",
                              hint="its outcome is unknown: the member may still apply it; read the record again "
@@ -243,6 +264,7 @@ class FederationStore:
         except NoQuorum:
             raise
         except DCSError as exc:
+            self._forget()
             raise StoreError(f"{self.describe()} could not {what} within {self.deadline:g} s: {exc.message}",
                              hint=STORE_HINT) from None
 
@@ -253,6 +275,7 @@ class FederationStore:
         except NoQuorum:
             raise
         except DCSError as exc:
+            self._forget()
             raise StoreError(f"{self.describe()} could not {what} within {self.deadline:g} s: {exc.message}",
                              hint=STORE_HINT) from None
 
@@ -302,7 +325,7 @@ class FederationStore:
         if seen.version is None:
             raise ValueError("revoke_lease needs the lease as read_lease() returned it (with its version)")
         won = self._transact([Check(self.lease_key, seen.version)], [Delete(self.lease_key)],
-                             "revoke the primary-DC lease")
+                             "revoke the primary-DC lease").won
         if won and seen.lease_id is not None:
             self._revoke_etcd_lease(seen.lease_id)
         return won
@@ -315,7 +338,7 @@ class FederationStore:
                 if isinstance(dcs, EtcdDCS):
                     dcs.post("revoke the primary-DC lease", "/kv/lease/revoke", {"ID": lease_id})
         except DCSError:
-            pass  # the key is gone already, which is what fences; the lease then just expires
+            self._forget()  # the key is gone already, which is what fences; the lease then just expires
 
     def primary_lease(self, dc: str, agent: str) -> PrimaryLease:
         from federation.store_lease import open_primary_lease

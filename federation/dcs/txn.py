@@ -12,7 +12,7 @@ A lost race returns False; only an unreachable or failing server raises DCSError
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from federation.dcs.base import DCS
@@ -46,8 +46,21 @@ class Delete:
 Write = Put | Delete
 
 
+@dataclass(frozen=True)
+class Outcome:
+    won: bool
+    # The version each key put holds after a won transaction (etcd: its mod_revision, the transaction's
+    # revision; ZooKeeper: its znode version), to compare against in the next one without reading it first.
+    versions: dict[str, int] = field(default_factory=dict)
+
+
 def transact(dcs: DCS, checks: Sequence[Check], writes: Sequence[Write], what: str) -> bool:
     """Apply `writes` only if every check holds. False when one does not (someone else wrote first)."""
+    return transact_outcome(dcs, checks, writes, what).won
+
+
+def transact_outcome(dcs: DCS, checks: Sequence[Check], writes: Sequence[Write], what: str) -> Outcome:
+    """`transact`, with the versions the keys put hold afterwards."""
     if isinstance(dcs, EtcdDCS):
         return _etcd(dcs, checks, writes, what)
     from federation.dcs.zookeeper import ZooKeeperDCS
@@ -63,7 +76,7 @@ def etcd_compare(check: Check) -> dict[str, Any]:
     return {"key": _b64(check.key), "result": "EQUAL", "target": "MOD", "mod_revision": check.version}
 
 
-def _etcd(dcs: EtcdDCS, checks: Sequence[Check], writes: Sequence[Write], what: str) -> bool:
+def _etcd(dcs: EtcdDCS, checks: Sequence[Check], writes: Sequence[Write], what: str) -> Outcome:
     success: list[dict[str, Any]] = []
     for w in writes:
         if isinstance(w, Put):
@@ -74,10 +87,16 @@ def _etcd(dcs: EtcdDCS, checks: Sequence[Check], writes: Sequence[Write], what: 
         else:
             success.append({"request_delete_range": {"key": _b64(w.key)}})
     body = {"compare": [etcd_compare(c) for c in checks], "success": success, "failure": []}
-    return bool(dcs.post(what, "/kv/txn", body).get("succeeded", False))
+    answer = dcs.post(what, "/kv/txn", body)
+    if not answer.get("succeeded", False):
+        return Outcome(False)
+    revision = answer.get("header", {}).get("revision")
+    if revision is None:
+        return Outcome(True)
+    return Outcome(True, {w.key: int(revision) for w in writes if isinstance(w, Put)})
 
 
-def _zookeeper(dcs: Any, checks: Sequence[Check], writes: Sequence[Write], what: str) -> bool:
+def _zookeeper(dcs: Any, checks: Sequence[Check], writes: Sequence[Write], what: str) -> Outcome:
     from federation.dcs.zookeeper import _kazoo
 
     kz = _kazoo()
@@ -105,9 +124,23 @@ def _zookeeper(dcs: Any, checks: Sequence[Check], writes: Sequence[Write], what:
     results = dcs._wait(what, t.commit_async())
     failed = [r for r in results if isinstance(r, Exception)]
     if not failed:
-        return True
+        return Outcome(True, _zookeeper_versions(checks, writes, results))
     lost = (kz.exceptions.BadVersionError, kz.exceptions.NoNodeError, kz.exceptions.NodeExistsError,
             kz.exceptions.RolledBackError, kz.exceptions.RuntimeInconsistency)
     if all(isinstance(r, lost) for r in failed):
-        return False
+        return Outcome(False)
     raise DCSError(f"{dcs.describe()} failed to {what}: {', '.join(type(r).__name__ for r in failed)}")
+
+
+def _zookeeper_versions(checks: Sequence[Check], writes: Sequence[Write], results: Sequence[Any]) -> dict[str, int]:
+    """The version of each key put, from the multi's results: a created znode is at version 0, a set_data
+    answers with its ZnodeStat. The results follow the operations (an absent-check is two of them)."""
+    first_write = sum(2 if c.version is None else 1 for c in checks)
+    versions: dict[str, int] = {}
+    for w, result in zip(writes, results[first_write:], strict=False):
+        if isinstance(w, Put):
+            if w.create:
+                versions[w.key] = 0
+            elif hasattr(result, "version"):
+                versions[w.key] = int(result.version)
+    return versions

@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from federation import state
+from federation import record_store, state
 from federation.errors import OperationRefused
 from federation.state import FederationState, HistoryEntry, PendingOperation
-from federation.store import LeaseView
+from federation.store import FederationStore, LeaseView
 from federation.topology import Topology
 
 
@@ -28,12 +28,20 @@ class RecordPort(Protocol):
         """Compare-and-set `new` over `base`; OperationRefused when the record moved meanwhile."""
 
 
+# An operation's commits come one after another within a second or so: a probe of the store's members that
+# found a majority stands for that long (a member cut off meanwhile costs one request deadline and an
+# "outcome unknown", never a false success). A lease renewal never reuses one.
+OPERATION_QUORUM_REUSE = 1.0
+
+
 class LiveRecord:
     def __init__(self, topo: Topology) -> None:
         self.topo = topo
+        self.store = (record_store.open_store(topo, quorum_reuse=OPERATION_QUORUM_REUSE)
+                      if topo.federation_store is not None else None)
 
     def read(self) -> FederationState:
-        return state.current_state(self.topo)[0]
+        return state.current_state(self.topo, self.store)[0]
 
     def commit(self, base: FederationState, new: FederationState, *, refresh_copies: bool = True,
                require: Sequence[str] = (), lease_absent: bool = False, revoke: LeaseView | None = None,
@@ -41,11 +49,12 @@ class LiveRecord:
         if hand_over_lease and self.topo.federation_store is not None:
             from federation.operations.lease_fence import commit_handing_over
 
-            commit_handing_over(self.topo, base, new)
+            reader = self.store if isinstance(self.store, FederationStore) else None  # else: a unit test's fake
+            commit_handing_over(self.topo, base, new, reader=reader, store=self.store)
             return
         copies = state.read_copies(self.topo) if refresh_copies or self.topo.federation_store is None else []
         state.commit(self.topo, base, new, copies, require=require, lease_absent=lease_absent, revoke=revoke,
-                     refresh_copies=refresh_copies)
+                     refresh_copies=refresh_copies, store=self.store)
 
 
 def owner() -> str:

@@ -26,6 +26,7 @@ from federation.store_config import FENCING_BOUND_SECONDS
 from federation.topology import Topology
 
 if TYPE_CHECKING:
+    from federation.record_store import RecordStore
     from federation.state import FederationState
 
 
@@ -150,7 +151,8 @@ class LeaseFence:
 
 
 def commit_handing_over(topo: Topology, base: FederationState, new: FederationState, *,
-                        reader: LeaseReader | None = None, attempts: int = 3) -> LeaseView | None:
+                        reader: LeaseReader | None = None, attempts: int = 3,
+                        store: RecordStore | None = None) -> LeaseView | None:
     """Commit `new` and, in the same compare-and-set, revoke a lease held by any DC but `new.primary_dc`, so
     that the new primary DC's agent can take it (switchover-dc). Returns the lease revoked, if any.
 
@@ -164,7 +166,7 @@ def commit_handing_over(topo: Topology, base: FederationState, new: FederationSt
         seen = reader.read_lease()
         revoke = seen if seen.held and seen.holder != new.primary_dc else None
         try:
-            state.commit(topo, base, new, state.read_copies(topo), revoke=revoke)
+            state.commit(topo, base, new, state.read_copies(topo), revoke=revoke, store=store)
             return revoke
         except OperationRefused:
             if revoke is None or attempt == attempts - 1:

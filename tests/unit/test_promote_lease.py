@@ -92,7 +92,7 @@ def lstore(monkeypatch: pytest.MonkeyPatch) -> LeaseStore:
     from federation import record_store
 
     fake = LeaseStore()
-    monkeypatch.setattr(record_store, "open_store", lambda topo: fake)
+    monkeypatch.setattr(record_store, "open_store", lambda topo, **_: fake)
     return fake
 
 

@@ -33,6 +33,8 @@ class FakeStore:
         self.no_quorum = False
         self.before_commit: list[str] = []  # values another operator commits just before our next commit
         self.confirm_late = False  # our next commit applies but answers False (a retried request)
+        self.last_committed: Versioned | None = None  # as FederationStore keeps it after a won commit
+        self.reads = 0
 
     def _check(self) -> None:
         if self.no_quorum:
@@ -42,6 +44,7 @@ class FakeStore:
 
     def read_record(self) -> Versioned | None:
         self._check()
+        self.reads += 1
         return self.value
 
     def _write(self, value: str) -> None:
@@ -54,12 +57,14 @@ class FakeStore:
             self._write(self.before_commit.pop(0))
         self.commits.append({"value": value, "version": version, "lease_absent": lease_absent, "revoke": revoke})
         current = self.value.version if self.value else None
+        self.last_committed = None
         if current != version:
             return False
         self._write(value)
         if self.confirm_late:
             self.confirm_late = False
             return False
+        self.last_committed = self.value
         return True
 
 
@@ -72,7 +77,7 @@ def topo() -> Topology:
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> FakeStore:
     fake = FakeStore()
-    monkeypatch.setattr(record_store, "open_store", lambda topo: fake)
+    monkeypatch.setattr(record_store, "open_store", lambda topo, **_: fake)
     return fake
 
 
@@ -174,6 +179,25 @@ def test_a_race_inside_the_compare_and_set_is_refused_too(topo: Topology, store:
     with pytest.raises(OperationRefused, match="another operator committed first"):
         state.commit(topo, base, raise_epoch(base), read)
     assert copy_epoch(topo, copies, "dc1") == 0
+
+
+def test_a_commit_on_top_of_our_last_one_skips_the_read_and_still_loses_to_a_racer(
+        topo: Topology, store: FakeStore, copies: dict[str, MemoryDCS]) -> None:
+    record_store.init_store(topo)
+    base, read = current_state(topo)
+    first = raise_epoch(base)
+    state.commit(topo, base, first, read)
+    reads = store.reads
+    second = raise_epoch(first)
+    state.commit(topo, first, second, read)
+    assert store.reads == reads, "compared against the version the first commit left, without reading"
+    assert current_state(topo)[0] == second
+    # Another operator commits between our two commits: the compare-and-set on that version is lost.
+    store.before_commit.append(raise_epoch(second).model_copy(update={"primary_dc": "dc2"}).model_dump_json())
+    with pytest.raises(OperationRefused, match="another operator committed first: the federation store now holds "
+                                                "epoch 3 \\(primary DC dc2"):
+        state.commit(topo, second, raise_epoch(second), read)
+    assert current_state(topo)[0].primary_dc == "dc2"
 
 
 def test_our_own_commit_confirmed_late_stands(topo: Topology, store: FakeStore,

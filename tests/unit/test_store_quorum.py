@@ -184,3 +184,39 @@ def test_a_majority_that_never_elects_is_refused_at_the_deadline() -> None:
         took = time.monotonic() - started
     assert 1.8 < took < 3.5, f"refused after {took:.2f} s"
     assert refused.value.hint is not None and "elected no leader" in refused.value.hint
+
+
+def test_an_operations_store_reuses_a_found_majority_for_a_moment_and_never_a_refusal() -> None:
+    """One operation's commits follow each other within a second: a probe that found the majority stands
+    for `quorum_reuse` seconds. A probe that found none is never reused, and a store without reuse (what a
+    lease renewal has) probes before every call."""
+    probes: list[str] = []
+    leads = {"now": "1"}
+
+    def leader() -> str:
+        probes.append(leads["now"])
+        return leads["now"]
+
+    now = [time.monotonic()]  # moved by hand; request deadlines still count from it
+    with zookeeper_like(b"") as gone_a, zookeeper_like(b"") as gone_b:
+        pass  # closed again: their ports refuse now
+    with etcd_member("1", leader, 100) as one:
+        config = StoreConfig.model_validate({"etcd3": {"hosts": [{"address": h.address, "site": h.site}
+                                                                 for h in (one, gone_a, gone_b)]}})
+        store = FederationStore(config, "fed", quorum_reuse=1.0, clock=lambda: now[0])
+        assert store.read_record() is not None and store.read_record() is not None
+        assert len(probes) == 1
+        now[0] += 1.5
+        store.read_record()
+        assert len(probes) == 2, "probed again once the moment was over"
+        leads["now"] = "0"
+        now[0] += 1.5
+        for _ in range(2):
+            with pytest.raises(NoQuorum):
+                store.read_record()
+        assert len(probes) == 4, "a refusal is not reused: every call probes again"
+        leads["now"] = "1"
+        plain = FederationStore(config, "fed", clock=lambda: now[0])
+        plain.read_record()
+        plain.read_record()
+        assert len(probes) == 6
