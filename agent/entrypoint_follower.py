@@ -38,7 +38,7 @@ log = logging.getLogger("agent.entrypoint")
 DEFAULT_INTERVAL = 0.5
 DCS_TIMEOUT = 1.0
 PATRONI_TIMEOUT = 0.5
-PEEK_INTERVAL = 0.1
+PEEK_INTERVAL = 0.05
 
 
 @dataclass(frozen=True)
@@ -198,13 +198,15 @@ class EntrypointFollower:
 
     def _wait_for_next_cycle(self) -> None:
         """Sleep until the next cycle; with a pause holder, peek at the store every PEEK_INTERVAL and look at
-        once when a switchover asks to pause (its demotion waits for this follower's answer)."""
+        once when a switchover asks to pause, and again as soon as PgBouncer answered the PAUSE (the
+        switchover's demotion waits for this follower to say so)."""
         if self.pause is None:
             self._stop.wait(self.interval)
             return
         until = time.monotonic() + self.pause.interval(self.interval)
         while not self._stop.is_set() and (left := until - time.monotonic()) > 0:
-            if self._stop.wait(min(PEEK_INTERVAL, left)) or self.pause.asked():
+            if (self._stop.wait(min(self.pause.wake_interval(PEEK_INTERVAL), left)) or self.pause.answered()
+                    or self.pause.asked()):
                 return
 
     def cycle(self) -> None:
@@ -332,7 +334,9 @@ def pause_holder(topo: Topology, pgbouncer: PgBouncerTarget, follower_id: str | 
         return None
     name = pgbouncer_admin.describe(pgbouncer.admin).removeprefix("PgBouncer admin console ")
     admin, password = pgbouncer.admin, pgbouncer.password
-    store = FederationStore(topo.federation_store, topo.federation, deadline=DCS_TIMEOUT)
+    # The pause keys inform and decide nothing: a probe that found the majority serves the acknowledgement
+    # written right after the peek saw the request.
+    store = FederationStore(topo.federation_store, topo.federation, deadline=DCS_TIMEOUT, quorum_reuse=1.0)
     chosen = check_follower_id(follower_id or f"{socket.gethostname()}:{name}")
     return PauseHolder(store, chosen, name, peek=PausePeek(store),
                        pause=lambda: pgbouncer_admin.PendingPause(admin, password()),

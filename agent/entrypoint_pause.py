@@ -42,13 +42,18 @@ from federation.store import FederationStore
 
 log = logging.getLogger("agent.entrypoint")
 PAUSED_INTERVAL = 0.1  # how often the follower looks while it holds clients: each look may release them
+# How often, between two cycles, the follower looks whether PgBouncer answered a PAUSE it sent: a look is a
+# read on the admin socket, no request; the switchover's demotion waits for the answer to be published.
+ANSWER_POLL = 0.01
 BLOCKERS_AFTER = 0.3  # a PAUSE still waiting after this long: name the transactions it waits for
 
 
 class Pausing(Protocol):
     """A PAUSE sent and not answered yet (agent.pgbouncer_admin.PendingPause)."""
 
-    def done(self) -> bool: ...
+    def done(self) -> bool:
+        """True once the PAUSE completed, and on every later call."""
+        ...
 
     def close(self) -> None: ...
 
@@ -118,6 +123,20 @@ class PauseHolder:
         request = self.peek()
         return (request is not None and request.operation not in self.handled
                 and not request.expired(self.clock()))
+
+    def answered(self) -> bool:
+        """Between cycles: has PgBouncer answered the PAUSE sent (so the follower should publish it now)? An
+        error says yes too: the next cycle takes it in."""
+        if self._pausing is None:
+            return False
+        try:
+            return self._pausing.done()
+        except FedError:
+            return True
+
+    def wake_interval(self, peek: float) -> float:
+        """How often to look between cycles: for PgBouncer's answer while a PAUSE waits, else for a request."""
+        return ANSWER_POLL if self._pausing is not None else peek
 
     def step(self, target_epoch: int | None, target: str | None, target_writable: bool) -> None:
         """One cycle, after the follower pointed PgBouncer where the record says."""

@@ -73,6 +73,7 @@ class PendingPause:
 
     def __init__(self, conninfo: str, password: str | None = None) -> None:
         self.where = describe(conninfo)
+        self._answered = False
         try:
             self._conn = psycopg.connect(admin_conninfo(conninfo, password), autocommit=True)
             self._conn.pgconn.send_query(b"PAUSE")
@@ -80,7 +81,10 @@ class PendingPause:
             raise PgBouncerUnreachable(f"{self.where} does not answer: {_first_line(exc)}") from None
 
     def done(self) -> bool:
-        """True once PAUSE completed; raises PgBouncerUnreachable when PgBouncer refused it or hung up."""
+        """True once PAUSE completed (and on every later call); raises PgBouncerUnreachable when PgBouncer
+        refused it or hung up."""
+        if self._answered:
+            return True
         pgconn = self._conn.pgconn
         try:
             pgconn.consume_input()
@@ -94,8 +98,10 @@ class PendingPause:
         if result is None or result.status != pq.ExecStatus.COMMAND_OK:
             message = (result.error_message if result else b"no answer").decode(errors="replace").strip()
             if "already suspended/paused" in message:  # paused by us before a restart of the follower
+                self._answered = True
                 return True
             raise PgBouncerUnreachable(f"{self.where} refused PAUSE: {message}")
+        self._answered = True
         return True
 
     def close(self) -> None:

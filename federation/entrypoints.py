@@ -32,7 +32,7 @@ PORT_BASE = 15000
 PORT_SLOTS = 2500
 # fastinter: once a check failed, the next one follows 100 ms later, so a server that is really down is out
 # within inter + fastinter, while one failed check alone (a slow TLS handshake) still takes nobody out.
-CHECK_INTERVAL = 0.5
+CHECK_INTERVAL = 0.25
 CHECK_TIMING = f"inter {int(CHECK_INTERVAL * 1000)} fastinter 100 fall 2 rise 1"
 # How long after a primary's agent stopped answering 200 every HAProxy has taken it out of the read-write
 # backend: its next check (within inter) plus that check's own round trip. switchover-dc promotes the target

@@ -30,7 +30,7 @@ from federation.topology import Topology
 # transactions running then. A transaction still running at the bound is cut by the demotion.
 PAUSE_WAIT = 2.0
 RELEASE_WAIT = 3.0  # for every follower that paused to say it resumed
-POLL = 0.05
+POLL = 0.02
 
 
 class ClientPause(Protocol):
@@ -125,7 +125,9 @@ def client_pause_for(topo: Topology) -> ClientPause:
         return NoClientPause()
     from federation.store import FederationStore
 
-    return StoreClientPause(FederationStore(topo.federation_store, topo.federation, deadline=1.0))
+    # Its reads and writes follow each other every few tens of milliseconds: one probe of the members serves
+    # for a second of them (journal.OPERATION_QUORUM_REUSE).
+    return StoreClientPause(FederationStore(topo.federation_store, topo.federation, deadline=1.0, quorum_reuse=1.0))
 
 
 def quietly_release(pause: ClientPause, operation: str) -> str:

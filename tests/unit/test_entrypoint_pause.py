@@ -358,3 +358,21 @@ def test_a_store_that_cannot_say_whether_clients_were_paused_does_not_stop_the_s
     clients.requested = unknown  # type: ignore[method-assign]
     report = switchover_dc(topo, "dc2", Progress(quiet=True), world=fed, record=fed, clients=clients)
     assert report.outcome == "succeeded" and clients.calls[0][0] == "pause"
+
+
+def test_between_cycles_the_follower_looks_for_pgbouncers_answer_often_and_wakes_on_it() -> None:
+    from agent.entrypoint_pause import ANSWER_POLL
+
+    store, bouncer, clock = FakeStore(), FakePgBouncer(running=1), Clock()
+    pause = holder(store, bouncer, clock)
+    assert not pause.answered() and pause.wake_interval(0.05) == 0.05, "no PAUSE sent: only peeks for a request"
+    request_pause(store, request(requested_at=clock.now))
+    pause.step(3, "dc1/n1", True)
+    assert bouncer.paused and registration(store).state is FollowerState.PAUSING
+    assert pause.wake_interval(0.05) == ANSWER_POLL < 0.05, "a PAUSE waits for its answer: looks more often"
+    assert not pause.answered(), "a transaction still runs"
+    bouncer.running = 0
+    assert pause.answered(), "PgBouncer answered: the follower wakes to publish it"
+    pause.step(3, "dc1/n1", True)
+    assert registration(store).state is FollowerState.PAUSED
+    assert not pause.answered() and pause.wake_interval(0.05) == 0.05, "taken in: back to peeking"

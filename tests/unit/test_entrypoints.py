@@ -38,7 +38,7 @@ def test_the_read_write_backend_checks_every_member_on_its_agent_primary_endpoin
     backend = _backend(cfg, "fed_primary")
     assert "option httpchk GET /primary" in backend and "http-check expect status 200" in backend
     assert "http-check disable-on-404" in backend  # a draining primary (404) is out at the next check
-    assert "default-server inter 500 fastinter 100 fall 2 rise 1 on-marked-down shutdown-sessions" in backend
+    assert "default-server inter 250 fastinter 100 fall 2 rise 1 on-marked-down shutdown-sessions" in backend
     servers = [line for line in backend if line.startswith("server ")]
     tls = topo.agent_tls
     assert tls is not None, "the entry topology's agents serve https"
