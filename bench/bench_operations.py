@@ -48,6 +48,7 @@ class Figures:
     outages: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     holds: list[float] = field(default_factory=list)
     steps: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    streaming_after: list[float] = field(default_factory=list)  # from the return until every replica streams
 
 
 def _writer(handle: LabHandle, table: str, bind: str | None) -> Writer:
@@ -86,6 +87,18 @@ def patroni_switchover(handle: LabHandle, dc_name: str) -> None:
                             timeout=60)
     eventually(f"{candidate.name} leads {dc_name} and takes writes",
                lambda: handle.leader_of(dc).name == candidate.name and _streaming_everywhere(handle), timeout=60)
+
+
+def _settled(handle: LabHandle) -> bool:
+    """Every member runs and every one but the primary DC's leader streams (the demoted DC from the new one)."""
+    for dc in handle.topo.datacenters:
+        for member in dc.members:
+            state = patroni_api.patroni_state(member)
+            if state is None or state.get("state") not in ("running", "streaming"):
+                return False
+            if state.get("role") != "primary" and state.get("replication_state") != "streaming":
+                return False
+    return True
 
 
 def _streaming_everywhere(handle: LabHandle) -> bool:
@@ -133,6 +146,11 @@ def bench_mode(handle: LabHandle, writers: dict[str, Writer], runs: int, label: 
                 facts.update(switchover_dc(handle.topo, t, p).facts)
 
             seconds, outs = measured(writers, run)
+            returned = time.monotonic()
+            # switchover-dc returns once the new primary runs (as Patroni's switchover does); the old primary DC
+            # streams from it a moment later. The next run waits for that, outside its timing.
+            eventually(f"{'dc1' if target == 'dc2' else 'dc2'} streams again", lambda: _settled(handle), timeout=60)
+            fed.streaming_after.append(time.monotonic() - returned)
             fed.totals.append(seconds)
             for name, value in outs.items():
                 fed.outages[name].append(value)
@@ -153,6 +171,7 @@ def report_mode(label: str, baseline: Figures, fed: Figures, pgbench: str | None
     line("switchover-dc, libpq write outage, median", f"{fed_outage:6.2f} s")
     line("  ratio to the baseline", f"{fed_outage / base_outage:6.2f} (goal <= 1.0)")
     line("switchover-dc, end to end, median", f"{median(fed.totals):6.2f} s (goal <= 2.5 s)")
+    line("  then until the demoted DC streams from the new primary, median", f"{median(fed.streaming_after):6.2f} s")
     line("switchover-dc, HAProxy write outage, median", f"{median(fed.outages['haproxy']):6.2f} s")
     line("switchover-dc, PgBouncer write outage, median", f"{median(fed.outages['pgbouncer']):6.2f} s")
     line("switchover-dc, PgBouncer held transactions (PAUSE..RESUME), median", f"{median(fed.holds):6.2f} s")

@@ -63,9 +63,11 @@ def run_operation(fmt: str, run: Callable[[Progress], OperationReport], question
               help="Refuse when the target is more than this many bytes behind.")
 @click.option("--force", is_flag=True, help="Switch over although a member of DC cannot be shown to run the "
               f"promotion gate. {GATE_RISK}")
+@click.option("--wait-streaming", is_flag=True, help="Return only once the old primary DC streams from the new "
+              "one (by default the command returns once it is re-pointed, after the lossless proof).")
 @reports_errors
 def switchover_dc_cmd(topology_path: str, dc_name: str, dry_run: bool, yes: bool, fmt: str, max_lag: int,
-                      force: bool) -> None:
+                      force: bool, wait_streaming: bool) -> None:
     """Planned switchover: make DC the primary DC with zero data loss, proven by LSN."""
     from federation.operations.switchover import switchover_dc
 
@@ -73,7 +75,7 @@ def switchover_dc_cmd(topology_path: str, dc_name: str, dry_run: bool, yes: bool
     topo.dc(dc_name)
     question = f"Switch the primary DC over to {dc_name}?"
     run_operation(fmt, lambda p: switchover_dc(topo, dc_name, p, dry_run=dry_run, max_lag_bytes=max_lag,
-                                               force=force),
+                                               force=force, wait_streaming=wait_streaming),
                    f"{GATE_RISK} {question}" if force else question, yes, dry_run)
 
 

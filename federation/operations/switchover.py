@@ -69,6 +69,9 @@ class Switchover:
     clients: ClientPause = field(default_factory=NoClientPause)
     # When the source's agent first stopped answering GET /primary with 200 (time.monotonic()).
     drained_since: float | None = None
+    # Return only once the source streams from the target (else at once after the re-point, as Patroni's
+    # own switchover returns once the new leader runs, before the old one is a replica again).
+    wait_streaming: bool = False
 
     @property
     def rollback(self) -> bool:
@@ -131,31 +134,37 @@ def switchover_steps(run: Switchover) -> list[Step[Switchover]]:
         Step("switch-point", f"check {target}'s new timeline began at the token's LSN", _check_switch_point,
              changes=False),
         Step("repoint", f"point {source} and every other standby DC at its new upstream", _repoint),
-        Step("source-streams", f"wait until {source} streams from {target}", _source_streams, changes=False),
         Step("release-clients", "withdraw the pause request (PgBouncers resumed once they saw the new leader)",
              _release_clients),
+        *([Step("source-streams", f"wait until {source} streams from {target}", _source_streams, changes=False)]
+          if run.wait_streaming else []),
     ]
 
 
 def switchover_dc(topo: Topology, target_name: str, progress: Progress, *, dry_run: bool = False,
                   max_lag_bytes: int = DEFAULT_MAX_LAG_BYTES, force: bool = False, world: World | None = None,
-                  record: RecordPort | None = None, clients: ClientPause | None = None) -> OperationReport:
+                  record: RecordPort | None = None, clients: ClientPause | None = None,
+                  wait_streaming: bool = False) -> OperationReport:
     """`force` goes ahead although a member of the target cannot be shown to run the promotion gate
     (operations.gate_precheck), with a warning. `clients` pauses the entrypoint followers (by default,
-    through the federation store when the world is the live one)."""
+    through the federation store when the world is the live one). `wait_streaming` returns only once the
+    source streams from the target; by default it returns once the source is re-pointed (the lossless proof
+    is done by then: the target's timeline began at the token)."""
     target = topo.dc(target_name)
     if clients is None:
         clients = client_pause_for(topo) if world is None else NoClientPause()
     world = world or LiveWorld(topo)
     record = record or LiveRecord(topo)
     try:
-        return _switchover(topo, target, progress, dry_run, max_lag_bytes, force, world, record, clients)
+        return _switchover(topo, target, progress, dry_run, max_lag_bytes, force, world, record, clients,
+                           wait_streaming)
     finally:
         world.close()
 
 
 def _switchover(topo: Topology, target: Datacenter, progress: Progress, dry_run: bool, max_lag_bytes: int,
-                force: bool, world: World, record: RecordPort, clients: ClientPause) -> OperationReport:
+                force: bool, world: World, record: RecordPort, clients: ClientPause,
+                wait_streaming: bool) -> OperationReport:
     st = record.read()
     refuse_other_operation(st, KIND)
     pending = st.operation
@@ -181,7 +190,7 @@ def _switchover(topo: Topology, target: Datacenter, progress: Progress, dry_run:
     if rollback and not op.rollback:
         op = op.model_copy(update={"rollback": True})
     run = Switchover(world, RecordJournal(record, st, op), source, target, ups, inputs=dict(op.inputs),
-                     progress=progress, clients=clients)
+                     progress=progress, clients=clients, wait_streaming=wait_streaming)
     steps = switchover_steps(run)
     run.journal.op = op.model_copy(update={"plan": [s.name for s in steps]})
     report = OperationReport("switchover-dc", target.name, source.name, epoch=st.epoch, dry_run=dry_run,
@@ -213,6 +222,10 @@ def _switchover(topo: Topology, target: Datacenter, progress: Progress, dry_run:
         raise
     report.facts.update(run.facts)
     report.facts.setdefault("demotion_token", run.inputs.get("token"))
+    if not rollback and not wait_streaming:
+        report.facts["source_streaming"] = "not waited for"
+        progress.say(f"   {source.name} follows {target.name} by streaming within seconds: `fedctl status` shows it "
+                     "(--wait-streaming waits for it)")
     report.epoch = run.journal.record.epoch
     report.outcome = "rolled back" if rollback else "succeeded"
     entry = HistoryEntry(epoch=run.journal.record.epoch, time=state.utc_now(), operation="switchover-dc",

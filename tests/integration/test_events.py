@@ -22,10 +22,14 @@ def _first(events: list[dict[str, Any]], kind: str, dc: str) -> dict[str, Any] |
 
 def test_events_show_a_switchover_and_the_agents_changes_in_time_order(fresh_two_dc: LabHandle) -> None:
     lab = fresh_two_dc
-    switched = fedctl(lab, "switchover-dc", "dc2", "--yes", "--format", "json")
+    # --wait-streaming: returns once dc1 streams from dc2 (else dc1's leader may still be restarting).
+    switched = fedctl(lab, "switchover-dc", "dc2", "--yes", "--wait-streaming", "--format", "json")
     assert switched.returncode == 0, switched.stderr + switched.stdout
+    assert "source_streaming" not in json.loads(switched.stdout)
     # dc1 is now a standby of dc2: point it at one member only, and its agent re-points it at dc2.
     leader = lab.leader_of(lab.dc("dc1"))
+    said = patroni_api.patroni_state(leader)
+    assert said is not None and said.get("replication_state") == "streaming", said
     patroni_api.patch_config(leader, {"standby_cluster": {"host": lab.dc("dc2").members[0].host}})
 
     def complete() -> list[dict[str, Any]] | None:

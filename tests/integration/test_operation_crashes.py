@@ -26,7 +26,7 @@ from tests.integration.labkit import LabHandle, Writer, eventually, fedctl, wait
 pytestmark = pytest.mark.parametrize("two_dc_lab", ["two-dc"], indirect=True)
 
 SWITCHOVER_STEPS = ["prepare", "pause-clients", "demote", "token", "catch-up", "epoch", "promote", "switch-point",
-                    "repoint", "source-streams"]
+                    "repoint", "release-clients"]
 PROMOTE_POINTS = ["before-fence", "before-fenced", "before-epoch", "after-epoch", "before-promote",
                   "before-repoint"]
 

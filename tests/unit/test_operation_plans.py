@@ -296,7 +296,9 @@ def test_dry_run_prints_the_plan_and_changes_nothing(topo: Topology) -> None:
     assert report.plan[0] == "pre-checks: every member of dc2 runs the promotion gate"
     assert [line.split(":")[0] for line in report.plan] == [
         "pre-checks", "prepare", "pause-clients", "demote", "token", "catch-up", "epoch", "promote",
-        "switch-point", "repoint", "source-streams", "release-clients"]
+        "switch-point", "repoint", "release-clients"]
+    waiting = switchover_dc(topo, "dc2", quiet(), dry_run=True, world=fed, record=fed, wait_streaming=True)
+    assert [line.split(":")[0] for line in waiting.plan][-2:] == ["release-clients", "source-streams"]
 
 
 def test_operation_show_names_the_step_what_comes_next_and_both_ways_out(
