@@ -131,6 +131,31 @@ def test_of_two_operators_committing_on_the_same_base_exactly_one_wins(
     assert (record.epoch, record.primary_dc) == (1, winners[0])
 
 
+@pytest.mark.timeout(60)
+def test_a_commit_knows_the_version_it_left_so_the_next_one_needs_no_read(
+        section: dict[str, Any], request: pytest.FixtureRequest) -> None:
+    """etcd's txn revision and ZooKeeper's multi stat are the version the record then holds: the next commit
+    of the same operation compares against it, and loses when anyone wrote in between."""
+    store, topo = fresh_store(section, request)
+    first = store.last_committed
+    read = store.read_record()
+    assert first is not None and read is not None and (first.value, first.version) == (read.value, read.version)
+    base = state.FederationState.model_validate_json(first.value)
+    one = base.model_copy(update={"epoch": 1})
+    state.commit(topo, base, one, [], refresh_copies=False, store=store)
+    mine = store.last_committed
+    assert mine is not None and mine.version != first.version
+    two = one.model_copy(update={"epoch": 2})
+    state.commit(topo, one, two, [], refresh_copies=False, store=store)  # on the version the last commit left
+    assert state.current_state(topo)[0] == two
+    other = FederationStore(topo.federation_store, topo.federation)  # another operator
+    raced = two.model_copy(update={"epoch": 3, "primary_dc": "dc2"})
+    assert other.commit_record(raced.model_dump_json(), other.read_record().version)  # type: ignore[union-attr]
+    with pytest.raises(OperationRefused, match=r"another operator committed first.*epoch 3 \(primary DC dc2"):
+        state.commit(topo, two, two.model_copy(update={"epoch": 3}), [], refresh_copies=False, store=store)
+    assert state.current_state(topo)[0] == raced
+
+
 @pytest.mark.timeout(90)
 def test_without_a_majority_a_commit_is_refused_within_the_deadline_and_writes_nothing(
         tmp_path: Path) -> None:
