@@ -174,7 +174,7 @@ class Writer:
 
     def __init__(self, handle: LabHandle, table: str = "writer_rows", *, dsn: str | None = None,
                  netns: str | None = None, create: bool = True, first_id: int = 1,
-                 error_pause: float = 0.02, track_end: bool = False) -> None:
+                 error_pause: float = 0.02, track_end: bool = False, pace: float = 0.0) -> None:
         import threading
 
         from federation.lab.lab import lab_dsn
@@ -186,6 +186,7 @@ class Writer:
         self.netns = netns
         self.first_id = first_id
         self.error_pause = error_pause
+        self.pace = pace  # seconds between two commits (0: back to back, as fast as the server answers)
         self.acked: list[tuple[int, float]] = []
         self.lsn_of: dict[int, int] = {}  # the WAL insert position read inside the commit's transaction
         # With `track_end`: the insert position read right after the commit returned, an upper bound of where
@@ -231,6 +232,8 @@ class Writer:
                     if end:
                         self.end_lsn_of[next_id] = parse_lsn(end[0])
                 next_id += 1
+                if self.pace:
+                    self._stop.wait(self.pace)
             except psycopg.Error as exc:
                 self.errors += 1
                 if getattr(exc, "sqlstate", None) or "read-only" in str(exc) or "hot standby" in str(exc):
